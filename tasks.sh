@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# mlops-nb tasks. Needs only Python 3.11+, pip and git: everything else goes into .venv.
+#   bash tasks.sh run    set up, run the whole pipeline on the bundled data → reports/index.html
+#   bash tasks.sh test   set up, then check notebooks and run every test (what CI runs)
+#   bash tasks.sh lab    set up, open JupyterLab on the project
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+
+setup() {
+  if [ ! -x .venv/bin/python ]; then
+    echo "== creating .venv"
+    "$PY" -m venv .venv
+  fi
+  # Install (again) only when the dependency files changed since the last install.
+  stamp=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+  if [ "$(cat .venv/.mlops-nb-installed 2>/dev/null)" != "$stamp" ]; then
+    echo "== installing mlops-nb and its pinned dependencies into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+    echo "$stamp" > .venv/.mlops-nb-installed
+  fi
+  export PATH="$PWD/.venv/bin:$PATH" DVC_NO_ANALYTICS=1 YDATA_PROFILING_NO_ANALYTICS=True
+  # dvclive needs a commit to exist: a fresh `git init` without commits would fail the train step.
+  if ! git rev-parse --verify -q HEAD >/dev/null 2>&1; then
+    echo "error: this folder must be a git repository with at least one commit (DVC and the lineage record need it)" >&2
+    exit 1
+  fi
+}
+
+case "${1:-}" in
+  run)
+    setup
+    .venv/bin/mlops-nb run
+    ;;
+  test)
+    setup
+    .venv/bin/python -m pytest tests -v -p no:cacheprovider
+    ;;
+  lab)
+    setup
+    .venv/bin/mlops-nb lab
+    ;;
+  *)
+    echo "usage: bash tasks.sh run|test|lab" >&2
+    exit 2
+    ;;
+esac
