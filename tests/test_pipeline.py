@@ -142,3 +142,24 @@ def test_unknown_parameter_stops_the_step_with_a_clear_error(project):
     assert "train.cv_fold is not a parameter of 05_train.ipynb" in r.stderr
     assert "Traceback" not in r.stderr
     assert (project/"models/trained.skops").read_bytes() == before
+
+
+def test_a_failing_step_stops_the_run_keeps_its_notebook_and_the_champion(project):
+    good = (project/"params.yaml").read_text()
+    champion = (project/"models/package/current.json").read_text()
+    p = params(project); p["acceptance"]["min_primary_metric"] = 1.01     # no model can pass this gate
+    try:
+        (project/"params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+        r = run([tool("mlops-nb"), "run"], project, check=False)
+    finally:
+        (project/"params.yaml").write_text(good)
+    assert r.returncode != 0
+    assert "step acceptance failed: AcceptanceError" in r.stderr + r.stdout
+    assert "pipeline FAILED" in r.stdout
+    page = (project/"reports/steps/07_acceptance.html").read_text()
+    assert "AcceptanceError" in page and "limit 1.01" in page
+    status = json.loads((project/"reports/steps/acceptance.json").read_text())
+    assert status["status"] == "failed"
+    assert "07_acceptance.html" in (project/"reports/index.html").read_text()
+    assert (project/"models/package/current.json").read_text() == champion          # the champion stays
+    assert json.loads((project/"reports/acceptance.json").read_text())["accepted"] is False
