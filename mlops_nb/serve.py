@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['PREDICTION_LOG_TABLE', 'MAX_ROWS_PER_REQUEST', 'LATENCY_BUCKETS', 'SchemaError', 'conform', 'FastFeatures',
            'ServedModel', 'load_model', 'prediction_log_table', 'db_url', 'make_engine', 'utc_now', 'PredictionLog',
-           'request_model', 'ServiceMetrics', 'row_warnings', 'create_app', 'row_keys', 'predictions_table',
-           'score_chunks', 'read_chunks', 'score_batch']
+           'request_model', 'ServiceMetrics', 'row_warnings', 'create_app', 'row_keys', 'scores_table', 'score_chunks',
+           'read_chunks', 'score_batch']
 
-# %% ../notebooks/09_serve.ipynb #f3629e47
+# %% ../notebooks/09_serve.ipynb #7c7d7a8e
 import json, queue, re, threading, time, uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +20,7 @@ import pandas as pd
 from .core import load_trusted, read_json
 from .package import current_package
 
-# %% ../notebooks/09_serve.ipynb #20582a04
+# %% ../notebooks/09_serve.ipynb #056918a7
 class SchemaError(ValueError):
     "Input breaks the model's schema; `problems` holds one dict (column, problem, message) per column and kind."
     def __init__(self, problems: list[dict]):
@@ -72,7 +72,7 @@ def conform(X, schema: dict) -> tuple[pd.DataFrame, list[dict], list[dict]]:
     if errors: return X, errors, warnings
     return pd.DataFrame(cols, index=X.index), errors, warnings
 
-# %% ../notebooks/09_serve.ipynb #51be7896
+# %% ../notebooks/09_serve.ipynb #533aa530
 def _is_nan(v) -> bool: return v is None or (isinstance(v, float) and v != v) or v is pd.NA
 
 class FastFeatures:
@@ -153,7 +153,7 @@ class FastFeatures:
             out[hit, pos[codes[hit]]] = 1.0
         return out
 
-# %% ../notebooks/09_serve.ipynb #83e829c5
+# %% ../notebooks/09_serve.ipynb #ee370735
 def _probe_rows(schema: dict) -> pd.DataFrame:
     "Rows that touch every category, both ends of every range and a missing value in every column."
     cols = {}
@@ -199,11 +199,19 @@ class ServedModel:
 
     def _raw(self, Z, proba: bool = True):
         "Labels (and probabilities) for the model's input `Z` (features for the fast path, a DataFrame otherwise)."
-        if not self.is_classifier: return self._est.predict(Z), None
-        if self._argmax:
-            p = self._est.predict_proba(Z)
-            return self._est.classes_[np.argmax(p, axis=1)], p
-        return self._est.predict(Z), (self._est.predict_proba(Z) if proba else None)
+        if self.fast is not None and len(self.fast.num):       # a huge input can overflow once scaled: name its column
+            j = [n[1] for n in self.fast.num]
+            bad = np.isinf(Z[:, j]).any(axis=0)
+            if bad.any(): raise SchemaError([_problem(n[0], "range", "a value too large to compute with") for n, b in zip(self.fast.num, bad) if b])
+        try:
+            if not self.is_classifier: return self._est.predict(Z), None
+            if self._argmax:
+                p = self._est.predict_proba(Z)
+                return self._est.classes_[np.argmax(p, axis=1)], p
+            return self._est.predict(Z), (self._est.predict_proba(Z) if proba else None)
+        except ValueError as e:
+            if "infinity" not in str(e): raise
+            raise SchemaError([_problem("input", "range", f"a value too large to compute with ({e})")]) from None
 
     def _predict_conformed(self, X: pd.DataFrame, proba: bool = True):
         return self._raw(self.fast.frame(X) if self.fast is not None else X, proba)
@@ -240,7 +248,7 @@ def load_model(package_dir="models/package", fast: bool = True) -> ServedModel:
     "The champion model packaged under `package_dir`."
     return ServedModel(current_package(package_dir), fast=fast)
 
-# %% ../notebooks/09_serve.ipynb #c6dc0cec
+# %% ../notebooks/09_serve.ipynb #c07f5fca
 PREDICTION_LOG_TABLE = "prediction_log"
 
 def prediction_log_table(metadata=None):
@@ -260,16 +268,20 @@ def db_url(path_or_url) -> str:
     return str(path_or_url) if "://" in str(path_or_url) else f"sqlite:///{Path(path_or_url).resolve()}"
 
 def make_engine(db):
-    "A SQLAlchemy engine for `db` (URL or SQLite path); SQLite files get WAL so readers never wait for the writer."
+    """A SQLAlchemy engine for `db` (URL or SQLite path). SQLite gets WAL, so readers never wait for the writer, and
+    real transactions (the driver's own would leave a CREATE TABLE outside them)."""
     import sqlalchemy as sa
     engine = sa.create_engine(db_url(db))
     if engine.dialect.name == "sqlite":
         if engine.url.database not in (None, "", ":memory:"): Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         @sa.event.listens_for(engine, "connect")
         def _pragmas(con, _):
+            con.isolation_level = None   # let SQLAlchemy say BEGIN itself, so DDL is inside the transaction too
             cur = con.cursor()
             for p in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000"): cur.execute(f"PRAGMA {p}")
             cur.close()
+        @sa.event.listens_for(engine, "begin")
+        def _begin(con): con.exec_driver_sql("BEGIN")
     return engine
 
 def utc_now() -> str:
@@ -342,7 +354,7 @@ class PredictionLog:
         self._thread.join(timeout)
         self.engine.dispose()
 
-# %% ../notebooks/09_serve.ipynb #b8c26efe
+# %% ../notebooks/09_serve.ipynb #9b10f984
 MAX_ROWS_PER_REQUEST = 10_000
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -432,6 +444,7 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     from fastapi import Body, FastAPI, Header, Response
     from fastapi.responses import JSONResponse
     from fastapi.concurrency import run_in_threadpool
+    from fastapi.exceptions import RequestValidationError
     from pydantic import BaseModel, Field
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     served = load_model(package_dir, fast=fast)
@@ -478,7 +491,10 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
         rows = rows if isinstance(rows, list) else [rows]
         data = [r.model_dump(by_alias=True) for r in rows]
         rid = x_request_id or uuid.uuid4().hex
-        preds, proba = (served.predict_rows(data) if len(data) <= 64 else await run_in_threadpool(served.predict_rows, data))
+        try: preds, proba = (served.predict_rows(data) if len(data) <= 64 else await run_in_threadpool(served.predict_rows, data))
+        except SchemaError as e:
+            raise RequestValidationError([{"type": "value_error", "loc": ("body", p["column"]), "msg": p["message"], "input": None}
+                                          for p in e.problems]) from None
         warned = row_warnings(data, checks)
         body = {"model_version": served.version, "request_id": rid,
                 "predictions": [{"prediction": p, "probabilities": q} for p, q in zip(preds, proba)] if proba is not None
@@ -490,7 +506,7 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     app.add_middleware(_Instrument, metrics=metrics, paths=("/health", "/metadata", "/metrics", "/predict", "/openapi.json", "/docs"))
     return app
 
-# %% ../notebooks/09_serve.ipynb #598f031c
+# %% ../notebooks/09_serve.ipynb #abda7103
 def row_keys(X: pd.DataFrame, seen: Optional[dict] = None) -> list[str]:
     """A stable key per row: the hash of its feature values, with `-n` for the n-th repeat of an identical row
     (`seen` carries the counts from earlier chunks of the same batch)."""
@@ -502,7 +518,7 @@ def row_keys(X: pd.DataFrame, seen: Optional[dict] = None) -> list[str]:
         for k, n in counts.items(): seen[k] = seen.get(k, 0) + int(n)
     return [f"{k:016x}" if n == 0 else f"{k:016x}-{n}" for k, n in zip(h.tolist(), occ.tolist())]
 
-def predictions_table(name: str, regression: bool, metadata=None):
+def scores_table(name: str, regression: bool, metadata=None):
     "The table of precomputed predictions: one row per (model version, row key)."
     import sqlalchemy as sa
     return sa.Table(name, metadata if metadata is not None else sa.MetaData(),
@@ -525,7 +541,7 @@ def score_chunks(served: ServedModel, chunks: Iterable[pd.DataFrame], db, table:
     return the row count. `key` names a column that identifies rows (default: a hash of the features)."""
     import sqlalchemy as sa
     engine = make_engine(db)
-    t = predictions_table(table, not served.is_classifier)
+    t = scores_table(table, not served.is_classifier)
     n, seen, keys_seen, stamp = 0, {}, set(), utc_now()
     try:
         with engine.begin() as con:
