@@ -24,10 +24,15 @@ def test_schemathesis_finds_no_server_error(project, tmp_path):
         r = run([tool("schemathesis"), "run", f"{url}/openapi.json", "--checks", "not_a_server_error",
                  "--max-examples", "300", "--seed", "1", "--workers", "1", "--no-color", "--generation-database", "none",
                  "--request-timeout", "20"], tmp_path, timeout=600, check=False)
+        metrics = requests.get(f"{url}/metrics", timeout=10).text
     finally:
         stop_server(proc)
     assert r.returncode == 0, r.stdout[-8000:] + r.stderr[-2000:]
-    assert "/predict" in r.stdout
+    from prometheus_client.parser import text_string_to_metric_families
+    seen = {(s.labels["path"], s.labels["status"]): s.value for f in text_string_to_metric_families(metrics)
+            if f.name == "mlops_nb_requests" for s in f.samples}
+    assert sum(v for (p, _), v in seen.items() if p == "/predict") >= 200, seen     # it did fuzz the endpoint
+    assert not [k for k in seen if k[1].startswith("5")], seen
 
 
 def test_load_loses_no_prediction_log_row(project, tmp_path):
