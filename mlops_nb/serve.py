@@ -8,7 +8,7 @@ __all__ = ['PREDICTION_LOG_TABLE', 'MAX_ROWS_PER_REQUEST', 'LATENCY_BUCKETS', 'S
            'request_model', 'ServiceMetrics', 'row_warnings', 'create_app', 'row_keys', 'scores_table', 'score_chunks',
            'read_chunks', 'score_batch']
 
-# %% ../notebooks/09_serve.ipynb #7c7d7a8e
+# %% ../notebooks/09_serve.ipynb #eab9b364
 import json, queue, re, threading, time, uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,10 +17,10 @@ from typing import Annotated, Iterable, Optional, Union
 import numpy as np
 import pandas as pd
 
-from .core import load_trusted, read_json
-from .package import current_package
+from .core import read_json
+from .package import current_package, load_package
 
-# %% ../notebooks/09_serve.ipynb #056918a7
+# %% ../notebooks/09_serve.ipynb #61322ad5
 class SchemaError(ValueError):
     "Input breaks the model's schema; `problems` holds one dict (column, problem, message) per column and kind."
     def __init__(self, problems: list[dict]):
@@ -72,19 +72,42 @@ def conform(X, schema: dict) -> tuple[pd.DataFrame, list[dict], list[dict]]:
     if errors: return X, errors, warnings
     return pd.DataFrame(cols, index=X.index), errors, warnings
 
-# %% ../notebooks/09_serve.ipynb #533aa530
+# %% ../notebooks/09_serve.ipynb #2b539232
 def _is_nan(v) -> bool: return v is None or (isinstance(v, float) and v != v) or v is pd.NA
 
+_UNSEEN = "\x00mlops-nb-unseen"
+
+def _encoder_tables(enc, cols, start: int) -> list:
+    "Per column of a fitted one-hot or ordinal encoder: {category: row} and the output rows (the last one: an unseen value)."
+    import warnings
+    from scipy import sparse
+    from sklearn.preprocessing import OneHotEncoder
+    widths = [1] * len(cols) if not isinstance(enc, OneHotEncoder) else list(enc._n_features_outs)
+    out, j = [], 0
+    for i, c in enumerate(cols):
+        cats = list(enc.categories_[i])
+        probe = np.array([[enc.categories_[k][0] for k in range(len(cols))]] * (len(cats) + 1), dtype=object)
+        probe[:, i] = cats + [_UNSEEN]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            z = enc.transform(pd.DataFrame(probe, columns=list(enc.feature_names_in_)) if hasattr(enc, "feature_names_in_") else probe)
+        z = z.toarray() if sparse.issparse(z) else np.asarray(z, dtype=float)
+        out.append((c, {v: k for k, v in enumerate(cats)}, np.ascontiguousarray(z[:, j:j + widths[i]], dtype=float), start + j))
+        j += widths[i]
+    return out
+
 class FastFeatures:
-    "A fitted `ColumnTransformer` of imputers, scalers and one-hot encoders as plain arrays and lookups."
+    """A fitted `ColumnTransformer` of imputers, scalers and one-hot or ordinal encoders as plain arrays and lookup
+    tables (each encoder's output per category, read from the encoder itself)."""
     def __init__(self, ct):
         from sklearn.compose import ColumnTransformer
         from sklearn.impute import SimpleImputer
         from sklearn.pipeline import Pipeline
-        from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+        from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
         from mlops_nb.wrangle import missing_to_nan
         if not isinstance(ct, ColumnTransformer): raise TypeError(f"not a ColumnTransformer: {type(ct).__name__}")
-        self.num, self.cat, width = [], [], 0     # num: (column, index, fill, mean, scale); cat: (column, fill, {category: index})
+        self.num, self.cat = [], []     # num: (column, index, fill, mean, scale); cat: (column, fill, {category: row}, table, start)
+        self.sparse, width = bool(getattr(ct, "sparse_output_", False)), 0
         for name, trans, cols in ct.transformers_:
             if isinstance(trans, str):
                 if trans == "drop" or len(cols) == 0: continue
@@ -94,35 +117,40 @@ class FastFeatures:
             kinds = [("to_nan" if isinstance(s, FunctionTransformer) and s.func is missing_to_nan else
                       "impute" if isinstance(s, SimpleImputer) and not s.add_indicator and _is_nan(s.missing_values) else
                       "scale" if isinstance(s, StandardScaler) else
-                      "onehot" if isinstance(s, OneHotEncoder) and s.handle_unknown == "ignore" and s.drop is None
-                                  and not getattr(s, "_infrequent_enabled", False) else type(s).__name__) for s in steps]
-            start = ct.output_indices_[name].start
-            if kinds in (["impute"], ["scale"], ["impute", "scale"], []):
-                imp = steps[0] if kinds[:1] == ["impute"] else None
-                sc = steps[-1] if kinds[-1:] == ["scale"] else None
+                      "encode" if isinstance(s, (OneHotEncoder, OrdinalEncoder)) else type(s).__name__) for s in steps]
+            sl = ct.output_indices_[name]
+            if kinds in (["impute"], ["scale"], ["impute", "scale"]):
+                imp = steps[0] if kinds[0] == "impute" else None
+                sc = steps[-1] if kinds[-1] == "scale" else None
                 if imp is not None and (len(imp.statistics_) != len(cols) or np.isnan(imp.statistics_.astype(float)).any()):
                     raise TypeError(f"transformer {name!r}: an imputer that drops empty columns is not supported")
                 for i, c in enumerate(cols):
-                    self.num.append((c, start + i, None if imp is None else float(imp.statistics_[i]),
+                    self.num.append((c, sl.start + i, None if imp is None else float(imp.statistics_[i]),
                                      None if sc is None or sc.mean_ is None else float(sc.mean_[i]),
                                      None if sc is None or sc.scale_ is None else float(sc.scale_[i])))
-                width = max(width, start + len(cols))
-            elif kinds == ["to_nan", "impute", "onehot"]:
-                imp, enc = steps[1], steps[2]
-                j = start
-                for i, c in enumerate(cols):
-                    cats = list(enc.categories_[i])
-                    self.cat.append((c, imp.statistics_[i], {v: j + k for k, v in enumerate(cats)}))
-                    j += len(cats)
-                width = max(width, j)
+                stop = sl.start + len(cols)
+            elif kinds == ["to_nan", "impute", "encode"]:
+                fills = steps[1].statistics_
+                tabs = _encoder_tables(steps[2], list(cols), sl.start)
+                self.cat += [(c, fills[i], lookup, table, j) for i, (c, lookup, table, j) in enumerate(tabs)]
+                stop = tabs[-1][3] + tabs[-1][2].shape[1] if tabs else sl.start
             else: raise TypeError(f"transformer {name!r}: steps {kinds} are not supported")
-            if ct.output_indices_[name].stop != (width if kinds[-1:] == ["onehot"] else start + len(cols)):
-                raise TypeError(f"transformer {name!r}: output width differs from the fitted transformer")
+            if stop != sl.stop: raise TypeError(f"transformer {name!r}: output width differs from the fitted transformer")
+            width = max(width, stop)
         self.width = width
-        self._index = [(c, pd.Index(list(lk), dtype=object), np.array(list(lk.values()), dtype=np.intp)) for c, _, lk in self.cat]
+        self._index = [pd.Index(list(lk), dtype=object) for _, _, lk, _, _ in self.cat]
+
+    def _finish(self, out: np.ndarray):
+        "Refuse values that overflowed (a huge input, once scaled), naming the column; sparse when the transformer is."
+        if self.num:
+            bad = np.isinf(out[:, [n[1] for n in self.num]]).any(axis=0)
+            if bad.any(): raise SchemaError([_problem(n[0], "range", "a value too large to compute with") for n, b in zip(self.num, bad) if b])
+        if not self.sparse: return out
+        from scipy import sparse
+        return sparse.csr_matrix(out)
 
     def row(self, r: dict) -> np.ndarray:
-        "The features of one row given as a dict (column → value, None for missing)."
+        "The features of one row given as a dict (column → value, None for missing), dense."
         x = np.zeros(self.width)
         for c, j, fill, mean, scale in self.num:
             v = r.get(c)
@@ -131,14 +159,20 @@ class FastFeatures:
             if mean is not None: v = v - mean
             if scale is not None: v = v / scale
             x[j] = v
-        for c, fill, lookup in self.cat:
+        for c, fill, lookup, table, j in self.cat:
             v = r.get(c)
-            j = lookup.get(fill if _is_nan(v) else v)
-            if j is not None: x[j] = 1.0
+            x[j:j + table.shape[1]] = table[lookup.get(fill if _is_nan(v) else v, -1)]
         return x
 
-    def frame(self, X: pd.DataFrame) -> np.ndarray:
-        "The features of every row of `X`, vectorised."
+    def rows(self, rows: list[dict]):
+        "The features of rows given as dicts, as the fitted transformer gives them."
+        return self._finish(np.vstack([self.row(r) for r in rows]))
+
+    def frame(self, X: pd.DataFrame, block: int = 4096):
+        "The features of every row of `X`, vectorised (in blocks when the output is sparse)."
+        if self.sparse and len(X) > block:
+            from scipy import sparse
+            return sparse.vstack([self.frame(X.iloc[i:i + block]) for i in range(0, len(X), block)], format="csr")
         out = np.zeros((len(X), self.width))
         for c, j, fill, mean, scale in self.num:
             v = X[c].to_numpy(dtype=float, na_value=np.nan)
@@ -146,14 +180,12 @@ class FastFeatures:
             if mean is not None: v = v - mean
             if scale is not None: v = v / scale
             out[:, j] = v
-        for (c, fill, _), (_, index, pos) in zip(self.cat, self._index):
+        for (c, fill, _, table, j), index in zip(self.cat, self._index):
             s = X[c].astype(object)
-            codes = index.get_indexer(s.where(s.notna(), fill))
-            hit = np.flatnonzero(codes >= 0)
-            out[hit, pos[codes[hit]]] = 1.0
-        return out
+            out[:, j:j + table.shape[1]] = table[index.get_indexer(s.where(s.notna(), fill))]   # -1, unseen: the last row
+        return self._finish(out)
 
-# %% ../notebooks/09_serve.ipynb #ee370735
+# %% ../notebooks/09_serve.ipynb #ca10a1ee
 def _probe_rows(schema: dict) -> pd.DataFrame:
     "Rows that touch every category, both ends of every range and a missing value in every column."
     cols = {}
@@ -173,7 +205,7 @@ class ServedModel:
     def __init__(self, folder, fast: bool = True):
         from sklearn.pipeline import Pipeline
         self.folder = Path(folder)
-        self.model = load_trusted(self.folder/"model.skops")
+        self.model = load_package(self.folder)     # hash-checked, trusted types only
         self.schema = read_json(self.folder/"schema.json")
         self.lineage = read_json(self.folder/"lineage.json")
         self.version = self.lineage["version"]
@@ -187,10 +219,11 @@ class ServedModel:
                 ff, est = FastFeatures(self.model[0]), self.model[-1]
                 if getattr(est, "feature_names_in_", None) is not None: raise TypeError("the estimator expects named columns")
                 probe = conform(_probe_rows(self.schema), self.schema)[0]
-                if not np.array_equal(ff.frame(probe), self.model[0].transform(probe), equal_nan=True):
+                dense = lambda z: z.toarray() if hasattr(z, "toarray") else np.asarray(z, dtype=float)
+                if not np.array_equal(dense(ff.frame(probe)), dense(self.model[0].transform(probe)), equal_nan=True):
                     raise TypeError("differs from the pipeline's transform on probe rows")
                 self.fast, self.fast_reason = ff, "ok"
-            except (TypeError, ValueError, KeyError) as e: self.fast_reason = str(e)
+            except (TypeError, ValueError, KeyError, AttributeError) as e: self.fast_reason = f"{type(e).__name__}: {e}"
         self._est = self.model[-1] if self.fast is not None else self.model
         from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
         # these estimators' `predict` is by definition the class of highest probability: one pass gives both
@@ -199,10 +232,6 @@ class ServedModel:
 
     def _raw(self, Z, proba: bool = True):
         "Labels (and probabilities) for the model's input `Z` (features for the fast path, a DataFrame otherwise)."
-        if self.fast is not None and len(self.fast.num):       # a huge input can overflow once scaled: name its column
-            j = [n[1] for n in self.fast.num]
-            bad = np.isinf(Z[:, j]).any(axis=0)
-            if bad.any(): raise SchemaError([_problem(n[0], "range", "a value too large to compute with") for n, b in zip(self.fast.num, bad) if b])
         try:
             if not self.is_classifier: return self._est.predict(Z), None
             if self._argmax:
@@ -236,7 +265,7 @@ class ServedModel:
     def predict_rows(self, rows: list[dict], small: int = 32) -> tuple[list, Optional[list[dict]]]:
         """Predictions (JSON-ready: labels as text, regression values as floats) and class probabilities for rows given
         as dicts whose values already have the schema's types (as the REST service's request model makes them)."""
-        if self.fast is not None and len(rows) <= small: Z = np.vstack([self.fast.row(r) for r in rows])
+        if self.fast is not None and len(rows) <= small: Z = self.fast.rows(rows)
         else:
             Z = conform(pd.DataFrame(rows, columns=self.features), self.schema)[0]
             Z = self.fast.frame(Z) if self.fast is not None else Z
@@ -248,7 +277,7 @@ def load_model(package_dir="models/package", fast: bool = True) -> ServedModel:
     "The champion model packaged under `package_dir`."
     return ServedModel(current_package(package_dir), fast=fast)
 
-# %% ../notebooks/09_serve.ipynb #c07f5fca
+# %% ../notebooks/09_serve.ipynb #12ecac69
 PREDICTION_LOG_TABLE = "prediction_log"
 
 def prediction_log_table(metadata=None):
@@ -354,7 +383,7 @@ class PredictionLog:
         self._thread.join(timeout)
         self.engine.dispose()
 
-# %% ../notebooks/09_serve.ipynb #9b10f984
+# %% ../notebooks/09_serve.ipynb #a7786d5c
 MAX_ROWS_PER_REQUEST = 10_000
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -506,7 +535,7 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     app.add_middleware(_Instrument, metrics=metrics, paths=("/health", "/metadata", "/metrics", "/predict", "/openapi.json", "/docs"))
     return app
 
-# %% ../notebooks/09_serve.ipynb #abda7103
+# %% ../notebooks/09_serve.ipynb #ff50b190
 def row_keys(X: pd.DataFrame, seen: Optional[dict] = None) -> list[str]:
     """A stable key per row: the hash of its feature values, with `-n` for the n-th repeat of an identical row
     (`seen` carries the counts from earlier chunks of the same batch)."""
