@@ -8,7 +8,7 @@ __all__ = ['PREDICTION_LOG_TABLE', 'MAX_ROWS_PER_REQUEST', 'LATENCY_BUCKETS', 'S
            'request_model', 'ServiceMetrics', 'row_warnings', 'create_app', 'row_keys', 'scores_table', 'score_chunks',
            'read_chunks', 'score_batch']
 
-# %% ../notebooks/09_serve.ipynb #eab9b364
+# %% ../notebooks/09_serve.ipynb #3cb897d8
 import json, queue, re, threading, time, uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +20,7 @@ import pandas as pd
 from .core import read_json
 from .package import current_package, load_package
 
-# %% ../notebooks/09_serve.ipynb #61322ad5
+# %% ../notebooks/09_serve.ipynb #8bda12d3
 class SchemaError(ValueError):
     "Input breaks the model's schema; `problems` holds one dict (column, problem, message) per column and kind."
     def __init__(self, problems: list[dict]):
@@ -72,7 +72,7 @@ def conform(X, schema: dict) -> tuple[pd.DataFrame, list[dict], list[dict]]:
     if errors: return X, errors, warnings
     return pd.DataFrame(cols, index=X.index), errors, warnings
 
-# %% ../notebooks/09_serve.ipynb #2b539232
+# %% ../notebooks/09_serve.ipynb #aed35722
 def _is_nan(v) -> bool: return v is None or (isinstance(v, float) and v != v) or v is pd.NA
 
 _UNSEEN = "\x00mlops-nb-unseen"
@@ -137,7 +137,7 @@ class FastFeatures:
             else: raise TypeError(f"transformer {name!r}: steps {kinds} are not supported")
             if stop != sl.stop: raise TypeError(f"transformer {name!r}: output width differs from the fitted transformer")
             width = max(width, stop)
-        self.width = width
+        self.width, self.order = width, "C"   # the memory order of the transformer's output: BLAS sums differ by layout
         self._index = [pd.Index(list(lk), dtype=object) for _, _, lk, _, _ in self.cat]
 
     def _finish(self, out: np.ndarray):
@@ -173,7 +173,7 @@ class FastFeatures:
         if self.sparse and len(X) > block:
             from scipy import sparse
             return sparse.vstack([self.frame(X.iloc[i:i + block]) for i in range(0, len(X), block)], format="csr")
-        out = np.zeros((len(X), self.width))
+        out = np.zeros((len(X), self.width), order=self.order)
         for c, j, fill, mean, scale in self.num:
             v = X[c].to_numpy(dtype=float, na_value=np.nan)
             if fill is not None: v = np.where(np.isnan(v), fill, v)
@@ -185,7 +185,7 @@ class FastFeatures:
             out[:, j:j + table.shape[1]] = table[index.get_indexer(s.where(s.notna(), fill))]   # -1, unseen: the last row
         return self._finish(out)
 
-# %% ../notebooks/09_serve.ipynb #ca10a1ee
+# %% ../notebooks/09_serve.ipynb #177d165f
 def _probe_rows(schema: dict) -> pd.DataFrame:
     "Rows that touch every category, both ends of every range and a missing value in every column."
     cols = {}
@@ -220,7 +220,9 @@ class ServedModel:
                 if getattr(est, "feature_names_in_", None) is not None: raise TypeError("the estimator expects named columns")
                 probe = conform(_probe_rows(self.schema), self.schema)[0]
                 dense = lambda z: z.toarray() if hasattr(z, "toarray") else np.asarray(z, dtype=float)
-                if not np.array_equal(dense(ff.frame(probe)), dense(self.model[0].transform(probe)), equal_nan=True):
+                want = self.model[0].transform(probe)
+                if isinstance(want, np.ndarray) and len(want) > 1 and np.isfortran(want): ff.order = "F"
+                if not np.array_equal(dense(ff.frame(probe)), dense(want), equal_nan=True):
                     raise TypeError("differs from the pipeline's transform on probe rows")
                 self.fast, self.fast_reason = ff, "ok"
             except (TypeError, ValueError, KeyError, AttributeError) as e: self.fast_reason = f"{type(e).__name__}: {e}"
@@ -277,7 +279,7 @@ def load_model(package_dir="models/package", fast: bool = True) -> ServedModel:
     "The champion model packaged under `package_dir`."
     return ServedModel(current_package(package_dir), fast=fast)
 
-# %% ../notebooks/09_serve.ipynb #12ecac69
+# %% ../notebooks/09_serve.ipynb #cb270ea3
 PREDICTION_LOG_TABLE = "prediction_log"
 
 def prediction_log_table(metadata=None):
@@ -383,7 +385,7 @@ class PredictionLog:
         self._thread.join(timeout)
         self.engine.dispose()
 
-# %% ../notebooks/09_serve.ipynb #a7786d5c
+# %% ../notebooks/09_serve.ipynb #6b33c7e3
 MAX_ROWS_PER_REQUEST = 10_000
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -535,7 +537,7 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     app.add_middleware(_Instrument, metrics=metrics, paths=("/health", "/metadata", "/metrics", "/predict", "/openapi.json", "/docs"))
     return app
 
-# %% ../notebooks/09_serve.ipynb #ff50b190
+# %% ../notebooks/09_serve.ipynb #6fae86d6
 def row_keys(X: pd.DataFrame, seen: Optional[dict] = None) -> list[str]:
     """A stable key per row: the hash of its feature values, with `-n` for the n-th repeat of an identical row
     (`seen` carries the counts from earlier chunks of the same batch)."""
