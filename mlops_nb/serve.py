@@ -8,7 +8,7 @@ __all__ = ['PREDICTION_LOG_TABLE', 'MAX_ROWS_PER_REQUEST', 'LATENCY_BUCKETS', 'S
            'request_model', 'ServiceMetrics', 'row_warnings', 'create_app', 'row_keys', 'scores_table', 'score_chunks',
            'read_chunks', 'score_batch']
 
-# %% ../notebooks/09_serve.ipynb #3cb897d8
+# %% ../notebooks/09_serve.ipynb #12914e83
 import json, queue, re, threading, time, uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +20,7 @@ import pandas as pd
 from .core import read_json
 from .package import current_package, load_package
 
-# %% ../notebooks/09_serve.ipynb #8bda12d3
+# %% ../notebooks/09_serve.ipynb #f221cf7b
 class SchemaError(ValueError):
     "Input breaks the model's schema; `problems` holds one dict (column, problem, message) per column and kind."
     def __init__(self, problems: list[dict]):
@@ -72,7 +72,7 @@ def conform(X, schema: dict) -> tuple[pd.DataFrame, list[dict], list[dict]]:
     if errors: return X, errors, warnings
     return pd.DataFrame(cols, index=X.index), errors, warnings
 
-# %% ../notebooks/09_serve.ipynb #aed35722
+# %% ../notebooks/09_serve.ipynb #e386bc23
 def _is_nan(v) -> bool: return v is None or (isinstance(v, float) and v != v) or v is pd.NA
 
 _UNSEEN = "\x00mlops-nb-unseen"
@@ -185,7 +185,7 @@ class FastFeatures:
             out[:, j:j + table.shape[1]] = table[index.get_indexer(s.where(s.notna(), fill))]   # -1, unseen: the last row
         return self._finish(out)
 
-# %% ../notebooks/09_serve.ipynb #177d165f
+# %% ../notebooks/09_serve.ipynb #69690a0f
 def _probe_rows(schema: dict) -> pd.DataFrame:
     "Rows that touch every category, both ends of every range and a missing value in every column."
     cols = {}
@@ -279,7 +279,7 @@ def load_model(package_dir="models/package", fast: bool = True) -> ServedModel:
     "The champion model packaged under `package_dir`."
     return ServedModel(current_package(package_dir), fast=fast)
 
-# %% ../notebooks/09_serve.ipynb #cb270ea3
+# %% ../notebooks/09_serve.ipynb #1d52a436
 PREDICTION_LOG_TABLE = "prediction_log"
 
 def prediction_log_table(metadata=None):
@@ -385,7 +385,7 @@ class PredictionLog:
         self._thread.join(timeout)
         self.engine.dispose()
 
-# %% ../notebooks/09_serve.ipynb #6b33c7e3
+# %% ../notebooks/09_serve.ipynb #1842729a
 MAX_ROWS_PER_REQUEST = 10_000
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -537,17 +537,20 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     app.add_middleware(_Instrument, metrics=metrics, paths=("/health", "/metadata", "/metrics", "/predict", "/openapi.json", "/docs"))
     return app
 
-# %% ../notebooks/09_serve.ipynb #6fae86d6
+# %% ../notebooks/09_serve.ipynb #f4144bec
 def row_keys(X: pd.DataFrame, seen: Optional[dict] = None) -> list[str]:
     """A stable key per row: the hash of its feature values, with `-n` for the n-th repeat of an identical row
     (`seen` carries the counts from earlier chunks of the same batch)."""
     h = pd.Series(pd.util.hash_pandas_object(X, index=False).to_numpy())
     occ = h.groupby(h, sort=False).cumcount().to_numpy()
     if seen is not None:
-        occ = occ + h.map(seen).fillna(0).astype(int).to_numpy()
-        counts = h.value_counts()
-        for k, n in counts.items(): seen[k] = seen.get(k, 0) + int(n)
-    return [f"{k:016x}" if n == 0 else f"{k:016x}-{n}" for k, n in zip(h.tolist(), occ.tolist())]
+        hs = h.tolist()
+        occ = occ + np.array([seen.get(k, 0) for k in hs], dtype=np.int64)
+        for k, n in h.value_counts().items(): seen[k] = seen.get(k, 0) + int(n)
+    hx = h.to_numpy().astype(">u8").tobytes().hex()          # each key: 16 hex digits of the 64-bit hash
+    keys = [hx[i:i + 16] for i in range(0, 16 * len(h), 16)]
+    for i in np.flatnonzero(occ): keys[i] = f"{keys[i]}-{occ[i]}"
+    return keys
 
 def scores_table(name: str, regression: bool, metadata=None):
     "The table of precomputed predictions: one row per (model version, row key)."
@@ -571,6 +574,7 @@ def score_chunks(served: ServedModel, chunks: Iterable[pd.DataFrame], db, table:
     """Predict every row of every chunk and write the predictions to `table` in `db`, all in one transaction;
     return the row count. `key` names a column that identifies rows (default: a hash of the features)."""
     import sqlalchemy as sa
+    from itertools import repeat
     engine = make_engine(db)
     t = scores_table(table, not served.is_classifier)
     n, seen, keys_seen, stamp = 0, {}, set(), utc_now()
@@ -582,7 +586,7 @@ def score_chunks(served: ServedModel, chunks: Iterable[pd.DataFrame], db, table:
                     raise ValueError(f"{db}: table {table!r} exists without the key (model_version, row_key) "
                                      f"(made by an older mlops-nb?); pick another table or drop it")
             else: t.create(con)
-            ins = _upsert(con, t)
+            ins, sql, cols = _upsert(con, t), None, ["model_version", "row_key", "scored_at", "prediction", "probabilities"]
             for chunk in chunks:
                 if key is not None:
                     if key not in chunk.columns: raise SchemaError([_problem(key, "missing", "the key column is missing")])
@@ -598,13 +602,16 @@ def score_chunks(served: ServedModel, chunks: Iterable[pd.DataFrame], db, table:
                 pred = pred.astype(float).tolist() if not served.is_classifier else pred.astype(str).tolist()
                 probs = ([json.dumps(dict(zip(served.classes, p))) for p in pr.round(6).tolist()] if proba and pr is not None
                          else [None] * len(pred))
-                recs = [{"model_version": served.version, "row_key": k, "scored_at": stamp, "prediction": p, "probabilities": q}
-                        for k, p, q in zip(keys, pred, probs)]
                 if ins is None:
                     for i in range(0, len(keys), 500):
                         con.execute(t.delete().where(t.c.model_version == served.version, t.c.row_key.in_(keys[i:i+500])))
-                    ins = t.insert()
-                if recs: con.execute(ins, recs)
+                if sql is None:      # compiled once; rows go to the driver's executemany as they are (no per-row dicts)
+                    compiled = (ins if ins is not None else t.insert()).compile(dialect=con.dialect, column_keys=cols)
+                    sql, order = str(compiled), compiled.positiontup
+                recs = zip(repeat(served.version), keys, repeat(stamp), pred, probs)
+                recs = ([tuple(r[cols.index(c)] for c in order) for r in recs] if order and list(order) != cols else list(recs)) \
+                    if order else [dict(zip(cols, r)) for r in recs]
+                if recs: con.exec_driver_sql(sql, recs)
                 n += len(recs)
     finally: engine.dispose()
     return n
