@@ -114,7 +114,7 @@ def rest(name: str, package: Path, rows: pd.DataFrame, n: int, work: Path) -> di
         port = free_port(); proc = serve(package, port, fast, work/f"{name}-{fast}-log.db")
         try:
             key = "fast_path" if fast else "sklearn_path"
-            out[key] = measure(port, bodies, n)
+            out[key] = measure(port, bodies, n if fast else min(n, 600))    # the slow path: fewer requests suffice
             if fast: out["health_floor"] = measure(port, bodies, n, "/health")
         finally:
             proc.terminate(); proc.wait(60)
@@ -144,14 +144,20 @@ def batch(served, rows: int, chunk: int, work: Path) -> dict:
     t0 = time.perf_counter()
     for ch in chunks: served.model.predict(ch[served.features])
     raw = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for ch in chunks: served.predict(ch)                       # schema checks + fast features + estimator, no database
+    checked = time.perf_counter() - t0
     db = work/"scores.db"
     t0 = time.perf_counter(); n = score_chunks(served, chunks, db); scored = time.perf_counter() - t0
     assert n == rows
     t0 = time.perf_counter(); score_chunks(served, chunks, db); again = time.perf_counter() - t0   # upsert of existing keys
     res = {"rows": rows, "chunk_rows": chunk, "raw_predict_s": round(raw, 2), "raw_rows_per_s": round(rows / raw),
+           "served_predict_s": round(checked, 2), "served_predict_rows_per_s": round(rows / checked),
+           "served_predict_ratio_to_raw": round(raw / checked, 3),
            "score_chunks_s": round(scored, 2), "score_rows_per_s": round(rows / scored),
            "ratio_to_raw": round(raw / scored, 3), "rescore_same_rows_s": round(again, 2)}
-    print(f"batch {rows} rows: raw predict {res['raw_rows_per_s']:,} rows/s, score_chunks into SQLite {res['score_rows_per_s']:,} rows/s "
+    print(f"batch {rows} rows: raw predict {res['raw_rows_per_s']:,} rows/s; load_model().predict (checked) {res['served_predict_rows_per_s']:,} rows/s "
+          f"({res['served_predict_ratio_to_raw']:.0%} of raw); score_chunks into SQLite {res['score_rows_per_s']:,} rows/s "
           f"({res['ratio_to_raw']:.0%} of raw); re-scoring the same rows {again:.1f} s")
     return res
 
@@ -167,7 +173,8 @@ def main(argv=None):
     from mlops_nb.serve import load_model
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     try:
-        res = {"when": now_utc(), "machine": machine_info(), "environment": environment_info(), "args": vars(a)}
+        res = {"when": now_utc(), "machine": machine_info(), "environment": environment_info(), "args": vars(a),
+               "load_average_at_start": os.getloadavg()}   # the cores are shared: a busy machine stretches the tail
         gen = package_generated(work/"gen", a.train_rows)
         gserved = load_model(gen)
         assert gserved.fast is not None, gserved.fast_reason
@@ -181,8 +188,11 @@ def main(argv=None):
         res["generated"]["batch"] = batch(gserved, a.rows, a.chunk, work)
         g, b = res["generated"]["rest"]["fast_path"], res["generated"]["batch"]
         res["targets"] = {"p50_under_3ms": g["p50_ms"] < 3, "p99_under_10ms": g["p99_ms"] < 10,
-                          "at_least_300_req_per_s": g["requests_per_s"] >= 300, "batch_at_least_80pct_of_raw": b["ratio_to_raw"] >= 0.8}
-        print("targets (generated model):", json.dumps(res["targets"]))
+                          "at_least_300_req_per_s": g["requests_per_s"] >= 300,
+                          "batch_predict_at_least_80pct_of_raw": b["served_predict_ratio_to_raw"] >= 0.8,
+                          "batch_into_sqlite_at_least_80pct_of_raw": b["ratio_to_raw"] >= 0.8}
+        res["load_average_at_end"] = os.getloadavg()
+        print("targets (generated model):", json.dumps(res["targets"]), "| load average", res["load_average_at_start"], "→", res["load_average_at_end"])
         from mlops_nb.core import write_json
         write_json(res, a.out); print(f"results: {a.out}")
     finally:
