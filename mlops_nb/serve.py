@@ -8,7 +8,7 @@ __all__ = ['PREDICTION_LOG_TABLE', 'MAX_ROWS_PER_REQUEST', 'LATENCY_BUCKETS', 'S
            'request_model', 'ServiceMetrics', 'row_warnings', 'create_app', 'row_keys', 'scores_table', 'score_chunks',
            'read_chunks', 'score_batch']
 
-# %% ../notebooks/09_serve.ipynb #e2492856
+# %% ../notebooks/09_serve.ipynb #88d11fe2
 import json, queue, re, threading, time, uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +20,7 @@ import pandas as pd
 from .core import read_json
 from .package import current_package, load_package
 
-# %% ../notebooks/09_serve.ipynb #cd4dfdda
+# %% ../notebooks/09_serve.ipynb #9c8595ef
 class SchemaError(ValueError):
     "Input breaks the model's schema; `problems` holds one dict (column, problem, message) per column and kind."
     def __init__(self, problems: list[dict]):
@@ -72,7 +72,7 @@ def conform(X, schema: dict) -> tuple[pd.DataFrame, list[dict], list[dict]]:
     if errors: return X, errors, warnings
     return pd.DataFrame(cols, index=X.index), errors, warnings
 
-# %% ../notebooks/09_serve.ipynb #685e7841
+# %% ../notebooks/09_serve.ipynb #02d7deac
 def _is_nan(v) -> bool: return v is None or (isinstance(v, float) and v != v) or v is pd.NA
 
 _UNSEEN = "\x00mlops-nb-unseen"
@@ -185,7 +185,7 @@ class FastFeatures:
             out[:, j:j + table.shape[1]] = table[index.get_indexer(s.where(s.notna(), fill))]   # -1, unseen: the last row
         return self._finish(out)
 
-# %% ../notebooks/09_serve.ipynb #b6b23264
+# %% ../notebooks/09_serve.ipynb #94d3547e
 def _probe_rows(schema: dict) -> pd.DataFrame:
     "Rows that touch every category, both ends of every range and a missing value in every column."
     cols = {}
@@ -279,7 +279,7 @@ def load_model(package_dir="models/package", fast: bool = True) -> ServedModel:
     "The champion model packaged under `package_dir`."
     return ServedModel(current_package(package_dir), fast=fast)
 
-# %% ../notebooks/09_serve.ipynb #829577bd
+# %% ../notebooks/09_serve.ipynb #f1485208
 PREDICTION_LOG_TABLE = "prediction_log"
 
 def prediction_log_table(metadata=None):
@@ -385,7 +385,7 @@ class PredictionLog:
         self._thread.join(timeout)
         self.engine.dispose()
 
-# %% ../notebooks/09_serve.ipynb #3806f4dc
+# %% ../notebooks/09_serve.ipynb #918033f7
 MAX_ROWS_PER_REQUEST = 10_000
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -474,9 +474,7 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     """The FastAPI app serving the champion under `package_dir`, logging predictions to `log_db` (a path or URL) if given.
     `threads` caps the process's OpenMP/BLAS threads (None: leave them): a service answers many small requests, and a
     parallel region for one row waits on its slowest thread, which on a busy machine can stall for a time slice."""
-    if threads is not None:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(threads)
+
     from contextlib import asynccontextmanager
     from fastapi import Body, FastAPI, Header, Response
     from fastapi.responses import JSONResponse
@@ -485,6 +483,10 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     from pydantic import BaseModel, Field
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     served = load_model(package_dir, fast=fast)
+    served.predict(_probe_rows(served.schema).iloc[:1])      # loads every library the model uses (e.g. its OpenMP runtime)
+    if threads is not None:                                    # ... so that the limit reaches them
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(threads)
     log = PredictionLog(log_db, served.version) if log_db is not None else None
     metrics, checks = ServiceMetrics(served, log), _row_checks(served.schema)
     Row = request_model(served.schema)
@@ -543,7 +545,7 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     app.add_middleware(_Instrument, metrics=metrics, paths=("/health", "/metadata", "/metrics", "/predict", "/openapi.json", "/docs"))
     return app
 
-# %% ../notebooks/09_serve.ipynb #a94613d0
+# %% ../notebooks/09_serve.ipynb #dc9c4ef1
 def row_keys(X: pd.DataFrame, seen: Optional[dict] = None) -> list[str]:
     """A stable key per row: the hash of its feature values, with `-n` for the n-th repeat of an identical row
     (`seen` carries the counts from earlier chunks of the same batch)."""
