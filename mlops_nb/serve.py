@@ -8,7 +8,7 @@ __all__ = ['PREDICTION_LOG_TABLE', 'MAX_ROWS_PER_REQUEST', 'LATENCY_BUCKETS', 'S
            'request_model', 'ServiceMetrics', 'row_warnings', 'create_app', 'row_keys', 'scores_table', 'score_chunks',
            'read_chunks', 'score_batch']
 
-# %% ../notebooks/09_serve.ipynb #02b14b98
+# %% ../notebooks/09_serve.ipynb #9a36eac2
 import json, queue, re, threading, time, uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +20,7 @@ import pandas as pd
 from .core import read_json
 from .package import current_package, load_package
 
-# %% ../notebooks/09_serve.ipynb #0df7abcc
+# %% ../notebooks/09_serve.ipynb #8ab8b420
 class SchemaError(ValueError):
     "Input breaks the model's schema; `problems` holds one dict (column, problem, message) per column and kind."
     def __init__(self, problems: list[dict]):
@@ -72,7 +72,7 @@ def conform(X, schema: dict) -> tuple[pd.DataFrame, list[dict], list[dict]]:
     if errors: return X, errors, warnings
     return pd.DataFrame(cols, index=X.index), errors, warnings
 
-# %% ../notebooks/09_serve.ipynb #453f5f5f
+# %% ../notebooks/09_serve.ipynb #f3c58a74
 def _is_nan(v) -> bool: return v is None or (isinstance(v, float) and v != v) or v is pd.NA
 
 _UNSEEN = "\x00mlops-nb-unseen"
@@ -185,7 +185,7 @@ class FastFeatures:
             out[:, j:j + table.shape[1]] = table[index.get_indexer(s.where(s.notna(), fill))]   # -1, unseen: the last row
         return self._finish(out)
 
-# %% ../notebooks/09_serve.ipynb #cc0491fc
+# %% ../notebooks/09_serve.ipynb #f82f6e34
 def _probe_rows(schema: dict) -> pd.DataFrame:
     "Rows that touch every category, both ends of every range and a missing value in every column."
     cols = {}
@@ -279,7 +279,7 @@ def load_model(package_dir="models/package", fast: bool = True) -> ServedModel:
     "The champion model packaged under `package_dir`."
     return ServedModel(current_package(package_dir), fast=fast)
 
-# %% ../notebooks/09_serve.ipynb #f5cfa9f7
+# %% ../notebooks/09_serve.ipynb #c99a45c7
 PREDICTION_LOG_TABLE = "prediction_log"
 
 def prediction_log_table(metadata=None):
@@ -385,7 +385,7 @@ class PredictionLog:
         self._thread.join(timeout)
         self.engine.dispose()
 
-# %% ../notebooks/09_serve.ipynb #65340a50
+# %% ../notebooks/09_serve.ipynb #08d3bdb6
 MAX_ROWS_PER_REQUEST = 10_000
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -545,7 +545,7 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     app.add_middleware(_Instrument, metrics=metrics, paths=("/health", "/metadata", "/metrics", "/predict", "/openapi.json", "/docs"))
     return app
 
-# %% ../notebooks/09_serve.ipynb #cfbe6601
+# %% ../notebooks/09_serve.ipynb #48575344
 def row_keys(X: pd.DataFrame, seen: Optional[dict] = None) -> list[str]:
     """A stable key per row: the hash of its feature values, with `-n` for the n-th repeat of an identical row
     (`seen` carries the counts from earlier chunks of the same batch)."""
@@ -567,8 +567,8 @@ def scores_table(name: str, regression: bool, metadata=None):
                     sa.Column("model_version", sa.Text, primary_key=True), sa.Column("row_key", sa.Text, primary_key=True),
                     sa.Column("scored_at", sa.Text, nullable=False),
                     sa.Column("prediction", sa.Float if regression else sa.Text),
-                    sa.Column("probabilities", sa.Text),   # JSON {class: probability}, when asked for
-                    sqlite_with_rowid=False)                # SQLite: the key is the table, one B-tree to write, not two
+                    sa.Column("probabilities", sa.Text))   # JSON {class: probability}, when asked for
+    # (a rowid table, not WITHOUT ROWID: slower to fill, but `select *` keeps the input's order, which readers rely on)
 
 def _upsert(con, table):
     "An INSERT that replaces the row of the same key, where the database has one; else None."
