@@ -30,21 +30,21 @@ def _report(a):
 def _serve(a):
     import uvicorn
     from mlops_nb.serve import create_app
-    root = find_root(a.project); cfg = load_params(root/"params.yaml")
+    root = find_root(a.project); cfg = load_params(root/"params.yaml"); P = cfg["paths"]
     host = a.host or cfg.get("serve", {}).get("host", "127.0.0.1"); port = a.port or cfg.get("serve", {}).get("port", 8000)
-    app = create_app(a.package_dir or root/cfg["paths"]["package_dir"])
-    uvicorn.run(app, host=host, port=int(port), log_level="info")
+    log_db = a.log_db or root/P.get("prediction_log_db", "data/prediction_log.db")
+    app = create_app(a.package_dir or root/P["package_dir"], log_db=log_db)
+    print(f"serving {app.state.served.version} on http://{host}:{port} (prediction log: {log_db})", flush=True)
+    uvicorn.run(app, host=host, port=int(port), log_level="info", access_log=a.access_log)
     return 0
 
 def _predict(a):
-    import pandas as pd
-    from mlops_nb.serve import load_model, score_batch
+    from mlops_nb.serve import load_model, read_chunks, score_chunks
     root = find_root(a.project); cfg = load_params(root/"params.yaml")
     served = load_model(a.package_dir or root/cfg["paths"]["package_dir"])
-    src = Path(a.input)
-    if not src.is_file(): raise FileNotFoundError(f"--input: {src} not found")
-    df = pd.read_parquet(src) if src.suffix.lower() in (".parquet", ".pq") else pd.read_csv(src)
-    n = score_batch(served, df, a.db, a.table)
+    if a.chunk_size < 1: raise ValueError(f"--chunk-size: expected a positive number of rows, got {a.chunk_size}")
+    chunks = read_chunks(a.input, served.schema, a.chunk_size, key=a.key)
+    n = score_chunks(served, chunks, a.db, a.table, key=a.key, proba=a.proba)
     print(f"{n} predictions by {served.version} written to {a.db} table {a.table}")
     return 0
 
@@ -104,11 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default=None, help="address to listen on (default: serve.host, 127.0.0.1)")
     s.add_argument("--port", type=int, default=None, help="port (default: serve.port)")
     s.add_argument("--package-dir", default=None, help="packaged models (default: paths.package_dir)")
+    s.add_argument("--log-db", default=None, help="prediction log, a SQLAlchemy URL or a SQLite file path (default: paths.prediction_log_db)")
+    s.add_argument("--access-log", action="store_true", help="print a line per request (off by default: it costs latency)")
     s.set_defaults(fn=_serve)
     s = sub.add_parser("predict", help="score a CSV/Parquet batch into a database table")
     s.add_argument("--input", required=True, help="a .csv or .parquet file with the feature columns")
     s.add_argument("--db", required=True, help="a SQLAlchemy URL or a SQLite file path")
     s.add_argument("--table", default="predictions", help="table name (default: predictions)")
+    s.add_argument("--key", default=None, help="a column that identifies rows (default: a hash of each row's features)")
+    s.add_argument("--chunk-size", type=int, default=100_000, help="rows scored at a time (default: 100000)")
+    s.add_argument("--proba", action="store_true", help="also store class probabilities (JSON)")
     s.add_argument("--package-dir", default=None, help="packaged models (default: paths.package_dir)")
     s.set_defaults(fn=_predict)
     s = sub.add_parser("monitor", help="compare a batch with the training data; exit 0 no drift, 1 retrain recommended, 2 could not evaluate")
