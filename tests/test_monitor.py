@@ -162,15 +162,16 @@ def test_regression_predictions_get_a_numeric_test_and_error_metrics_decay(refer
     rng = np.random.default_rng(11)
     y = 3 * reference.x2 + (reference.c2 == "yes") + rng.normal(0, 0.5, N_REF)
     served = _served("regression", reference, y, {"rmse": 0.5})
+    metric = "neg_root_mean_squared_error"           # the acceptance gates' name for RMSE: higher (less negative) is better
     cur = generate(N_CUR, rng)
     res, _ = monitor(reference, cur.assign(y=3 * cur.x2 + (cur.c2 == "yes") + rng.normal(0, 0.5, N_CUR)), served,
-                     metric="rmse", metric_at_training=0.5)
+                     metric=metric, metric_at_training=-0.5)
     assert res["status"] == NO_DRIFT and res["prediction_drift"]["test"] == "Kolmogorov-Smirnov"
     assert abs(res["decay"]) < 0.05
     moved = generate(N_CUR, rng, shift=("x2", 0.5))
-    res, _ = monitor(reference, moved.assign(y=3 * moved.x2 + rng.normal(0, 2.0, N_CUR)), served, metric="rmse", metric_at_training=0.5)
+    res, _ = monitor(reference, moved.assign(y=3 * moved.x2 + rng.normal(0, 2.0, N_CUR)), served, metric=metric, metric_at_training=-0.5)
     assert res["status"] == RETRAIN and res["prediction_drift"]["drifted"] is True
-    assert res["decay"] > 1.0                 # rmse went up: that is decay for an error metric
+    assert res["decay"] > 1.0                 # RMSE more than doubled: decay, relative for an error metric
 
 
 # --- the prediction log, written here as the REST service writes it -----------------------------------
