@@ -121,10 +121,6 @@ def retrained(project, tmp_path_factory):
     first with rows whose missing values break a data-quality gate (the run stops at validate), then with good rows."""
     root = tmp_path_factory.mktemp("retrain")/"project"
     shutil.copytree(project, root, symlinks=True)
-    # The champion's gate score was measured on a different test split (retraining re-splits the grown data), and a
-    # perfect 1.0 on ~70 penguins leaves no room: one mistake among 14 Chinstraps costs 0.024. Allow 0.1 here.
-    params = (root/"params.yaml").read_text()
-    (root/"params.yaml").write_text(params.replace("max_regression_vs_champion: 0.02", "max_regression_vs_champion: 0.1"))
     before = json.loads((root/"models/package/current.json").read_text())["version"]
     bad = root.parent/"unsexed.csv"; gentoo_batch(root, seed=1).assign(sex=None).to_csv(bad, index=False)
     good = root.parent/"gentoo.csv"; gentoo_batch(root).to_csv(good, index=False)
