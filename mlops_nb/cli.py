@@ -81,13 +81,17 @@ def _monitor(a):
         for r in result["reasons"] + result["notes"]: print(f"  - {r}")
         code = result["exit_code"]
         if a.retrain and result["status"] == mon.RETRAIN:
-            info = mon.retrain(root, current)
+            try: info = mon.retrain(root, current)
+            except Exception as e:   # e.g. unlabelled rows: the drift result stands, the retraining did not start
+                info = {"ran": False, "accepted": False, "failed_step": None, "error": f"{type(e).__name__}: {e}",
+                        "note": "nothing was changed; the champion stays"}
             # the pipeline's own monitor step rewrote the declared reports: put this check's back, with the retraining's outcome
             result["retrain"] = info
             mon.write_monitoring(result, table, reference, current, status_file, report, None, profile, M.get("profile_max_rows", 5000))
             if info["accepted"]: print(f"retrain: new model {info['new_version']} accepted (was {info['previous_version']})")
             else:
-                print(f"retrain: no new champion; step {info['failed_step']} failed: {info['error']}\n  {info.get('note', '')}", file=sys.stderr)
+                where = f"step {info['failed_step']} failed: " if info.get("failed_step") else ""
+                print(f"retrain: no new champion; {where}{info['error']}\n  {info.get('note', '')}", file=sys.stderr)
                 code = mon.RETRAIN_FAILED_EXIT
         elif a.retrain:
             print(f"retrain: not needed ({result['status']})")

@@ -77,6 +77,12 @@ def test_prediction_log_over_a_window(project, tmp_path):
     assert r.returncode == 1, r.stdout + r.stderr
     res = json.loads((tmp_path/"all/monitor.json").read_text())
     assert res["rows_current"] == len(batch) + len(gentoo) and "island" in res["drifted_features"]
+    champion = (project/"models/package/current.json").read_text()
+    r = monitor_cmd(project, "--log", "--db", str(db), "--last", "", "--out-dir", str(tmp_path/"all"), "--no-profile", "--retrain")
+    assert r.returncode == 3 and "retraining needs labelled rows" in r.stderr          # the log has no labels
+    res = json.loads((tmp_path/"all/monitor.json").read_text())
+    assert res["status"] == "drift: retrain recommended" and res["retrain"]["ran"] is False   # the drift result stands
+    assert (project/"models/package/current.json").read_text() == champion
     r = monitor_cmd(project, "--log", "--db", str(db), "--since", (now - timedelta(days=31)).isoformat(),
                     "--until", (now - timedelta(days=29)).isoformat(), "--out-dir", str(tmp_path/"old"), "--no-profile")
     assert r.returncode == 1 and json.loads((tmp_path/"old/monitor.json").read_text())["rows_current"] == len(gentoo)
