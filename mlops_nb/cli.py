@@ -49,23 +49,64 @@ def _predict(a):
     return 0
 
 def _monitor(a):
+    "Exit 0 no drift, 1 drift (retrain recommended), 2 could not evaluate, 3 drift but the retrained model was not accepted."
+    from mlops_nb import monitor as mon
+    status_file = None
+    try:
+        root = find_root(a.project); cfg = load_params(root/"params.yaml"); P, M = cfg["paths"], cfg.get("monitor", {})
+        out = Path(a.out_dir) if a.out_dir else None
+        status_file = Path(a.status_file) if a.status_file else (out/"monitor.json" if out else root/P["monitor_path"])
+        report = out/"drift.html" if out else root/P["drift_report"]
+        profile = None if a.no_profile or not M.get("profile_compare", True) else (out/"drift_profile.html" if out else root/P["drift_profile"])
+        live = out/"dvclive" if out else root/P["monitor_live_dir"]
+        from mlops_nb.serve import load_model
+        served = load_model(root/P["package_dir"])
+        if a.log:
+            source = "log"
+            db = a.db or P.get("prediction_log_db", "data/prediction_log.db")
+            db = db if "://" in db or Path(db).is_absolute() else str(root/db)
+        else:
+            source, db = a.current, None
+        window = a.last if a.last is not None else M.get("window", "7d")
+        current, logged, problems, described = mon.read_current(source, root/P["split_dir"], db, window, a.since, a.until)
+        reference = _read_parquet(root/P["split_dir"]/"train.parquet")
+        metric = cfg["project"].get("primary_metric")
+        result, table = mon.monitor(reference, current, served, M.get("p_value", 0.01), M.get("psi_threshold", 0.2),
+                                    M.get("max_drift_share", 0.0), metric, mon.metric_at_training(served, metric),
+                                    M.get("min_wasserstein", 0.15), M.get("min_jensen_shannon", 0.05), M.get("max_decay", 0.05),
+                                    M.get("min_rows", 30), predictions=logged, problems=problems, source=described)
+        mon.write_monitoring(result, table, reference, current, status_file, report, live, profile, M.get("profile_max_rows", 5000))
+        print(f"{result['status']}: drift share {result['drift_share']}; {result['schema_violation_count']} schema violations; "
+              f"status written to {status_file}")
+        for r in result["reasons"] + result["notes"]: print(f"  - {r}")
+        code = result["exit_code"]
+        if a.retrain and result["status"] == mon.RETRAIN:
+            try: info = mon.retrain(root, current)
+            except Exception as e:   # e.g. unlabelled rows: the drift result stands, the retraining did not start
+                info = {"ran": False, "accepted": False, "failed_step": None, "error": f"{type(e).__name__}: {e}",
+                        "note": "nothing was changed; the champion stays"}
+            # the pipeline's own monitor step rewrote the declared reports: put this check's back, with the retraining's outcome
+            result["retrain"] = info
+            mon.write_monitoring(result, table, reference, current, status_file, report, None, profile, M.get("profile_max_rows", 5000))
+            if info["accepted"]: print(f"retrain: new model {info['new_version']} accepted (was {info['previous_version']})")
+            else:
+                where = f"step {info['failed_step']} failed: " if info.get("failed_step") else ""
+                print(f"retrain: no new champion; {where}{info['error']}\n  {info.get('note', '')}", file=sys.stderr)
+                code = mon.RETRAIN_FAILED_EXIT
+        elif a.retrain:
+            print(f"retrain: not needed ({result['status']})")
+        return code
+    except Exception as e:   # whatever stops the check, the answer is "could not evaluate", with the reason
+        print(f"mlops-nb monitor: could not evaluate: {type(e).__name__}: {e}", file=sys.stderr)
+        if status_file is not None:
+            try: write_json({"status": "could not evaluate", "exit_code": 2, "error": f"{type(e).__name__}: {e}"}, status_file)
+            except OSError: pass
+        return 2
+
+def _read_parquet(path):
     import pandas as pd
-    from mlops_nb.monitor import EXIT_CODES, UNKNOWN, drift_html, monitor
-    from mlops_nb.serve import load_model
-    root = find_root(a.project); cfg = load_params(root/"params.yaml"); P, M = cfg["paths"], cfg.get("monitor", {})
-    served = load_model(root/P["package_dir"])
-    src = Path(a.current)
-    if not src.is_file(): raise FileNotFoundError(f"--current: {src} not found")
-    current = pd.read_parquet(src) if src.suffix.lower() in (".parquet", ".pq") else pd.read_csv(src)
-    reference = pd.read_parquet(root/P["split_dir"]/"train.parquet")
-    metric = cfg["project"].get("primary_metric")
-    result, table = monitor(reference, current, served, M.get("p_value", 0.01), M.get("psi_threshold", 0.2),
-                            M.get("max_drift_share", 0.3), metric, served.lineage.get("metrics", {}).get("test", {}).get(metric))
-    status_file = Path(a.status_file or root/P["monitor_path"])
-    write_json(result, status_file)
-    if len(table): drift_html(table, reference, current, result, root/P["drift_report"])
-    print(f"{result['status']}: drift share {result['drift_share']}; status written to {status_file}")
-    return EXIT_CODES.get(result["status"], EXIT_CODES[UNKNOWN])
+    from mlops_nb.core import require
+    return pd.read_parquet(require(path, "run `mlops-nb run` first"))
 
 def _params(a):
     from mlops_nb.pipeline import NOTEBOOKS_DIR, STEPS, notebook_parameters, resolve_step
@@ -116,9 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--proba", action="store_true", help="also store class probabilities (JSON)")
     s.add_argument("--package-dir", default=None, help="packaged models (default: paths.package_dir)")
     s.set_defaults(fn=_predict)
-    s = sub.add_parser("monitor", help="compare a batch with the training data; exit 0 no drift, 1 retrain recommended, 2 could not evaluate")
-    s.add_argument("--current", required=True, help="the new batch, .csv or .parquet")
+    s = sub.add_parser("monitor", help="compare new data with the training data; exit 0 no drift, 1 retrain recommended, "
+                                       "2 could not evaluate (3: --retrain made a model that was not accepted)")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--current", help="the new batch, .csv or .parquet")
+    src.add_argument("--log", action="store_true", help="the REST service's prediction log (paths.prediction_log_db)")
+    s.add_argument("--db", default=None, help="with --log: the log database, a SQLite path or SQLAlchemy URL")
+    s.add_argument("--last", default=None, help="with --log: the window to read, e.g. 24h or 7d, '' for all (default: monitor.window)")
+    s.add_argument("--since", default=None, help="with --log: first time to read (ISO 8601; overrides --last)")
+    s.add_argument("--until", default=None, help="with --log: read rows logged before this time (ISO 8601)")
     s.add_argument("--status-file", default=None, help="where to write the result (default: paths.monitor_path)")
+    s.add_argument("--out-dir", default=None, help="write status, drift report, profile and dvclive steps here instead of reports/")
+    s.add_argument("--no-profile", action="store_true", help="skip the ydata-profiling comparison report")
+    s.add_argument("--retrain", action="store_true", help="on drift, run the pipeline with the current (labelled) rows appended")
     s.set_defaults(fn=_monitor)
     s = sub.add_parser("params", help="list every step's parameters with their values and notebook defaults"); s.set_defaults(fn=_params)
     s = sub.add_parser("lab", help="open JupyterLab on the project")

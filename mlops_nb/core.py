@@ -100,6 +100,8 @@ TRUSTED_TYPES = (
     "numpy.dtype",
     "sklearn.tree._tree.Tree",            # inside random forests
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "functools.partial",                  # HistGradientBoosting with categorical features: partial(check_array, ...);
+    "sklearn.utils.validation.check_array",   # the function a partial wraps is checked on its own, see below
 )
 
 class UntrustedModelError(ValueError):

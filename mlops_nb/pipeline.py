@@ -117,6 +117,7 @@ def build_index(root=None) -> Path:
     def tbl(d):
         return "<table>" + "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in d.items()) + "</table>"
     links = [("Data profile (ydata-profiling)", P["profile_path"]), ("Drift report", P["drift_report"]),
+             ("Data profile: reference vs current (ydata-profiling)", P.get("drift_profile", "reports/drift_profile.html")),
              ("Confusion matrix", f"{P['eval_dir']}/confusion_matrix.png"), ("Misclassified test rows (CSV)", f"{P['eval_dir']}/errors.csv"),
              ("Per-class metrics (CSV)", f"{P['eval_dir']}/per_class.csv"), ("Acceptance gates (JSON)", P["acceptance_path"]),
              ("Monitoring result (JSON)", P["monitor_path"])]
@@ -163,6 +164,7 @@ Acceptance: <b class="{'ok' if acc.get('accepted') else 'bad'}">{'accepted' if a
 <div>{imgs}</div>
 <h2>Monitoring</h2><p>Status: <b>{esc(str(mon.get('status', 'not run')))}</b>; drifted share of features:
 {esc(str(mon.get('drift_share')))}; schema violations: {len(mon.get('schema_violations', []))}.</p>
+{"<ul>" + "".join(f"<li>{esc(str(r))}</li>" for r in mon.get("reasons", [])) + "</ul>" if mon.get("reasons") else ""}
 <h2>Reports</h2><ul>{link_html}</ul>
 <h2>Steps</h2><table><tr><th>step</th><th>status</th><th>time</th><th>started</th><th>notebook</th><th>error</th></tr>{step_rows}</table>
 </body></html>"""
