@@ -106,8 +106,9 @@ class Served:
         self.model, self.schema, self.version = model, schema, "test-1"
         self.lineage = {"metrics": {"test": metrics}}
     def predict(self, X):
-        from mlops_nb.serve import ServedModel
-        X = ServedModel._frame(self, X)
+        from mlops_nb.serve import conform
+        X, errors, _ = conform(X, self.schema)
+        assert not errors, errors
         return pd.DataFrame({"prediction": self.model.predict(X)}, index=X.index)
 
 
