@@ -64,3 +64,36 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Other bundled datasets, with only params.yaml changed; each pipeline runs once per test session and is shared.
+DATASETS = {
+    # name: (source, target, primary metric, acceptance floor)
+    "regression": ("bundled:diabetes", "target", "r2", 0.3),
+    "binary": ("bundled:breast_cancer", "target", "balanced_accuracy", 0.9),
+}
+
+
+@pytest.fixture(scope="session")
+def dataset_project(tmp_path_factory):
+    "`dataset_project(name)`: a project copy on which `mlops-nb run` completed for DATASETS[name]."
+    import yaml
+    built = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            source, target, metric, floor = DATASETS[name]
+            root = copy_project(tmp_path_factory.mktemp(name))
+            p = yaml.safe_load((root/"params.yaml").read_text())
+            p["ingest"]["source"] = source
+            p["project"].update(target=target, primary_metric=metric)
+            p["acceptance"]["min_primary_metric"] = floor
+            p["package"]["model_name"] = name
+            p["train"].update(time_budget_s=60, search_iter=3)                   # keep the tests short
+            p["evaluate"].update(bootstrap_rounds=100, permutation_repeats=2)
+            (root/"params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+            run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", f"{name} dataset"], root)
+            run([tool("mlops-nb"), "run"], root, timeout=1200)
+            built[name] = root
+        return built[name]
+    return get

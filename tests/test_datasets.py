@@ -3,29 +3,14 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import copy_project, run, tool
-
-CASES = {
-    # name: (source, target, primary metric, acceptance floor)
-    "regression": ("bundled:diabetes", "target", "r2", 0.3),
-    "binary": ("bundled:breast_cancer", "target", "balanced_accuracy", 0.9),
-}
+from conftest import DATASETS
 
 
-@pytest.fixture(scope="module", params=sorted(CASES))
-def other_project(request, tmp_path_factory):
-    source, target, metric, floor = CASES[request.param]
-    root = copy_project(tmp_path_factory.mktemp(request.param))
-    p = yaml.safe_load((root/"params.yaml").read_text())
-    p["ingest"]["source"], p["project"]["target"], p["project"]["primary_metric"] = source, target, metric
-    p["acceptance"]["min_primary_metric"] = floor
-    p["package"]["model_name"] = request.param
-    (root/"params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    run(["git", "commit", "-qam", "another dataset"], root)
-    run([tool("mlops-nb"), "run"], root)
-    return request.param, root, metric, floor
+@pytest.fixture(scope="module", params=sorted(DATASETS))
+def other_project(request, dataset_project):
+    source, target, metric, floor = DATASETS[request.param]
+    return request.param, dataset_project(request.param), metric, floor
 
 
 def test_every_family_is_trained_and_compared(other_project):

@@ -7,24 +7,13 @@ import pytest
 import requests
 import yaml
 
-from conftest import copy_project, run, tool
+from conftest import run, tool
 from test_serve import start_server, stop_server
 
 
 @pytest.fixture(scope="module")
-def reg_project(tmp_path_factory):
-    root = copy_project(tmp_path_factory.mktemp("regproject"))
-    p = yaml.safe_load((root/"params.yaml").read_text())
-    p["ingest"]["source"] = "bundled:diabetes"
-    p["project"].update(target="target", primary_metric="r2")
-    p["acceptance"].update(min_primary_metric=0.2, min_gain_over_baseline=0.1)   # r2 on 442 patients is modest
-    p["train"].update(time_budget_s=40, search_iter=2)                            # keep the test short
-    p["evaluate"].update(bootstrap_rounds=50, permutation_repeats=2)
-    (root/"params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "regression profile"], cwd=root, check=True)
-    # the pipeline up to the serve step (DVC runs what it needs); monitoring a regression model is issue 6's work
-    run([tool("dvc"), "repro", "serve"], root, timeout=1200)
-    return root
+def reg_project(dataset_project):
+    return dataset_project("regression")     # the whole pipeline on bundled:diabetes, shared with test_datasets.py
 
 
 def _batch(root):
