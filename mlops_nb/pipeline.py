@@ -121,7 +121,11 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print) -> d
     if env_before is None: os.environ.pop("YDATA_PROFILING_NO_ANALYTICS", None)
     status = "ok" if not error else "timed out" if timed_out else "interrupted" if interrupted or "Ctrl-C" in error else "failed"
     record.update(seconds=round(time.perf_counter() - t0, 2), status=status, error=error, html=str(page.relative_to(root)))
-    if out.exists(): render_html(out, page)
+    if out.exists():
+        try: render_html(out, page)
+        except Exception as e:   # a page we cannot render must not hide the step's outcome
+            record["html_error"] = f"{type(e).__name__}: {e}"
+            log(f"[{i}/{len(STAGES)}] {step}: could not render {page.name}: {record['html_error']}")
     write_json(record, steps_dir/f"{step}.json")
     if interrupted: raise KeyboardInterrupt(f"step {step} interrupted")
     if error:
