@@ -113,6 +113,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'mlops_nb.pipeline.StepFailed': ('pipeline.html#stepfailed', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._dvc': ('pipeline.html#_dvc', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._explain': ('pipeline.html#_explain', 'mlops_nb/pipeline.py'),
+                                   'mlops_nb.pipeline._ipc_kernel_manager': ('pipeline.html#_ipc_kernel_manager', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._kernel_processes': ('pipeline.html#_kernel_processes', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._prepare_dirs': ('pipeline.html#_prepare_dirs', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._read': ('pipeline.html#_read', 'mlops_nb/pipeline.py'),

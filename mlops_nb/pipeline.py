@@ -52,6 +52,14 @@ def _prepare_dirs(root: Path, params: dict):
         p = root/rel
         (p if key.endswith("_dir") else p.parent).mkdir(parents=True, exist_ok=True)
 
+def _ipc_kernel_manager():
+    "A kernel manager that talks to the kernel over local IPC sockets (not TCP): private to this user, and no warning."
+    from jupyter_client.manager import AsyncKernelManager
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            super().__init__(**kw); self.transport = "ipc"
+    return IPCKernelManager
+
 def _kernel_processes():
     "The Jupyter kernels this process started."
     import psutil
@@ -108,7 +116,7 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print) -> d
     interrupted = False
     try:
         pm.execute_notebook(str(nb), tmp, parameters=values, cwd=str(root), kernel_name="python3",
-                            progress_bar=False, log_output=False)
+                            progress_bar=False, log_output=False, kernel_manager_class=_ipc_kernel_manager())
     except KeyboardInterrupt as e:
         error, interrupted = _explain(e, None), True
     except Exception as e:   # an error in a cell, the kernel died, timed out or could not start
