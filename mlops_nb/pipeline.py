@@ -4,7 +4,7 @@
 
 # %% ../notebooks/90_pipeline.ipynb #0e89d938
 from __future__ import annotations
-import glob, html, json, os, signal, subprocess, sys, tempfile, threading, time
+import glob, html, json, os, shutil, signal, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 from .core import (ParamsError, atomic_path, find_root, load_params, now_utc, read_json, step_params,
@@ -12,8 +12,9 @@ from .core import (ParamsError, atomic_path, find_root, load_params, now_utc, re
 from .params import notebook_spec, parameter_spec, validate_params
 
 # %% auto #0
-__all__ = ['STEPS', 'STAGES', 'NOTEBOOKS_DIR', 'StepFailed', 'notebook_parameters', 'resolve_step', 'render_html', 'run_step',
-           'step_records', 'build_index', 'dvc_env', 'write_sources', 'RunLock', 'run_pipeline']
+__all__ = ['STEPS', 'STAGES', 'NOTEBOOKS_DIR', 'EXECUTOR_ENV', 'WARM_IMPORTS', 'StepFailed', 'notebook_parameters',
+           'resolve_step', 'render_html', 'run_step', 'WarmKernel', 'StepServer', 'step_records', 'build_index',
+           'dvc_env', 'write_sources', 'RunLock', 'run_pipeline']
 
 # %% ../notebooks/90_pipeline.ipynb #fa6db7ef
 STEPS = {"ingest": "01_ingest", "validate": "02_validate", "wrangle": "03_wrangle", "split": "04_split",
@@ -78,9 +79,10 @@ def _explain(e: BaseException, timed_out: float | None) -> str:
         return "the kernel died (killed by a signal, or out of memory) before the notebook finished"
     return f"{type(e).__name__}: {e}"
 
-def run_step(step: str, root=None, timeout: float | None = None, log=print) -> dict:
+def run_step(step: str, root=None, timeout: float | None = None, log=print, km=None) -> dict:
     """Run `step`'s notebook with its parameters from params.yaml; return its status record.
-    `timeout` (default: params `run.step_timeout_s`) limits the whole step's wall time: past it the kernel is stopped."""
+    `timeout` (default: params `run.step_timeout_s`) limits the whole step's wall time: past it the kernel is stopped.
+    `km`: a kernel already started in the project root (see `WarmKernel`); by default papermill starts one."""
     import logging, papermill as pm
     # papermill's own reader of the parameters cell cannot parse `x: float | None = ...` and warns that such
     # a parameter is unknown; resolve_step has already refused every unknown key, so its warnings are noise.
@@ -115,8 +117,9 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print) -> d
     fd, tmp = tempfile.mkstemp(prefix=f".{nb.stem}.", suffix=".ipynb", dir=steps_dir); os.close(fd)
     interrupted = False
     try:
+        kernel = {"km": km} if km is not None else {"kernel_manager_class": _ipc_kernel_manager()}
         pm.execute_notebook(str(nb), tmp, parameters=values, cwd=str(root), kernel_name="python3",
-                            progress_bar=False, log_output=False, kernel_manager_class=_ipc_kernel_manager())
+                            progress_bar=False, log_output=False, **kernel)
     except KeyboardInterrupt as e:
         error, interrupted = _explain(e, None), True
     except Exception as e:   # an error in a cell, the kernel died, timed out or could not start
@@ -140,6 +143,81 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print) -> d
         raise StepFailed(f"step {step} {'failed' if status == 'failed' else status}: {error}\n  executed notebook: {page.relative_to(root)}")
     log(f"[{i}/{len(STAGES)}] {step}: done in {record['seconds']:.1f} s")
     return record
+
+# %% ../notebooks/90_pipeline.ipynb #f2fd93b6
+EXECUTOR_ENV = "MLOPS_NB_EXECUTOR"
+WARM_IMPORTS = "import numpy, pandas, scipy, sklearn, sklearn.pipeline, sklearn.compose, sklearn.ensemble, sklearn.linear_model, mlops_nb.core"
+
+class WarmKernel:
+    "A kernel started before the step that uses it, in the project root; its boot overlaps DVC's bookkeeping."
+    def __init__(self, root):
+        from jupyter_core.utils import run_sync
+        self._run_sync = run_sync
+        self.km = _ipc_kernel_manager()(kernel_name="python3")
+        env = dict(os.environ, YDATA_PROFILING_NO_ANALYTICS="True")
+        run_sync(self.km.start_kernel)(cwd=str(root), env=env)
+        self.kc = self.km.client(); self.kc.start_channels()
+        self.kc.execute(WARM_IMPORTS, silent=True, store_history=False)   # queued: runs before the step's first cell
+    def take(self):
+        "Hand the kernel to papermill (which connects its own client)."
+        return self.km
+    def stop(self, now: bool = False):
+        "Shut the kernel down (`now`: kill it, for a kernel that never ran a step)."
+        try:
+            if self._run_sync(self.km.is_alive)(): self._run_sync(self.km.shutdown_kernel)(now=now)
+            self.kc.stop_channels()
+        except Exception: pass
+        finally:
+            try: self._run_sync(self.km.cleanup_resources)()
+            except Exception: pass
+
+class StepServer:
+    "Executes `mlops-nb step` / `mlops-nb report` requests from DVC's stage commands inside this process."
+    def __init__(self, root, log=print):
+        import socket
+        self.root, self.log = Path(root), log
+        self.dir = tempfile.mkdtemp(prefix="mlops-nb-")
+        self.path = os.path.join(self.dir, "steps.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path); self.sock.listen(4); self.sock.settimeout(0.2)
+        self.warm = None
+    def env(self) -> dict:
+        return {EXECUTOR_ENV: self.path}
+    def _handle(self, conn):
+        f = conn.makefile("rw")
+        def write(obj):
+            try: f.write(json.dumps(obj) + "\n"); f.flush()
+            except OSError: pass                                   # the client went away (Ctrl-C): the run carries on
+        req = json.loads(f.readline() or "{}")
+        send = lambda line="": write({"log": str(line)})
+        if Path(req.get("cwd", "")).resolve() != self.root.resolve():
+            return write({"rc": 3, "error": "not this run's project"})   # the client then runs the step itself
+        if req.get("command") == "report":
+            send(f"report: {build_index(self.root)}")
+            return write({"rc": 0, "error": None})
+        kernel, self.warm = self.warm, None
+        rc, error = 0, None
+        try: run_step(req["step"], self.root, timeout=req.get("timeout"), log=send, km=kernel.take() if kernel else None)
+        except StepFailed as e: rc, error = 1, str(e)
+        except (ParamsError, ValueError, FileNotFoundError) as e: rc, error = 1, str(e)
+        except KeyboardInterrupt:
+            write({"rc": 130, "error": "interrupted"})
+            if kernel: kernel.stop()
+            raise
+        write({"rc": rc, "error": error})
+        self.warm = WarmKernel(self.root)                          # the next step's kernel boots while DVC records this one
+        if kernel: kernel.stop()
+    def serve_until(self, proc):
+        "Answer requests until the DVC process `proc` exits."
+        import socket
+        while proc.poll() is None:
+            try: conn, _ = self.sock.accept()
+            except socket.timeout: continue
+            with conn: self._handle(conn)
+        return proc.returncode
+    def close(self):
+        if self.warm: self.warm.stop(now=True); self.warm = None
+        self.sock.close(); shutil.rmtree(self.dir, ignore_errors=True)
 
 # %% ../notebooks/90_pipeline.ipynb #af1a1ce8
 def _read(path):
@@ -262,13 +340,14 @@ class RunLock:
         import fcntl
         os.ftruncate(self.fd, 0); fcntl.flock(self.fd, fcntl.LOCK_UN); os.close(self.fd)
 
-def _dvc(root, args: list[str]) -> int:
-    "Run DVC in the project; on Ctrl-C let it stop the running stage cleanly, then raise KeyboardInterrupt."
+def _dvc(root, args: list[str], log=print) -> int:
+    "Run DVC in the project, serving its steps from this process; on Ctrl-C let the running step stop cleanly."
     cmd = [str(Path(sys.executable).parent/"dvc"), *args]
     if not Path(cmd[0]).exists(): cmd[0] = "dvc"
-    proc = subprocess.Popen(cmd, cwd=root, env=dvc_env())
+    server = StepServer(root, log=log)
+    proc = subprocess.Popen(cmd, cwd=root, env={**dvc_env(), **server.env()})
     try:
-        return proc.wait()
+        return server.serve_until(proc)
     except KeyboardInterrupt:   # a terminal's Ctrl-C reached DVC and the step too: give them time to clean up
         try: proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -276,6 +355,8 @@ def _dvc(root, args: list[str]) -> int:
             try: proc.wait(timeout=60)
             except subprocess.TimeoutExpired: proc.kill(); proc.wait()
         raise
+    finally:
+        server.close()
 
 def run_pipeline(root=None, force: bool = False, wait: bool = False, log=print) -> int:
     """Run `dvc repro` in the project; print a summary table and the path of reports/index.html.
@@ -286,7 +367,7 @@ def run_pipeline(root=None, force: bool = False, wait: bool = False, log=print) 
         write_sources(root)
         t0, started = time.perf_counter(), now_utc()
         interrupted = False
-        try: rc = _dvc(root, ["repro"] + (["--force"] if force else []))
+        try: rc = _dvc(root, ["repro"] + (["--force"] if force else []), log=log)
         except KeyboardInterrupt: rc, interrupted = 130, True
         total = time.perf_counter() - t0
         records = step_records(root, params)
