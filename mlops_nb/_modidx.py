@@ -127,6 +127,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'mlops_nb.pipeline._explain': ('pipeline.html#_explain', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._ipc_kernel_manager': ('pipeline.html#_ipc_kernel_manager', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._kernel_processes': ('pipeline.html#_kernel_processes', 'mlops_nb/pipeline.py'),
+                                   'mlops_nb.pipeline._outputs_summary': ('pipeline.html#_outputs_summary', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._prepare_dirs': ('pipeline.html#_prepare_dirs', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._read': ('pipeline.html#_read', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline.build_index': ('pipeline.html#build_index', 'mlops_nb/pipeline.py'),

@@ -358,6 +358,16 @@ def _dvc(root, args: list[str], log=print) -> int:
     finally:
         server.close()
 
+def _outputs_summary(root, params, step: str) -> str:
+    "The files a step wrote, from its lineage record, folded by folder: `data/processed/ (4 files)`."
+    try: rec = read_json(Path(root)/params["paths"].get("lineage_dir", "reports/lineage")/f"{step}.json")
+    except (OSError, ValueError): rec = {}
+    folders = {}
+    for path in rec.get("outputs") or {}:
+        folders.setdefault(os.path.dirname(path) or ".", []).append(os.path.basename(path))
+    parts = [f"{d}/{names[0]}" if len(names) == 1 else f"{d}/ ({len(names)} files)" for d, names in folders.items()]
+    return ", ".join(parts[:3]) + (f", +{len(parts) - 3} more" if len(parts) > 3 else "")
+
 def run_pipeline(root=None, force: bool = False, wait: bool = False, log=print) -> int:
     """Run `dvc repro` in the project; print a summary table and the path of reports/index.html.
     Returns DVC's exit code (130 when interrupted). One run at a time per project (`wait`: queue behind it)."""
@@ -373,9 +383,10 @@ def run_pipeline(root=None, force: bool = False, wait: bool = False, log=print) 
         records = step_records(root, params)
         ran = [r for r in records if r["started"] >= started]
         if ran or rc:
-            log("\nstep         status       time    this run")
+            log("\nstep         status       time    this run              outputs")
             for r in records:
-                log(f"{r['step']:<12} {r['status']:<11} {r['seconds']:>6.1f} s  {'ran' if r in ran else 'skipped (unchanged)'}")
+                log(f"{r['step']:<12} {r['status']:<11} {r['seconds']:>6.1f} s  {'ran' if r in ran else 'skipped (unchanged)':<20}  "
+                    f"{_outputs_summary(root, params, r['step'])}")
         verdict = ("interrupted: the running step was stopped; finished steps are kept, run again to resume" if interrupted
                    else "pipeline complete" if rc == 0 else "pipeline FAILED (see the step above); run again to resume from it")
         log(f"\n{len(ran)} of {len(STAGES) - 1} steps ran, total {total:.1f} s; {verdict}")
