@@ -154,19 +154,26 @@ def experiments_page(rows: list[dict], error: str | None = None, primary: str | 
     "The experiments page: one row per run, the parameters that differ between runs and every metric as columns."
     def keys(part): return sorted({k for r in rows for k in r[part]})
     varying = [k for k in keys("params") if len({json.dumps(r["params"].get(k), sort_keys=True, default=str) for r in rows}) > 1]
-    metrics = sorted(keys("metrics"), key=lambda k: (not k.startswith("evaluate.test."), primary not in k if primary else False, k))
-    metrics = [m for m in metrics if not isinstance(next((r["metrics"][m] for r in rows if m in r["metrics"]), None), (list, dict, str))]
+    # the headline metrics: test split (its interval goes in the same cell), the chosen candidate's CV scores, monitoring
+    shown = [k for k in keys("metrics") if not (k.startswith(("evaluate.valid", "train.candidates.")) or "_ci." in k or k.endswith(".step"))
+             and not isinstance(next((r["metrics"][k] for r in rows if k in r["metrics"]), None), (list, dict, str))]
+    metrics = sorted(shown, key=lambda k: (not k.startswith("evaluate.test."), not (primary and k.endswith(f".{primary}")), k))
+    def metric_cell(r, m):
+        v = r["metrics"].get(m)
+        stage, split, name = (m.split(".", 2) + ["", ""])[:3]
+        lo, hi = (r["metrics"].get(f"{stage}.{split}_ci.{name}_{e}") for e in ("low", "high"))
+        return _cell(v) + (f" <small>({_cell(lo)} to {_cell(hi)})</small>" if lo is not None and hi is not None else "")
     head = "".join(f"<th>{_esc(h)}</th>" for h in ["run", "kind", "commit", "time", *varying, *metrics])
     body = "".join(f"<tr><td><b>{_esc(r['name'])}</b></td><td>{_esc(r['kind'])}</td><td><code>{_esc(r['rev'])}</code></td>"
                    f"<td>{_esc((r['timestamp'] or '')[:19])}</td>" + "".join(f"<td>{_cell(r['params'].get(k))}</td>" for k in varying) +
-                   "".join(f"<td>{_cell(r['metrics'].get(m))}</td>" for m in metrics) + "</tr>" for r in rows)
+                   "".join(f"<td>{metric_cell(r, m)}</td>" for m in metrics) + "</tr>" for r in rows)
     note = (f"<p class='bad'>Could not list the experiments: {_esc(error)}</p>" if error else "") + (
         "<p class='muted'>Every run has the same parameters.</p>" if rows and not varying else
         f"<p class='muted'>Parameters that differ between runs: {len(varying)}; parameters equal in every run are not shown.</p>" if rows else "")
     return _page("mlops-nb experiments", f"""<nav><a href="index.html">&larr; run summary</a></nav>
 <h1>Experiments</h1><p>From <code>dvc exp show</code>: the workspace (this run), the committed baselines and every
 <code>dvc exp run</code> experiment, with their parameters and metrics side by side. Try one with
-<code>dvc exp run -S train.search_iter=10</code>.</p>{note}
+<code>dvc exp run -S train.search_iter=10</code>. Test metrics carry their 95% bootstrap interval in brackets.</p>{note}
 <div class="scroll"><table id="experiments"><tr>{head}</tr>{body}</table></div>""")
 
 # %% ../notebooks/92_report.ipynb #45876277
