@@ -4,7 +4,7 @@
 
 # %% ../notebooks/92_report.ipynb #76b83d5b
 from __future__ import annotations
-import html, json, os, shutil, subprocess, sys
+import html, json, os, re, shutil, subprocess, sys
 from pathlib import Path
 
 from .core import find_root, load_params, now_utc, read_json, write_text
@@ -267,7 +267,10 @@ def build_index(root=None) -> Path:
         for f in ("model_card.md", "lineage.json", "schema.json"):
             if (vdir/f).exists(): shutil.copy2(vdir/f, reports/"model"/f)
         if (vdir/"model_card.md").exists():
-            card = markdown2html_mistune((vdir/"model_card.md").read_text())
+            # the card embeds scikit-learn's HTML view of the model; its inline script (copy to clipboard) does not
+            # survive Markdown rendering, and the view works without it
+            md = re.sub(r"<script\b.*?</script>", "", (vdir/"model_card.md").read_text(), flags=re.S | re.I)
+            card = markdown2html_mistune(md)
             write_text(_page(f"Model card: {cur['version']}", f"<nav><a href='../index.html'>&larr; run summary</a></nav>{card}"),
                        reports/"model/model_card.html")
             model_links += [("Model card", "model/model_card.html"), ("Model card (Markdown)", "model/model_card.md")]
