@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from conftest import free_port, tool
+from conftest import free_port, run, tool
 
 CHROMIUM = os.environ.get("MLOPS_NB_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
@@ -241,4 +241,26 @@ def test_jupyterlab_runs_a_phase_notebook_through_the_ui(browser, lab):
     errors = [o for c in code for o in c.outputs if o.output_type == "error"]
     assert not errors, [f"{e.ename}: {e.evalue}" for e in errors]
     assert (root/"data/processed/train.parquet").exists()
+    page.close()
+
+
+# ---- experiments ----------------------------------------------------------------------------------------
+
+def test_experiments_page_lists_a_dvc_experiment_side_by_side(browser, project, tmp_path):
+    "One real `dvc exp run` in a copy of the finished project: its page shows it next to the baseline, parameters and metrics."
+    import re
+    root = tmp_path/"expproject"
+    shutil.copytree(project, root)
+    out = run([tool("dvc"), "exp", "run", "-S", "train.search_iter=2"], root, timeout=900).stdout
+    name = re.search(r"Ran experiment\(s\): (\S+)", out).group(1)
+    check_site(browser, root/"reports", only=["experiments.html", "index.html"])
+    page, _, _, _ = open_page(browser, root/"reports/experiments.html")
+    table = page.locator("#experiments")
+    head = table.locator("tr").first.locator("th").all_inner_texts()
+    rows = {r[0]: dict(zip(head, r)) for r in (row.locator("td").all_inner_texts() for row in table.locator("tr").all()[1:])}
+    assert "train.search_iter" in head and "evaluate.test.balanced_accuracy" in head
+    assert rows[name]["kind"] == "experiment" and rows[name]["train.search_iter"] == "2"
+    baseline = [r for r in rows.values() if r["kind"] == "baseline"]
+    assert baseline and baseline[0]["train.search_iter"] == "6"
+    assert re.fullmatch(r"[\d.]+ \([\d.]+ to [\d.]+\)", rows[name]["evaluate.test.balanced_accuracy"])   # value and its interval
     page.close()
