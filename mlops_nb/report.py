@@ -122,7 +122,7 @@ def experiment_rows(shown: list) -> list[dict]:
 def dvc_experiments(root) -> tuple[list, str | None]:
     "Run `dvc exp show --json` in `root`: (the parsed list, None) or ([], the reason it could not)."
     exe = Path(sys.executable).parent/"dvc"
-    cmd = [str(exe) if exe.exists() else "dvc", "exp", "show", "--json", "--all-commits"]
+    cmd = [str(exe) if exe.exists() else "dvc", "exp", "show", "--json", "--num", "10"]   # the last 10 commits and their experiments
     env = dict(os.environ, DVC_NO_ANALYTICS="1")
     try: r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120, env=env)
     except (OSError, subprocess.TimeoutExpired) as e: return [], f"{type(e).__name__}: {e}"
