@@ -10,11 +10,12 @@ from pathlib import Path
 from .core import (ParamsError, atomic_path, find_root, load_params, now_utc, read_json, step_params,
                            write_json, write_text)
 from .params import notebook_spec, parameter_spec, validate_params
+from .report import build_index, render_html, step_records   # the reports live in 92_report
 
 # %% auto #0
 __all__ = ['STEPS', 'STAGES', 'NOTEBOOKS_DIR', 'EXECUTOR_ENV', 'WARM_IMPORTS', 'StepFailed', 'notebook_parameters',
-           'resolve_step', 'render_html', 'run_step', 'WarmKernel', 'StepServer', 'step_records', 'build_index',
-           'dvc_env', 'write_sources', 'RunLock', 'run_pipeline']
+           'resolve_step', 'run_step', 'WarmKernel', 'StepServer', 'dvc_env', 'write_sources', 'RunLock',
+           'run_pipeline']
 
 # %% ../notebooks/90_pipeline.ipynb #fa6db7ef
 STEPS = {"ingest": "01_ingest", "validate": "02_validate", "wrangle": "03_wrangle", "split": "04_split",
@@ -40,13 +41,6 @@ def resolve_step(step: str, params: dict, nb_path) -> dict:
     return {k: v for k, v in step_params(params, step).items() if k in declared}
 
 # %% ../notebooks/90_pipeline.ipynb #c3c37c9f
-def render_html(nb_path, dest) -> Path:
-    "Render an executed notebook to a standalone HTML page, atomically."
-    import nbformat
-    from nbconvert import HTMLExporter
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(str(nb_path), as_version=4))
-    return write_text(body, dest)
-
 def _prepare_dirs(root: Path, params: dict):
     "Create the folders outputs go to: DVC removes outputs before a stage runs and papermill creates no folders."
     for key, rel in params["paths"].items():
@@ -218,85 +212,6 @@ class StepServer:
     def close(self):
         if self.warm: self.warm.stop(now=True); self.warm = None
         self.sock.close(); shutil.rmtree(self.dir, ignore_errors=True)
-
-# %% ../notebooks/90_pipeline.ipynb #af1a1ce8
-def _read(path):
-    try: return read_json(path)
-    except (FileNotFoundError, json.JSONDecodeError): return None
-
-def step_records(root, params) -> list[dict]:
-    "The status records of the steps, in pipeline order (missing steps left out)."
-    d = Path(root)/params["paths"].get("steps_dir", "reports/steps")
-    return [r for s in STEPS if (r := _read(d/f"{s}.json"))]
-
-def build_index(root=None) -> Path:
-    "Write reports/index.html: headline metrics, acceptance, monitoring, links to every report and step."
-    root = find_root(root)
-    params = load_params(root/"params.yaml"); P = params["paths"]
-    reports = root/"reports"
-    rel = lambda p: os.path.relpath(root/p, reports)
-    esc = html.escape
-    test = (_read(root/P["eval_live_dir"]/"metrics.json") or {}).get("test", {})
-    train = _read(root/P["train_live_dir"]/"metrics.json") or {}
-    acc = _read(root/P["acceptance_path"]) or {}
-    mon = _read(root/P["monitor_path"]) or {}
-    cur = _read(root/P["package_dir"]/"current.json") or {}
-    manifest = _read(root/P["raw_dir"]/"manifest.json") or {}
-    def tbl(d):
-        return "<table>" + "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in d.items()) + "</table>"
-    links = [("Data profile (ydata-profiling)", P["profile_path"]), ("Drift report", P["drift_report"]),
-             ("Data profile: reference vs current (ydata-profiling)", P.get("drift_profile", "reports/drift_profile.html")),
-             ("Confusion matrix", f"{P['eval_dir']}/confusion_matrix.png"), ("Misclassified test rows (CSV)", f"{P['eval_dir']}/errors.csv"),
-             ("Per-class metrics (CSV)", f"{P['eval_dir']}/per_class.csv"), ("Acceptance gates (JSON)", P["acceptance_path"]),
-             ("Monitoring result (JSON)", P["monitor_path"])]
-    if cur:
-        links += [("Model card", f"{P['package_dir']}/{cur['version']}/model_card.md"),
-                  ("Lineage of the champion model (JSON)", f"{P['package_dir']}/{cur['version']}/lineage.json")]
-    link_html = "".join(f"<li><a href='{esc(rel(p))}'>{esc(t)}</a></li>" for t, p in links if (root/p).exists())
-    steps = step_records(root, params)
-    step_rows = "".join(f"<tr><td>{esc(r['step'])}</td><td>{esc(r['status'])}</td><td>{r['seconds']:.1f} s</td>"
-                        f"<td>{esc(r['started'])}</td><td><a href='{esc(rel(r['html']))}'>executed notebook</a></td>"
-                        f"<td>{esc(r.get('error') or '')}</td></tr>" for r in steps)
-    cm = root/P["eval_dir"]/"confusion_matrix.png"
-    withci = _read(root/P["eval_dir"]/"metrics_with_intervals.json") or {}
-    metrics_html = "<table><tr><th>metric</th>" + "".join(f"<th>{esc(s)}</th>" for s in withci) + "</tr>" + "".join(
-        f"<tr><th>{esc(m)}</th>" + "".join(
-            f"<td>{r['metrics'].get(m)}" + (f" <small>({r['intervals'][m][0]} to {r['intervals'][m][1]})</small>" if m in r.get('intervals', {}) else "") + "</td>"
-            for r in withci.values()) + "</tr>" for m in (next(iter(withci.values()))["metrics"] if withci else {})) + "</table>"
-    gates_html = "<table><tr><th>gate</th><th>value</th><th>limit</th><th>passed</th></tr>" + "".join(
-        f"<tr><td>{esc(g['gate'])}</td><td>{esc(str(g.get('value', '')))}</td><td>{esc(str(g.get('limit', '')))}</td>"
-        f"<td class={'ok' if g['passed'] else 'bad'}>{'yes' if g['passed'] else 'NO'}</td></tr>" for g in acc.get("gates", [])) + "</table>"
-    imgs = "".join(f"<img src='{esc(rel(os.path.relpath(p, root)))}' alt='{esc(p.stem.replace('_', ' '))}' style='max-width:48%'>"
-                   for p in sorted((root/P["eval_dir"]).glob("*.png")))
-    chosen = ((_read(root/P["lineage_dir"]/"train.json") or {}).get("metrics") or {}).get("chosen")
-    cands = train.get("candidates", {})
-    heads = sorted({k for v in cands.values() for k in v}, key=lambda k: (not k.endswith("_mean"), k))
-    cand_html = ("<table><tr><th>candidate</th>" + "".join(f"<th>{esc(h)}</th>" for h in heads) + "</tr>" +
-                 "".join(f"<tr><td>{esc(n)}{' <b>(chosen)</b>' if n == chosen else ''}</td>" +
-                         "".join(f"<td>{v.get(h, '')}</td>" for h in heads) + "</tr>" for n, v in cands.items()) + "</table>")
-    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlops-nb run summary</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1000px}} table{{border-collapse:collapse;margin:.5em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}} .ok{{color:#176f2c}} .bad{{color:#a11}}</style></head><body>
-<h1>mlops-nb run summary</h1>
-<p>Built {esc(now_utc())} from <code>{esc(str(root.name))}</code>.
-Data: <code>{esc(str(manifest.get('source')))}</code>, {manifest.get('rows')} rows x {manifest.get('columns')} columns,
-sha256 <code>{esc(str(manifest.get('data_sha256', ''))[:16])}</code>.</p>
-<h2>Model</h2>
-<p>Champion: <code>{esc(cur.get('version', 'none'))}</code>.
-Acceptance: <b class="{'ok' if acc.get('accepted') else 'bad'}">{'accepted' if acc.get('accepted') else 'not accepted' if acc else 'not run'}</b>
-(primary metric: {esc(str(acc.get('primary_metric', params['project'].get('primary_metric'))))}).</p>
-<h3>Metrics with 95% bootstrap intervals</h3>{metrics_html}
-<h3>Acceptance gates</h3>{gates_html}
-<h3>Cross-validation (chosen candidate)</h3>{tbl(train.get('chosen', {}))}
-<h3>Candidates (cross-validation on the training split)</h3>{cand_html}
-<div>{imgs}</div>
-<h2>Monitoring</h2><p>Status: <b>{esc(str(mon.get('status', 'not run')))}</b>; drifted share of features:
-{esc(str(mon.get('drift_share')))}; schema violations: {len(mon.get('schema_violations', []))}.</p>
-{"<ul>" + "".join(f"<li>{esc(str(r))}</li>" for r in mon.get("reasons", [])) + "</ul>" if mon.get("reasons") else ""}
-<h2>Reports</h2><ul>{link_html}</ul>
-<h2>Steps</h2><table><tr><th>step</th><th>status</th><th>time</th><th>started</th><th>notebook</th><th>error</th></tr>{step_rows}</table>
-</body></html>"""
-    return write_text(page, reports/"index.html")
 
 # %% ../notebooks/90_pipeline.ipynb #3e96e029
 def dvc_env() -> dict:
