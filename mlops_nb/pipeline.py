@@ -127,7 +127,7 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print, km=N
     status = "ok" if not error else "timed out" if timed_out else "interrupted" if interrupted or "Ctrl-C" in error else "failed"
     record.update(seconds=round(time.perf_counter() - t0, 2), status=status, error=error, html=str(page.relative_to(root)))
     if out.exists():
-        try: render_html(out, page)
+        try: render_html(out, page, problem=error)
         except Exception as e:   # a page we cannot render must not hide the step's outcome
             record["html_error"] = f"{type(e).__name__}: {e}"
             log(f"[{i}/{len(STAGES)}] {step}: could not render {page.name}: {record['html_error']}")

@@ -60,13 +60,16 @@ details.mlops-code>summary{cursor:pointer;color:#57606a;font:12px system-ui,sans
 {%- endblock body_header -%}
 """
 
-def _banner(nb, title: str, back: str | None) -> str:
+def _banner(nb, title: str, back: str | None, problem: str | None = None) -> str:
     "The status line at the top of an executed notebook's page."
     pm = nb.metadata.get("papermill", {})
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
     when = f" &middot; started {_esc(pm['start_time'][:19])} UTC" if pm.get("start_time") else ""
     took = f" &middot; {pm['duration']:.1f} s" if isinstance(pm.get("duration"), (int, float)) else ""
     nav = f"<a href='{_esc(back)}'>&larr; run summary</a> &middot; " if back else ""
+    if problem and not errors:   # the kernel died, timed out or was interrupted: no error output to point at
+        return (f"<div class='mlops-banner failed' role='alert'>{nav}<b>{_esc(title)}</b>: <span class='status'>STOPPED</span>{when}{took}"
+                f"<br><code>{_esc(problem)}</code> &mdash; the last cell that ran is the last one with outputs</div>")
     if errors:
         e = errors[0]
         return (f"<div class='mlops-banner failed' role='alert'>{nav}<b>{_esc(title)}</b>: <span class='status'>FAILED</span>{when}{took}"
@@ -74,9 +77,10 @@ def _banner(nb, title: str, back: str | None) -> str:
                 f"<a href='#failed-cell'>go to the cell where it failed</a></div>")
     return f"<div class='mlops-banner ok'>{nav}<b>{_esc(title)}</b>: <span class='status'>ok</span>{when}{took}</div>"
 
-def render_html(nb_path, dest, back: str | None = "../index.html") -> Path:
+def render_html(nb_path, dest, back: str | None = "../index.html", problem: str | None = None) -> Path:
     """Render an executed notebook to a standalone report page at `dest`, atomically: no scripts, code collapsed,
-    outputs kept, a failure marked; `back` is the relative link to the run summary (None: no link)."""
+    outputs kept, a failure marked; `back` is the relative link to the run summary (None: no link); `problem`: why
+    the step stopped when the notebook shows no error (a killed kernel, a timeout, Ctrl-C)."""
     import jinja2, nbformat
     from nbconvert import HTMLExporter
     nb = nbformat.read(str(nb_path), as_version=4)
@@ -86,7 +90,7 @@ def render_html(nb_path, dest, back: str | None = "../index.html") -> Path:
         if lines: c.metadata["mlops_summary"] = "code: " + (lines[0] if len(lines[0]) <= 90 else lines[0][:87] + "...")
     exporter = HTMLExporter(template_name="lab", extra_loaders=[jinja2.DictLoader({"mlops_report.html.j2": _TEMPLATE})],
                             template_file="mlops_report.html.j2")
-    body, _ = exporter.from_notebook_node(nb, resources={"mlops_banner": _banner(nb, title, back)})
+    body, _ = exporter.from_notebook_node(nb, resources={"mlops_banner": _banner(nb, title, back, problem)})
     return write_text(body, dest)
 
 # %% ../notebooks/92_report.ipynb #9ab8e0e6
@@ -279,13 +283,13 @@ def build_index(root=None) -> Path:
     shown, err = dvc_experiments(root)
     write_text(experiments_page(experiment_rows(shown), err, params["project"].get("primary_metric")), reports/"experiments.html")
     # status of the run
-    failed = [r for r in steps if r.get("status") == "failed"]
+    failed = [r for r in steps if r.get("status") not in (None, "ok")]   # failed, timed out or interrupted
     if failed:
         f = failed[-1]
         rel = link(f["html"]) if f.get("html") else None
         where = f" <a href='{_esc(rel)}#failed-cell'>Open the executed notebook at the failing cell</a>." if rel else ""
-        banner = (f"<div class='banner failed' role='alert'><b class='bad'>This run FAILED at step {_esc(f['step'])}</b> "
-                  f"({_esc(f.get('started'))}): <code>{_esc(f.get('error'))}</code>.{where} "
+        banner = (f"<div class='banner failed' role='alert'><b class='bad'>This run FAILED at step {_esc(f['step'])}</b> ({_esc(f.get('status'))}, "
+                  f"{_esc(f.get('started'))}): <code>{_esc(f.get('error'))}</code>.{where} "
                   "Earlier outputs and the packaged champion are unchanged.</div>")
     else:
         banner = f"<div class='banner passed'><b class='ok'>Run complete</b>: {len(steps)} steps ran without error.</div>" if steps else ""
@@ -294,9 +298,9 @@ def build_index(root=None) -> Path:
         page = link(r["html"]) if r.get("html") else None
         stale = failed_at and r.get("status") == "ok" and r.get("started", "") < failed_at and \
             Path(r["notebook"]).name > Path(failed[-1]["notebook"]).name
-        status = {"ok": "<span class='ok'>ok</span>", "failed": "<span class='bad'>FAILED</span>"}.get(r.get("status"), _esc(r.get("status")))
+        status = {"ok": "<span class='ok'>ok</span>", "failed": "<span class='bad'>FAILED</span>"}.get(r.get("status"), f"<span class='bad'>{_esc(str(r.get('status')).upper())}</span>")
         nb = (f"<a href='{_esc(page)}'>executed notebook</a>" + (f" &middot; <a href='{_esc(page)}#failed-cell'>failing cell</a>"
-              if r.get("status") == "failed" else "")) if page else ""
+              if r.get("status") not in (None, "ok") else "")) if page else ""
         secs = r.get("seconds")
         return [f"<b>{_esc(r['step'])}</b>", status + (" <span class='muted'>(from an earlier run)</span>" if stale else ""),
                 f"{secs:.1f} s" if isinstance(secs, (int, float)) else "", _esc(r.get("started")), nb, _esc(r.get("error") or "")]
