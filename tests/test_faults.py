@@ -113,6 +113,9 @@ def test_a_step_past_its_timeout_is_stopped_and_reported(finished):
     assert seconds < 60, seconds
     assert kernels_in(finished) == [] and stray_files(finished) == []
     assert not (finished/"data/interim/clean.parquet").exists()
+    page = (finished/"reports/steps/03_wrangle.html").read_text()
+    assert "STOPPED" in page and "timed out after 4 s" in page                      # the page says why it stopped
+    assert "This run FAILED at step wrangle" in (finished/"reports/index.html").read_text()
 
 
 def test_a_wrong_type_in_params_is_refused_before_anything_runs(finished):
