@@ -284,8 +284,9 @@ def build_index(root=None) -> Path:
     write_text(experiments_page(experiment_rows(shown), err, params["project"].get("primary_metric")), reports/"experiments.html")
     # status of the run
     failed = [r for r in steps if r.get("status") not in (None, "ok")]   # failed, timed out or interrupted
+    latest_failed = max(failed, key=lambda r: r.get("started", "")) if failed else None   # this run's, not an older one's
     if failed:
-        f = failed[-1]
+        f = latest_failed
         rel = link(f["html"]) if f.get("html") else None
         where = f" <a href='{_esc(rel)}#failed-cell'>Open the executed notebook at the failing cell</a>." if rel else ""
         banner = (f"<div class='banner failed' role='alert'><b class='bad'>This run FAILED at step {_esc(f['step'])}</b> ({_esc(f.get('status'))}, "
@@ -293,11 +294,11 @@ def build_index(root=None) -> Path:
                   "Earlier outputs and the packaged champion are unchanged.</div>")
     else:
         banner = f"<div class='banner passed'><b class='ok'>Run complete</b>: {len(steps)} steps ran without error.</div>" if steps else ""
-    failed_at = failed[-1]["started"] if failed else None
+    failed_at = latest_failed["started"] if failed else None
     def step_row(r):
         page = link(r["html"]) if r.get("html") else None
         stale = failed_at and r.get("status") == "ok" and r.get("started", "") < failed_at and \
-            Path(r["notebook"]).name > Path(failed[-1]["notebook"]).name
+            Path(r["notebook"]).name > Path(latest_failed["notebook"]).name
         status = {"ok": "<span class='ok'>ok</span>", "failed": "<span class='bad'>FAILED</span>"}.get(r.get("status"), f"<span class='bad'>{_esc(str(r.get('status')).upper())}</span>")
         nb = (f"<a href='{_esc(page)}'>executed notebook</a>" + (f" &middot; <a href='{_esc(page)}#failed-cell'>failing cell</a>"
               if r.get("status") not in (None, "ok") else "")) if page else ""

@@ -163,3 +163,4 @@ def test_a_failing_step_stops_the_run_keeps_its_notebook_and_the_champion(projec
     assert "07_acceptance.html" in (project/"reports/index.html").read_text()
     assert (project/"models/package/current.json").read_text() == champion          # the champion stays
     assert json.loads((project/"reports/acceptance.json").read_text())["accepted"] is False
+    run([tool("mlops-nb"), "run"], project)             # leave the shared project as it was: a completed run
