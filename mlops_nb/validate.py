@@ -12,6 +12,7 @@ import pandas as pd
 
 from .core import atomic_path, frame_sha256, read_json, write_json
 from .ingest import detect_task
+from .wrangle import parse_dates
 
 # %% auto #0
 __all__ = ['GATE_LEVELS', 'column_kind', 'column_role', 'infer_schema', 'pandera_schema', 'check_schema', 'DataQualityError',
@@ -65,7 +66,7 @@ def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: 
             cats = s.dropna().astype(str).unique()
             c["categories"] = sorted(cats.tolist()) if len(cats) <= max_categories else None
         elif kind == "datetime" and s.notna().any():
-            t = pd.to_datetime(s, errors="coerce", format="mixed") if not pd.api.types.is_datetime64_any_dtype(s) else s
+            t = parse_dates(s)
             c.update(min=str(t.min()), max=str(t.max()))
         if name != target:
             c["role"], why = column_role(str(name), s, kind, max_categories)
