@@ -15,7 +15,7 @@ __all__ = ['build_parser', 'main']
 # %% ../notebooks/91_cli.ipynb #cd54dea1
 def _run(a):
     from mlops_nb.pipeline import run_pipeline
-    return run_pipeline(a.project, force=a.force)
+    return run_pipeline(a.project, force=a.force, wait=a.wait)
 
 def _step(a):
     from mlops_nb.pipeline import run_step
@@ -109,14 +109,31 @@ def _read_parquet(path):
     return pd.read_parquet(require(path, "run `mlops-nb run` first"))
 
 def _params(a):
-    from mlops_nb.pipeline import NOTEBOOKS_DIR, STEPS, notebook_parameters, resolve_step
-    root = find_root(a.project); cfg = load_params(root/"params.yaml")
-    for step, nb in STEPS.items():
-        path = root/NOTEBOOKS_DIR/f"{nb}.ipynb"
-        defaults, values = notebook_parameters(path), resolve_step(step, cfg, path)
-        print(f"{step} ({nb}.ipynb)")
-        for k, d in defaults.items(): print(f"  {k:<26} = {values.get(k, d)!r:<40} notebook default: {d}")
+    import json
+    from mlops_nb.params import describe, parameter_spec, validate_params
+    root = find_root(a.project)
+    spec = parameter_spec(root)
+    params = validate_params(load_params(root/"params.yaml"), spec)
+    if a.check:
+        print(f"params.yaml: every value matches its declared type ({sum(len(v) for v in params.values())} values checked)")
+        return 0
+    rows = [r for r in describe(params, spec) if not a.section or r["parameter"].split(".")[0] == a.section]
+    if a.json:
+        print(json.dumps(rows, indent=1, default=str)); return 0
+    section = None
+    for r in rows:
+        s = r["parameter"].split(".")[0]
+        if s != section:
+            section = s; print(f"\n{s}:" + ("" if s not in ("project", "paths") else "  (shared: given to every notebook that declares it)"))
+        value = repr(r["value"]) if r["set"] else f"{r['value']} (default)"
+        print(f"  {r['parameter'].split('.', 1)[1]:<26} {r['type'] or '?':<14} {value}")
+        if r["description"]: print(f"  {'':<26} {r['description']}")
     return 0
+
+def _reproduce(a):
+    from mlops_nb.reproduce import reproduce
+    result = reproduce(a.target, a.project, keep=a.keep)
+    return 0 if result["identical"] else 1
 
 def _lab(a):
     root = find_root(a.project)
@@ -127,28 +144,42 @@ def _lab(a):
 # %% ../notebooks/91_cli.ipynb #c4a51ebf
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `mlops-nb`."
-    from mlops_nb.pipeline import STEPS
+    from mlops_nb.params import STEP_NOTEBOOKS as STEPS
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--project", default=None, help="project folder (default: the nearest folder with params.yaml)")
-    p = argparse.ArgumentParser(prog="mlops-nb", description="Run, serve and monitor an ML project made of notebooks.")
+    common.add_argument("--project", default=None, help="project folder (default: the nearest folder above with params.yaml)")
+    p = argparse.ArgumentParser(prog="mlops-nb", description="Run, serve and monitor an ML project made of notebooks. "
+                                "Every phase is a notebook in notebooks/; params.yaml holds every tunable value.",
+                                epilog="Start with `mlops-nb run`, then open reports/index.html. "
+                                       "`mlops-nb COMMAND --help` describes each command.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add = sub.add_parser
-    sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)   # every command takes --project
-    s = sub.add_parser("run", help="run the whole pipeline through DVC (unchanged steps are skipped)")
-    s.add_argument("--force", action="store_true", help="re-run every step"); s.set_defaults(fn=_run)
-    s = sub.add_parser("step", help="run one step's notebook with papermill")
+    def add(name, help, description=None, **k):   # every command takes --project, and its help is its description
+        return _add(name, help=help, description=description or help[0].upper() + help[1:] + ".", parents=[common], **k)
+    s = add("run", "run the whole pipeline through DVC (unchanged steps are skipped)",
+            "Run the pipeline with `dvc repro`: a step runs when its notebook's source, its code, its inputs or its "
+            "parameters changed, then every step after it. Prints each step's progress and a summary table, and "
+            "builds reports/index.html. Only one run at a time per project.")
+    s.add_argument("--force", action="store_true", help="re-run every step")
+    s.add_argument("--wait", action="store_true", help="if another run is going on in this project, wait for it instead of refusing")
+    s.set_defaults(fn=_run)
+    s = add("step", "run one step's notebook with papermill",
+            "Run one phase notebook with papermill, with the params.yaml values it declares injected. The executed "
+            "notebook and its HTML page go to paths.steps_dir. This is what each DVC stage runs.")
     s.add_argument("name", choices=list(STEPS), help="the step")
-    s.add_argument("--timeout", type=float, default=None, help="seconds a cell may run")
+    s.add_argument("--timeout", type=float, default=None, help="seconds the whole step may run (default: run.step_timeout_s)")
     s.set_defaults(fn=_step)
-    s = sub.add_parser("report", help="build reports/index.html"); s.set_defaults(fn=_report)
-    s = sub.add_parser("serve", help="serve the champion model over HTTP (FastAPI + uvicorn)")
+    s = add("report", "build reports/index.html from the outputs of the last run"); s.set_defaults(fn=_report)
+    s = add("serve", "serve the champion model over HTTP (FastAPI + uvicorn)",
+            "Serve the champion model (paths.package_dir/current.json): GET /health, /metadata, /metrics; POST /predict. "
+            "Every prediction is logged for monitoring.")
     s.add_argument("--host", default=None, help="address to listen on (default: serve.host, 127.0.0.1)")
     s.add_argument("--port", type=int, default=None, help="port (default: serve.port)")
     s.add_argument("--package-dir", default=None, help="packaged models (default: paths.package_dir)")
     s.add_argument("--log-db", default=None, help="prediction log, a SQLAlchemy URL or a SQLite file path (default: paths.prediction_log_db)")
     s.add_argument("--access-log", action="store_true", help="print a line per request (off by default: it costs latency)")
     s.set_defaults(fn=_serve)
-    s = sub.add_parser("predict", help="score a CSV/Parquet batch into a database table")
+    s = add("predict", "score a CSV/Parquet batch into a database table",
+            "Score a batch with the champion model, in chunks, into a database table (idempotent per row key).")
     s.add_argument("--input", required=True, help="a .csv or .parquet file with the feature columns")
     s.add_argument("--db", required=True, help="a SQLAlchemy URL or a SQLite file path")
     s.add_argument("--table", default="predictions", help="table name (default: predictions)")
@@ -157,8 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--proba", action="store_true", help="also store class probabilities (JSON)")
     s.add_argument("--package-dir", default=None, help="packaged models (default: paths.package_dir)")
     s.set_defaults(fn=_predict)
-    s = sub.add_parser("monitor", help="compare new data with the training data; exit 0 no drift, 1 retrain recommended, "
-                                       "2 could not evaluate (3: --retrain made a model that was not accepted)")
+    s = add("monitor", "compare new data with the training data; exit 0 no drift, 1 retrain recommended, "
+                       "2 could not evaluate (3: --retrain made a model that was not accepted)")
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--current", help="the new batch, .csv or .parquet")
     src.add_argument("--log", action="store_true", help="the REST service's prediction log (paths.prediction_log_db)")
@@ -171,19 +202,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-profile", action="store_true", help="skip the ydata-profiling comparison report")
     s.add_argument("--retrain", action="store_true", help="on drift, run the pipeline with the current (labelled) rows appended")
     s.set_defaults(fn=_monitor)
-    s = sub.add_parser("params", help="list every step's parameters with their values and notebook defaults"); s.set_defaults(fn=_params)
-    s = sub.add_parser("lab", help="open JupyterLab on the project")
-    s.add_argument("--host", default="127.0.0.1"); s.add_argument("--no-browser", action="store_true")
+    s = add("params", "list every parameter with its type, value, default and description",
+            "List every parameter, from the one typed definition: each phase notebook's `parameters` cell "
+            "(`name: type = default  # description`). params.yaml is checked against it first: an unknown key or "
+            "a value of the wrong type is an error naming it.")
+    s.add_argument("--check", action="store_true", help="only check params.yaml (exit 1 naming the first wrong value)")
+    s.add_argument("--section", default=None, help="only this section (project, paths, a step, run)")
+    s.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    s.set_defaults(fn=_params)
+    s = add("reproduce", "re-run a model's recorded recipe and check the metrics are identical",
+            "Reproduce a packaged model: compare the recorded environment with this one, check out the recorded "
+            "commit in a temporary git worktree, run the pipeline there with the recorded parameters, and compare "
+            "the data hash and metrics. Exit 0 when identical, 1 when they differ. The result goes to reports/reproduce/.")
+    s.add_argument("target", nargs="?", default="current", help="a model version (see paths.package_dir), `current` (default), or a lineage.json path")
+    s.add_argument("--keep", action="store_true", help="keep the temporary worktree for inspection")
+    s.set_defaults(fn=_reproduce)
+    s = add("lab", "open JupyterLab on the project",
+            "Open JupyterLab on the project's notebooks/. To debug a failed step there, run "
+            "`%load_ext mlops_nb.reproduce` and `%load_step STEP` in its notebook instead of the parameters cell.")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    s.add_argument("--no-browser", action="store_true", help="do not open a browser")
     s.set_defaults(fn=_lab)
     return p
 
 def main(argv=None) -> int:
     "Entry point of `mlops-nb`."
+    # jsonschema (imported by nbformat) builds an IRI grammar when `rfc3987_syntax` is installed: 1.2 s per
+    # command for a format check papermill never uses. Without it jsonschema skips that format.
+    sys.modules.setdefault("rfc3987_syntax", None)
     from mlops_nb.pipeline import StepFailed
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (StepFailed, ParamsError, FileNotFoundError, ValueError, KeyError) as e:
+    except (StepFailed, ParamsError, FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         print(f"mlops-nb {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -156,12 +156,16 @@ KEY_PACKAGES = ("mlops_nb", "pandas", "numpy", "scikit-learn", "scipy", "skops",
                 "dvclive", "fg-data-profiling", "fastapi", "sqlalchemy")
 
 def environment_info(packages=KEY_PACKAGES) -> dict:
-    "Python version and the versions of the packages that shape a result."
+    "Python version, the versions of the packages that shape a result, and every installed distribution."
     def version(p):
         try: return metadata.version(p)
         except metadata.PackageNotFoundError: return None
+    installed = {}
+    for d in metadata.distributions():
+        name = (d.metadata["Name"] or "").lower().replace("_", "-")
+        if name: installed[name] = d.version
     return {"python": platform.python_version(), "implementation": platform.python_implementation(),
-            "packages": {p: version(p) for p in packages}}
+            "packages": {p: version(p) for p in packages}, "installed": dict(sorted(installed.items()))}
 
 def machine_info() -> dict:
     "The machine a step ran on."

@@ -4,15 +4,16 @@
 
 # %% ../notebooks/90_pipeline.ipynb #0e89d938
 from __future__ import annotations
-import glob, html, json, os, subprocess, sys, tempfile, time
+import glob, html, json, os, signal, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 from .core import (ParamsError, atomic_path, find_root, load_params, now_utc, read_json, step_params,
                            write_json, write_text)
+from .params import notebook_spec, parameter_spec, validate_params
 
 # %% auto #0
 __all__ = ['STEPS', 'STAGES', 'NOTEBOOKS_DIR', 'StepFailed', 'notebook_parameters', 'resolve_step', 'render_html', 'run_step',
-           'step_records', 'build_index', 'dvc_env', 'run_pipeline']
+           'step_records', 'build_index', 'dvc_env', 'write_sources', 'RunLock', 'run_pipeline']
 
 # %% ../notebooks/90_pipeline.ipynb #fa6db7ef
 STEPS = {"ingest": "01_ingest", "validate": "02_validate", "wrangle": "03_wrangle", "split": "04_split",
@@ -25,9 +26,8 @@ class StepFailed(RuntimeError):
     "A pipeline step did not complete; the message names the step, the error and the executed notebook."
 
 def notebook_parameters(nb_path) -> dict:
-    "The parameters a notebook declares in its cell tagged `parameters`, with their defaults."
-    from papermill.inspection import inspect_notebook
-    return {k: v["default"] for k, v in inspect_notebook(str(nb_path)).items()}
+    "The parameters a notebook declares in its cell tagged `parameters`, with their defaults (as written)."
+    return {k: p.default for k, p in notebook_spec(nb_path).items()}
 
 def resolve_step(step: str, params: dict, nb_path) -> dict:
     "The parameter values to inject into `step`'s notebook; an unknown key in the step's section is an error."
@@ -52,42 +52,80 @@ def _prepare_dirs(root: Path, params: dict):
         p = root/rel
         (p if key.endswith("_dir") else p.parent).mkdir(parents=True, exist_ok=True)
 
-def run_step(step: str, root=None, timeout: float | None = None, log=print) -> dict:
-    "Run `step`'s notebook with its parameters from params.yaml; return its status record."
+def _kernel_processes():
+    "The Jupyter kernels this process started."
+    import psutil
+    return [c for c in psutil.Process().children(recursive=True)
+            if any("ipykernel" in a for a in (c.cmdline() if c.is_running() else []))]
+
+def _explain(e: BaseException, timed_out: float | None) -> str:
+    "One line naming what stopped a step."
     import papermill as pm
+    if timed_out: return f"timed out after {timed_out:g} s (run.step_timeout_s); the kernel was stopped"
+    if isinstance(e, KeyboardInterrupt): return "interrupted (Ctrl-C)"
+    if isinstance(e, pm.PapermillExecutionError):
+        if e.ename == "KeyboardInterrupt": return "interrupted (Ctrl-C)"
+        return f"{e.ename}: {e.evalue} (in cell {e.exec_count})"
+    if type(e).__name__ == "DeadKernelError":
+        return "the kernel died (killed by a signal, or out of memory) before the notebook finished"
+    return f"{type(e).__name__}: {e}"
+
+def run_step(step: str, root=None, timeout: float | None = None, log=print) -> dict:
+    """Run `step`'s notebook with its parameters from params.yaml; return its status record.
+    `timeout` (default: params `run.step_timeout_s`) limits the whole step's wall time: past it the kernel is stopped."""
+    import logging, papermill as pm
+    # papermill's own reader of the parameters cell cannot parse `x: float | None = ...` and warns that such
+    # a parameter is unknown; resolve_step has already refused every unknown key, so its warnings are noise.
+    logging.getLogger("papermill").setLevel(logging.ERROR)
     root = find_root(root)
     if step not in STEPS: raise ValueError(f"unknown step {step!r}; the steps are {list(STEPS)}")
-    params = load_params(root/"params.yaml")
+    params = validate_params(load_params(root/"params.yaml"), parameter_spec(root, NOTEBOOKS_DIR))
     nb = root/NOTEBOOKS_DIR/f"{STEPS[step]}.ipynb"
     values = resolve_step(step, params, nb)
+    if timeout is None: timeout = (params.get("run") or {}).get("step_timeout_s")
     _prepare_dirs(root, params)
     steps_dir = root/params["paths"].get("steps_dir", "reports/steps")
     out, page = steps_dir/f"{STEPS[step]}.ipynb", steps_dir/f"{STEPS[step]}.html"
     i = STAGES.index(step) + 1
-    log(f"[{i}/{len(STAGES)}] {step}: running {nb.relative_to(root)}")
+    log(f"[{i}/{len(STAGES)}] {step}: running {nb.relative_to(root)}"); sys.stdout.flush()
     env_before = os.environ.get("YDATA_PROFILING_NO_ANALYTICS")
     os.environ["YDATA_PROFILING_NO_ANALYTICS"] = "True"   # inherited by the kernel: no analytics call
     started, t0 = now_utc(), time.perf_counter()
     record = {"step": step, "notebook": str(nb.relative_to(root)), "started": started, "parameters": values}
-    error = None
+    error, timed_out = None, None
+    def stop_kernel():   # the whole step ran too long: stop its kernel; papermill then reports a dead kernel
+        nonlocal timed_out
+        timed_out = timeout
+        for k in _kernel_processes(): k.kill()
+    timer = threading.Timer(timeout, stop_kernel) if timeout else None
+    if timer: timer.daemon = True; timer.start()
+    done = threading.Event()
+    def heartbeat():   # a long step shows that it is alive, with its elapsed time
+        while not done.wait(30):
+            log(f"[{i}/{len(STAGES)}] {step}: running, {time.perf_counter() - t0:.0f} s elapsed"); sys.stdout.flush()
+    threading.Thread(target=heartbeat, daemon=True).start()
     fd, tmp = tempfile.mkstemp(prefix=f".{nb.stem}.", suffix=".ipynb", dir=steps_dir); os.close(fd)
+    interrupted = False
     try:
         pm.execute_notebook(str(nb), tmp, parameters=values, cwd=str(root), kernel_name="python3",
-                            progress_bar=False, log_output=False, execution_timeout=timeout)
-    except pm.PapermillExecutionError as e:
-        error = f"{e.ename}: {e.evalue}"
-    except Exception as e:   # the kernel died, timed out or could not start
-        error = f"{type(e).__name__}: {e}"
+                            progress_bar=False, log_output=False)
+    except KeyboardInterrupt as e:
+        error, interrupted = _explain(e, None), True
+    except Exception as e:   # an error in a cell, the kernel died, timed out or could not start
+        error = _explain(e, timed_out)
     finally:   # keep the executed notebook, failed or not; never a half-written one
+        done.set()
+        if timer: timer.cancel()
         if os.path.getsize(tmp) > 0: os.replace(tmp, out)
         else: os.remove(tmp)
     if env_before is None: os.environ.pop("YDATA_PROFILING_NO_ANALYTICS", None)
-    record.update(seconds=round(time.perf_counter() - t0, 2), status="failed" if error else "ok", error=error,
-                  html=str(page.relative_to(root)))
+    status = "ok" if not error else "timed out" if timed_out else "interrupted" if interrupted or "Ctrl-C" in error else "failed"
+    record.update(seconds=round(time.perf_counter() - t0, 2), status=status, error=error, html=str(page.relative_to(root)))
     if out.exists(): render_html(out, page)
     write_json(record, steps_dir/f"{step}.json")
+    if interrupted: raise KeyboardInterrupt(f"step {step} interrupted")
     if error:
-        raise StepFailed(f"step {step} failed: {error}\n  executed notebook: {page.relative_to(root)}")
+        raise StepFailed(f"step {step} {'failed' if status == 'failed' else status}: {error}\n  executed notebook: {page.relative_to(root)}")
     log(f"[{i}/{len(STAGES)}] {step}: done in {record['seconds']:.1f} s")
     return record
 
@@ -177,21 +215,78 @@ def dvc_env() -> dict:
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
 
-def run_pipeline(root=None, force: bool = False, log=print) -> int:
-    "Run `dvc repro` in the project; print a summary table and the path of reports/index.html. Returns DVC's exit code."
-    root = find_root(root)
-    params = load_params(root/"params.yaml")
-    t0, started = time.perf_counter(), now_utc()
-    cmd = [str(Path(sys.executable).parent/"dvc"), "repro"] + (["--force"] if force else [])
+def write_sources(root, notebooks=None) -> list[Path]:
+    """Write each step notebook's cell sources (no outputs, counts or metadata) to `.mlops-nb/sources/NAME.py`,
+    only when they changed. DVC stages depend on these, so saving a notebook's outputs re-runs nothing."""
+    root = Path(root)
+    dest = root/".mlops-nb"/"sources"; dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for nb in (notebooks or STEPS.values()):
+        cells = json.loads((root/NOTEBOOKS_DIR/f"{nb}.ipynb").read_text())["cells"]
+        text = "".join(f"# %% [{c['cell_type']}]" + (f" tags={c['metadata']['tags']}" if c.get("metadata", {}).get("tags") else "")
+                       + "\n" + "".join(c["source"]).rstrip() + "\n\n" for c in cells)
+        f = dest/f"{nb}.py"
+        if not f.exists() or f.read_text() != text:
+            write_text(text, f); written.append(f)
+    return written
+
+class RunLock:
+    "One `mlops-nb run` at a time per project: an exclusive lock on `.dvc/tmp/mlops-nb-run.lock`."
+    def __init__(self, root, wait: bool = False):
+        self.path, self.wait, self.fd = Path(root)/".dvc"/"tmp"/"mlops-nb-run.lock", wait, None
+    def __enter__(self):
+        import fcntl
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try: fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd); self.fd = None
+            raise RuntimeError(f"another `mlops-nb run` is running in this project ({holder}); "
+                               f"wait for it to finish, or use `mlops-nb run --wait`") from None
+        os.ftruncate(self.fd, 0); os.pwrite(self.fd, f"pid {os.getpid()}, started {now_utc()}".encode(), 0)
+        return self
+    def __exit__(self, *exc):
+        import fcntl
+        os.ftruncate(self.fd, 0); fcntl.flock(self.fd, fcntl.LOCK_UN); os.close(self.fd)
+
+def _dvc(root, args: list[str]) -> int:
+    "Run DVC in the project; on Ctrl-C let it stop the running stage cleanly, then raise KeyboardInterrupt."
+    cmd = [str(Path(sys.executable).parent/"dvc"), *args]
     if not Path(cmd[0]).exists(): cmd[0] = "dvc"
-    rc = subprocess.run(cmd, cwd=root, env=dvc_env()).returncode
-    total = time.perf_counter() - t0
-    log("\nstep         status    time     this run")
-    for r in step_records(root, params):
-        ran = r["started"] >= started
-        log(f"{r['step']:<12} {r['status']:<9} {r['seconds']:>6.1f} s  {'ran' if ran else 'skipped (unchanged)'}")
-    log(f"\ntotal {total:.1f} s; {'pipeline complete' if rc == 0 else 'pipeline FAILED (see the step above)'}")
-    index = root/"reports/index.html"
-    if rc != 0 and step_records(root, params): build_index(root)   # the report links the failed step's notebook
-    if index.exists(): log(f"report: {index}")
+    proc = subprocess.Popen(cmd, cwd=root, env=dvc_env())
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:   # a terminal's Ctrl-C reached DVC and the step too: give them time to clean up
+        try: proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)          # only this process was signalled: pass it on
+            try: proc.wait(timeout=60)
+            except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        raise
+
+def run_pipeline(root=None, force: bool = False, wait: bool = False, log=print) -> int:
+    """Run `dvc repro` in the project; print a summary table and the path of reports/index.html.
+    Returns DVC's exit code (130 when interrupted). One run at a time per project (`wait`: queue behind it)."""
+    root = find_root(root)
+    params = validate_params(load_params(root/"params.yaml"), parameter_spec(root, NOTEBOOKS_DIR))
+    with RunLock(root, wait=wait):
+        write_sources(root)
+        t0, started = time.perf_counter(), now_utc()
+        interrupted = False
+        try: rc = _dvc(root, ["repro"] + (["--force"] if force else []))
+        except KeyboardInterrupt: rc, interrupted = 130, True
+        total = time.perf_counter() - t0
+        records = step_records(root, params)
+        ran = [r for r in records if r["started"] >= started]
+        if ran or rc:
+            log("\nstep         status       time    this run")
+            for r in records:
+                log(f"{r['step']:<12} {r['status']:<11} {r['seconds']:>6.1f} s  {'ran' if r in ran else 'skipped (unchanged)'}")
+        verdict = ("interrupted: the running step was stopped; finished steps are kept, run again to resume" if interrupted
+                   else "pipeline complete" if rc == 0 else "pipeline FAILED (see the step above); run again to resume from it")
+        log(f"\n{len(ran)} of {len(STAGES) - 1} steps ran, total {total:.1f} s; {verdict}")
+        index = root/"reports/index.html"
+        if rc != 0 and records: build_index(root)   # the report links the failed step's notebook
+        if index.exists(): log(f"report: {index}")
     return rc

@@ -1,0 +1,301 @@
+# %% [markdown]
+# Evaluate
+> Metrics with bootstrap confidence intervals on the validation and test splits, the plots people look for, permutation feature importance, and the slices where the model does worst.
+
+# %% [code]
+#| default_exp evaluate
+
+# %% [code]
+#| export
+from __future__ import annotations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from mlops_nb.core import atomic_path
+
+# %% [code]
+from fastcore.test import test_eq, test_close, test_fail
+import os, tempfile
+from sklearn.linear_model import LogisticRegression
+from mlops_nb.core import find_root, load_trusted, read_json, record_step, require, write_json
+
+# %% [code] tags=['parameters']
+target: str = "species"  # the column to predict
+seed: int = 42  # one seed for every random choice
+primary_metric: str = "balanced_accuracy"  # selects the model in train, gates it in acceptance
+split_dir: str = "data/processed"  # train / valid / test / batch splits (Parquet) and their hashes
+schema_path: str = "data/interim/schema.json"  # the inferred data contract (JSON) that later phases, serving and monitoring read
+model_path: str = "models/trained.skops"  # the trained pipeline (skops)
+eval_live_dir: str = "reports/dvclive/evaluate"  # dvclive metrics and plots of evaluation
+eval_dir: str = "reports/evaluate"  # evaluation plots and tables
+lineage_dir: str = "reports/lineage"  # lineage record of each step (JSON)
+max_error_rows: int = 20  # misclassified (or worst-predicted) rows listed in the report
+bootstrap_rounds: int = 300  # resamples for the 95% confidence intervals
+permutation_repeats: int = 5  # shuffles per feature for permutation importance
+
+# %% [markdown]
+## Metrics
+
+# %% [code]
+#| export
+def classification_metrics(y_true, y_pred, proba=None, classes=None) -> dict:
+    "Accuracy, balanced accuracy, macro F1 and, given probabilities, one-vs-rest ROC AUC and log loss."
+    out = {"accuracy": skm.accuracy_score(y_true, y_pred),
+           "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
+           "f1_macro": skm.f1_score(y_true, y_pred, average="macro", zero_division=0)}
+    if proba is not None and len(classes) >= 2 and pd.Series(y_true).nunique() == len(classes):
+        p = proba[:, 1] if len(classes) == 2 else proba
+        out["roc_auc"] = skm.roc_auc_score(y_true, p, multi_class="ovr", labels=classes if len(classes) > 2 else None)
+        out["log_loss"] = skm.log_loss(y_true, proba, labels=classes)
+    return {k: round(float(v), 6) for k, v in out.items()}
+
+def regression_metrics(y_true, y_pred) -> dict:
+    "R², RMSE and MAE."
+    return {"r2": round(float(skm.r2_score(y_true, y_pred)), 6),
+            "rmse": round(float(np.sqrt(skm.mean_squared_error(y_true, y_pred))), 6),
+            "mae": round(float(skm.mean_absolute_error(y_true, y_pred)), 6)}
+
+def task_metrics(task: str, y_true, y_pred, proba=None, classes=None) -> dict:
+    "The metrics that fit `task`."
+    if task == "regression": return regression_metrics(y_true, y_pred)
+    return classification_metrics(y_true, y_pred, proba, classes)
+
+# %% [code]
+_m = classification_metrics(["a", "b", "b", "a"], ["a", "b", "a", "a"])
+test_eq(_m, {"accuracy": 0.75, "balanced_accuracy": 0.75, "f1_macro": 0.733333})
+_p = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
+test_close(classification_metrics(["a", "b", "b", "a"], ["a", "b", "a", "a"], _p, ["a", "b"])["roc_auc"], 1.0)
+test_eq(regression_metrics([1.0, 2.0, 3.0], [1.0, 2.0, 5.0]), {"r2": -1.0, "rmse": 1.154701, "mae": 0.666667})
+
+# %% [markdown]
+## Confidence intervals
+
+A percentile bootstrap over the rows of the split: resample with replacement, recompute every metric.
+
+# %% [code]
+#| export
+def bootstrap_intervals(task: str, y_true, y_pred, proba=None, classes=None, rounds: int = 300, level: float = 0.95,
+                        seed: int = 42) -> dict:
+    "Per metric, the (low, high) percentile-bootstrap interval at `level`."
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(rounds):
+        i = rng.integers(0, len(y_true), len(y_true))
+        if task != "regression" and len(np.unique(y_true[i])) < 2: continue
+        try: draws.append(task_metrics(task, y_true[i], y_pred[i], None if proba is None else proba[i], classes))
+        except ValueError: continue   # a resample that lacks a class for ROC AUC
+    frame = pd.DataFrame(draws)
+    a = (1 - level) / 2
+    return {m: (round(float(frame[m].quantile(a)), 6), round(float(frame[m].quantile(1 - a)), 6)) for m in frame}
+
+# %% [code]
+_rng = np.random.default_rng(1)
+_yt = _rng.choice(["a", "b"], 400); _yp = np.where(_rng.random(400) < 0.8, _yt, np.where(_yt == "a", "b", "a"))
+_ci = bootstrap_intervals("binary", _yt, _yp, rounds=200)
+assert _ci["accuracy"][0] < classification_metrics(_yt, _yp)["accuracy"] < _ci["accuracy"][1]
+assert 0.04 < _ci["accuracy"][1] - _ci["accuracy"][0] < 0.12       # about ±2 standard errors of 0.02
+
+# %% [markdown]
+## Where the model goes wrong
+
+The misclassified (or worst-predicted) rows, and the slices — one per category value — with the worst
+metric, so a reader sees for whom the model works less well.
+
+# %% [code]
+#| export
+def error_table(X: pd.DataFrame, y_true, y_pred, proba=None, classes=None, limit: int = 20) -> pd.DataFrame:
+    "Classification: the misclassified rows, most confident first. Regression: the rows with the largest absolute error."
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if classes is None and np.issubdtype(y_pred.dtype, np.number) and np.issubdtype(y_true.dtype, np.number):
+        out = X.copy(); out.insert(0, "predicted", y_pred); out.insert(0, "actual", y_true)
+        out.insert(2, "abs_error", np.abs(y_true - y_pred).round(6))
+        return out.sort_values("abs_error", ascending=False).head(limit)
+    wrong = y_true != y_pred
+    out = X.loc[wrong].copy()
+    out.insert(0, "predicted", y_pred[wrong]); out.insert(0, "actual", y_true[wrong])
+    if proba is not None:
+        idx = pd.Index(list(classes)).get_indexer(y_pred[wrong])
+        out.insert(2, "confidence", proba[wrong][np.arange(len(idx)), idx].round(4))   # P(predicted class)
+        out = out.sort_values("confidence", ascending=False)
+    return out.head(limit)
+
+def slice_table(X: pd.DataFrame, y_true, y_pred, task: str, categorical, metric: str, min_rows: int = 5) -> pd.DataFrame:
+    "The metric on every slice `column == value` of the categorical columns with at least `min_rows` rows, worst first."
+    y_true, y_pred = pd.Series(np.asarray(y_true), index=X.index), pd.Series(np.asarray(y_pred), index=X.index)
+    rows = []
+    for c in categorical:
+        for v, idx in X.groupby(X[c].astype(str), dropna=False).groups.items():
+            if len(idx) < min_rows: continue
+            m = task_metrics(task, y_true[idx], y_pred[idx])
+            if metric in m: rows.append({"column": c, "value": v, "rows": len(idx), metric: m[metric]})
+    out = pd.DataFrame(rows, columns=["column", "value", "rows", metric])
+    worst_first = metric not in ("rmse", "mae")      # errors: high is worst; scores: low is worst
+    return out.sort_values(metric, ascending=worst_first).reset_index(drop=True) if len(out) else out
+
+# %% [code]
+_X = pd.DataFrame({"x": [1, 2, 3, 4]})
+_e = error_table(_X, ["a", "b", "b", "a"], ["a", "a", "a", "a"], _p, ["a", "b"])
+test_eq(_e["x"].tolist(), [3, 2])           # both mistakes, the more confident one first
+test_eq(list(_e.columns[:3]), ["actual", "predicted", "confidence"])
+test_eq(error_table(_X, [1.0, 2.0, 3.0, 4.0], [1.0, 2.5, 3.0, 2.0])["x"].tolist()[:2], [4, 2])
+_S = pd.DataFrame({"g": ["u"] * 6 + ["v"] * 6})
+_st = slice_table(_S, ["a"] * 12, ["a"] * 6 + ["a", "b", "b", "a", "a", "a"], "binary", ["g"], "accuracy")
+test_eq(_st[["value", "accuracy"]].values.tolist(), [["v", 0.666667], ["u", 1.0]])
+
+# %% [markdown]
+## Plots
+
+For people: PNGs of the confusion matrix, one-vs-rest ROC and precision-recall curves and a calibration
+plot (classification), or predicted-vs-actual and residuals (regression), and permutation importance.
+For `dvc plots`: dvclive's confusion matrix (and ROC, precision-recall and calibration data for binary tasks).
+
+# %% [code]
+#| export
+def _fig(dest, draw, size=(4.5, 4)):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=size)
+    draw(ax); fig.tight_layout()
+    with atomic_path(dest) as tmp: fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return Path(dest)
+
+def confusion_png(y_true, y_pred, classes, dest, title: str = "Confusion matrix (test split)") -> Path:
+    "Save a confusion-matrix plot to `dest` (PNG) atomically."
+    def draw(ax):
+        skm.ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=classes, ax=ax, colorbar=False); ax.set_title(title)
+    return _fig(dest, draw)
+
+def curve_pngs(y_true, proba, classes, dest_dir) -> list[Path]:
+    "One-vs-rest ROC and precision-recall curves, and a calibration plot, as PNGs in `dest_dir`."
+    from sklearn.calibration import CalibrationDisplay
+    y_true = np.asarray(y_true); shown = classes[1:] if len(classes) == 2 else classes
+    def roc(ax):
+        for i, c in enumerate(classes):
+            if c in shown: skm.RocCurveDisplay.from_predictions(y_true == c, proba[:, i], name=str(c), ax=ax)
+        ax.set_title("ROC, one vs rest (test split)")
+    def pr(ax):
+        for i, c in enumerate(classes):
+            if c in shown: skm.PrecisionRecallDisplay.from_predictions(y_true == c, proba[:, i], name=str(c), ax=ax)
+        ax.set_title("Precision-recall, one vs rest (test split)")
+    def cal(ax):
+        for i, c in enumerate(classes):
+            if c in shown: CalibrationDisplay.from_predictions(y_true == c, proba[:, i], n_bins=5, name=str(c), ax=ax)
+        ax.set_title("Calibration (test split)")
+    d = Path(dest_dir)
+    return [_fig(d/"roc.png", roc), _fig(d/"precision_recall.png", pr), _fig(d/"calibration.png", cal)]
+
+def regression_pngs(y_true, y_pred, dest_dir) -> list[Path]:
+    "Predicted vs actual, and residuals vs predicted, as PNGs in `dest_dir`."
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    def pva(ax):
+        ax.scatter(y_true, y_pred, s=10, alpha=0.6); lo, hi = min(y_true.min(), y_pred.min()), max(y_true.max(), y_pred.max())
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1); ax.set_xlabel("actual"); ax.set_ylabel("predicted"); ax.set_title("Predicted vs actual (test split)")
+    def res(ax):
+        ax.scatter(y_pred, y_true - y_pred, s=10, alpha=0.6); ax.axhline(0, color="k", lw=1)
+        ax.set_xlabel("predicted"); ax.set_ylabel("actual - predicted"); ax.set_title("Residuals (test split)")
+    d = Path(dest_dir)
+    return [_fig(d/"predicted_vs_actual.png", pva), _fig(d/"residuals.png", res)]
+
+def permutation_importance_table(model, X, y, scoring: str, repeats: int = 5, seed: int = 42) -> pd.DataFrame:
+    "Permutation importance of every input column on (X, y): the mean drop of `scoring` and its spread."
+    from sklearn.inspection import permutation_importance
+    r = permutation_importance(model, X, y, scoring=scoring, n_repeats=repeats, random_state=seed, n_jobs=1)
+    return (pd.DataFrame({"feature": X.columns, "importance_mean": r.importances_mean.round(6), "importance_std": r.importances_std.round(6)})
+              .sort_values("importance_mean", ascending=False).reset_index(drop=True))
+
+def importance_png(table: pd.DataFrame, dest) -> Path:
+    "A horizontal bar chart of permutation importances."
+    def draw(ax):
+        t = table.iloc[::-1]; ax.barh(t["feature"], t["importance_mean"], xerr=t["importance_std"])
+        ax.set_title("Permutation importance (test split)"); ax.set_xlabel("drop of the primary metric")
+    return _fig(dest, draw, size=(5, max(2.5, 0.3 * len(table))))
+
+# %% [code]
+with tempfile.TemporaryDirectory() as d:
+    test_eq(confusion_png(["a", "b"], ["a", "a"], ["a", "b"], Path(d)/"cm.png").read_bytes()[:4], b"\x89PNG")
+    test_eq([p.name for p in curve_pngs(["a", "b", "b", "a"], _p, ["a", "b"], d)], ["roc.png", "precision_recall.png", "calibration.png"])
+    test_eq([p.name for p in regression_pngs([1, 2, 3], [1.1, 2.2, 2.9], d)], ["predicted_vs_actual.png", "residuals.png"])
+_Xi = pd.DataFrame({"signal": _rng.normal(size=300), "noise": _rng.normal(size=300)})
+_lr = LogisticRegression().fit(_Xi, _Xi.signal > 0)
+test_eq(permutation_importance_table(_lr, _Xi, _Xi.signal > 0, "accuracy")["feature"].tolist(), ["signal", "noise"])
+
+# %% [code]
+#| export
+SCORERS = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy", "f1_macro": "f1_macro",
+           "r2": "r2", "neg_root_mean_squared_error": "neg_root_mean_squared_error", "neg_mean_absolute_error": "neg_mean_absolute_error"}
+
+def evaluate_split(model, frame: pd.DataFrame, target: str, task: str, rounds: int = 300, seed: int = 42) -> dict:
+    "Metrics and their bootstrap intervals of `model` on one split."
+    X, y = frame.drop(columns=[target]), frame[target]
+    pred = model.predict(X)
+    proba = model.predict_proba(X) if task != "regression" and hasattr(model, "predict_proba") else None
+    classes = list(model.classes_) if task != "regression" else None
+    return {"metrics": task_metrics(task, y, pred, proba, classes),
+            "intervals": bootstrap_intervals(task, y, pred, proba, classes, rounds, seed=seed), "rows": len(frame)}
+
+def log_evaluation(live_dir, results: dict, task: str, y_true, y_pred, proba=None, classes=None, images=()) -> None:
+    "Write the metrics of every split (with intervals) and the plots to a dvclive directory."
+    from dvclive import Live
+    with Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        for split, r in results.items():
+            for k, v in r["metrics"].items(): live.log_metric(f"{split}/{k}", v, plot=False)
+            for k, (lo, hi) in r["intervals"].items():
+                live.log_metric(f"{split}_ci/{k}_low", lo, plot=False); live.log_metric(f"{split}_ci/{k}_high", hi, plot=False)
+        if task != "regression":
+            live.log_sklearn_plot("confusion_matrix", [str(v) for v in y_true], [str(v) for v in y_pred], name="confusion_matrix.json")
+            if proba is not None and len(classes) == 2:
+                yb = (np.asarray(y_true) == classes[1]).astype(int)
+                live.log_sklearn_plot("roc", yb, proba[:, 1], name="roc.json")
+                live.log_sklearn_plot("precision_recall", yb, proba[:, 1], name="precision_recall.json")
+                live.log_sklearn_plot("calibration", yb, proba[:, 1], name="calibration.json")
+        for img in images: live.log_image(Path(img).name, str(img))
+
+# %% [markdown]
+## Run
+
+# %% [code]
+os.chdir(find_root())
+schema = read_json(require(schema_path, "run `mlops-nb step validate` first"))
+model = load_trusted(require(model_path, "run `mlops-nb step train` first"))
+task = schema["task"]
+frames = {s: pd.read_parquet(Path(split_dir)/f"{s}.parquet") for s in ("valid", "test") if (Path(split_dir)/f"{s}.parquet").exists()}
+require(Path(split_dir)/"test.parquet", "run `mlops-nb step split` first")
+results = {s: evaluate_split(model, f, target, task, bootstrap_rounds, seed) for s, f in frames.items()}
+test = frames["test"]; X, y = test.drop(columns=[target]), test[target]
+pred = model.predict(X)
+proba = model.predict_proba(X) if task != "regression" else None
+classes = list(model.classes_) if task != "regression" else None
+images = []
+if task == "regression": images += regression_pngs(y, pred, eval_dir)
+else:
+    images.append(confusion_png(y, pred, classes, Path(eval_dir)/"confusion_matrix.png"))
+    if proba is not None: images += curve_pngs(y, proba, classes, eval_dir)
+importance = permutation_importance_table(model, X, y, SCORERS.get(primary_metric, primary_metric), permutation_repeats, seed)
+images.append(importance_png(importance, Path(eval_dir)/"permutation_importance.png"))
+cats = [c for c in schema["features"] if schema["columns"][c]["kind"] in ("categorical", "boolean") and c in X]
+slices = slice_table(X, y, pred, task, cats, {"neg_root_mean_squared_error": "rmse", "neg_mean_absolute_error": "mae"}.get(primary_metric, primary_metric))
+errors = error_table(X, y, pred, proba, classes, max_error_rows)
+for name, table in (("errors", errors), ("slices", slices), ("permutation_importance", importance)):
+    with atomic_path(Path(eval_dir)/f"{name}.csv") as tmp: table.to_csv(tmp, index=False)
+write_json(results, Path(eval_dir)/"metrics_with_intervals.json")
+log_evaluation(eval_live_dir, results, task, y, pred, proba, classes, images)
+record_step(lineage_dir, "evaluate", {"bootstrap_rounds": bootstrap_rounds, "permutation_repeats": permutation_repeats},
+            inputs=[Path(split_dir)/f"{s}.parquet" for s in frames] + [model_path], outputs=[eval_dir, eval_live_dir],
+            metrics={s: r["metrics"] for s, r in results.items()})
+pd.DataFrame({f"{s} {k}": {m: v for m, v in r[k].items()} for s, r in results.items() for k in ("metrics", "intervals")})
+
+# %% [code]
+importance
+
+# %% [code]
+slices.head(10)
+
+# %% [code]
+errors
+

@@ -1,0 +1,250 @@
+# %% [markdown]
+# Package
+> The accepted model as a versioned package: the skops model file (hash-checked at load), an ONNX copy when it converts with parity, the schema it expects, a model card and the full lineage of the run. The champion pointer moves only once the package is complete.
+
+# %% [code]
+#| default_exp package
+
+# %% [code]
+#| export
+from __future__ import annotations
+import glob, os, shutil, tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlops_nb.core import (atomic_path, environment_info, file_sha256, git_info, load_trusted, machine_info, now_utc,
+                           read_json, write_json)
+
+# %% [code]
+from fastcore.test import test_eq, test_fail
+import os
+import yaml
+from sklearn.linear_model import LogisticRegression
+from mlops_nb.core import find_root, load_params, record_step, require, save_model
+
+# %% [code] tags=['parameters']
+model_name = "penguins-species"
+target = "species"
+model_path = "models/trained.skops"
+schema_path = "data/interim/schema.json"
+acceptance_path = "reports/acceptance.json"
+train_live_dir = "reports/dvclive/train"
+eval_dir = "reports/evaluate"
+split_dir = "data/processed"
+package_dir = "models/package"
+lineage_dir = "reports/lineage"
+steps_dir = "reports/steps"
+
+# %% [markdown]
+## Lineage
+
+Everything needed to say how the model came to be: the commit (and whether the tree was dirty),
+the hash of every file each step read and wrote, all parameters, package versions, the machine,
+how long each step took, and the metrics.
+
+# %% [code]
+#| export
+def collect_lineage(lineage_dir, steps_dir=None, params: dict | None = None, root=".") -> dict:
+    "Merge the per-step lineage records (and the step runner's timings, when present) into one record."
+    records = {Path(f).stem: read_json(f) for f in sorted(glob.glob(str(Path(lineage_dir)/"*.json")))}
+    timings = {}
+    if steps_dir is not None:
+        for f in sorted(glob.glob(str(Path(steps_dir)/"*.json"))):
+            t = read_json(f)
+            if "step" in t: timings[t["step"]] = {k: t.get(k) for k in ("seconds", "status", "started")}
+    ingest = records.get("ingest", {})
+    return {"created": now_utc(), "git": git_info(root), "environment": environment_info(), "machine": machine_info(),
+            "data": ingest.get("data", {}), "params": params or {},
+            "steps": {name: {"params": r.get("params"), "inputs": r.get("inputs"), "outputs": r.get("outputs"),
+                             "metrics": r.get("metrics"), "timing": timings.get(name)} for name, r in records.items()}}
+
+# %% [code]
+import tempfile as _tf
+with _tf.TemporaryDirectory() as d:
+    write_json({"step": "ingest", "params": {"a": 1}, "inputs": {}, "outputs": {}, "metrics": {}, "data": {"data_sha256": "x"}}, Path(d)/"l/ingest.json")
+    write_json({"step": "ingest", "seconds": 1.5, "status": "ok"}, Path(d)/"s/ingest.json")
+    lin = collect_lineage(Path(d)/"l", Path(d)/"s", {"p": 1}, root=d)
+    test_eq(lin["data"], {"data_sha256": "x"}); test_eq(lin["steps"]["ingest"]["timing"]["seconds"], 1.5)
+
+# %% [markdown]
+## Model card
+
+Written with skops' `Card`, so the card lists the estimator's hyperparameters and structure too.
+
+# %% [code]
+#| export
+def model_card(model, name: str, version: str, schema: dict, metrics: dict, lineage: dict,
+               intervals: dict | None = None, onnx: dict | None = None) -> "skops.card.Card":
+    "A skops model card describing `model`, its data contract, its metrics with 95% intervals, and its lineage."
+    from skops.card import Card
+    card = Card(model, trusted=None)
+    feats = ", ".join(f"`{f}` ({schema['columns'][f]['kind']})" for f in schema["features"])
+    git = lineage.get("git", {})
+    card.add(**{
+        "Model description": f"**{name}**, version `{version}`: predicts `{schema['target']}` ({schema['task']}) from {feats}.",
+        "Intended uses & limitations": "Trained on the data and with the parameters recorded in `lineage.json`; use it for "
+            "rows like those (see `schema.json`). Inputs are checked against the schema: values outside the training "
+            "ranges and unseen categories are reported, and predictions on them are less reliable. The test split is "
+            "small for small data sets: read the intervals, not just the point estimates.",
+        "Training Procedure": f"Data sha256 `{lineage.get('data', {}).get('data_sha256')}`; code commit `{git.get('commit')}` "
+            f"(dirty: {git.get('dirty')}); Python {lineage.get('environment', {}).get('python')}; "
+            f"chosen by cross-validation among the families in `lineage.json`.",
+        "Export": ("ONNX: `model.onnx`, parity with scikit-learn on the test split: " + str(onnx.get("parity")) if onnx and onnx.get("converted")
+                   else f"ONNX: not exported ({(onnx or {}).get('reason', 'not attempted')})"),
+    })
+    ci = intervals or {}
+    card.add_metrics(**{f"test {k}": (f"{v} (95% CI {ci[k][0]} to {ci[k][1]})" if k in ci else v) for k, v in metrics.items()})
+    return card
+
+# %% [markdown]
+## ONNX
+
+skl2onnx converts the whole pipeline when every step has a converter. Parity with scikit-learn is checked
+on the test split before the file is kept: labels must agree on at least 99% of rows and probabilities
+(or regression values) within 1e-3, because ONNX computes in float32.
+
+# %% [code]
+#| export
+PARITY = {"min_label_agreement": 0.99, "max_abs_diff": 1e-3}
+
+def export_onnx(model, schema: dict, X: pd.DataFrame, dest) -> dict:
+    "Convert `model` to ONNX at `dest` if it converts and agrees with scikit-learn on `X`; say why not otherwise."
+    import warnings
+    try:
+        import onnxruntime as ort
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+        num = lambda f: schema["columns"][f]["kind"] == "numeric"
+        types = [(f, FloatTensorType([None, 1]) if num(f) else StringTensorType([None, 1])) for f in schema["features"]]
+        opts = {id(model): {"zipmap": False}} if hasattr(model, "predict_proba") else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            onx = convert_sklearn(model, initial_types=types, options=opts, target_opset=18)
+        sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+        Xc = X[schema["features"]].dropna()
+        names = [i.name for i in sess.get_inputs()]   # skl2onnx renames inputs that are not identifiers ("mean radius")
+        feeds = {n: (Xc[[f]].to_numpy(np.float32) if num(f) else Xc[[f]].astype(str).to_numpy())
+                 for n, f in zip(names, schema["features"])}
+        out = sess.run(None, feeds)
+    except Exception as e:
+        return {"converted": False, "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+    if hasattr(model, "predict_proba"):
+        agree = float(np.mean(out[0] == model.predict(Xc)))
+        diff = float(np.max(np.abs(out[1] - model.predict_proba(Xc)))) if len(Xc) else 0.0
+        ok = agree >= PARITY["min_label_agreement"] and diff <= PARITY["max_abs_diff"]
+        parity = {"rows": len(Xc), "label_agreement": round(agree, 6), "max_abs_proba_diff": diff}
+    else:
+        diff = float(np.max(np.abs(out[0].ravel() - model.predict(Xc)) / (1 + np.abs(model.predict(Xc))))) if len(Xc) else 0.0
+        ok, parity = diff <= PARITY["max_abs_diff"], {"rows": len(Xc), "max_rel_diff": diff}
+    if not ok: return {"converted": False, "reason": f"parity check failed: {parity}", "parity": parity}
+    with atomic_path(dest) as tmp: Path(tmp).write_bytes(onx.SerializeToString())
+    return {"converted": True, "path": Path(dest).name, "parity": parity, "tolerance": PARITY}
+
+# %% [code]
+from sklearn.linear_model import Ridge
+_Xo = pd.DataFrame({"a": np.linspace(0, 1, 50), "b c": np.linspace(1, 0, 50) ** 2})   # a name that is not an identifier
+from sklearn.pipeline import Pipeline
+from mlops_nb.wrangle import make_preprocessor
+_ro = Pipeline([("features", make_preprocessor(["a", "b c"], [])), ("model", Ridge())]).fit(_Xo, _Xo.a * 2 + _Xo["b c"])
+_so = {"features": ["a", "b c"], "columns": {"a": {"kind": "numeric"}, "b c": {"kind": "numeric"}}}
+with _tf.TemporaryDirectory() as d:
+    _r = export_onnx(_ro, _so, _Xo, Path(d)/"m.onnx")
+    assert _r["converted"] and _r["parity"]["max_rel_diff"] < 1e-4 and (Path(d)/"m.onnx").exists(), _r
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.pipeline import make_pipeline
+    _r = export_onnx(make_pipeline(FunctionTransformer(np.log1p), Ridge()).fit(_Xo, _Xo.a), _so, _Xo, Path(d)/"x.onnx")
+    assert not _r["converted"] and "FunctionTransformer" in _r["reason"] and not (Path(d)/"x.onnx").exists()
+
+# %% [markdown]
+## The package
+
+Each version lives in its own folder, `package_dir/<version>/`, built in a temporary folder and
+renamed into place; `current.json` names the champion and is replaced atomically last. An error at
+any point (a full disk, a bad model file) leaves the previous champion loadable.
+
+# %% [code]
+#| export
+def model_version(name: str, model_file) -> str:
+    "A version name from the model's name and the hash of its file."
+    return f"{name}-{file_sha256(model_file)[:12]}"
+
+def build_package(model_file, package_dir, name: str, schema: dict, metrics: dict, lineage: dict,
+                  intervals: dict | None = None, X_check: pd.DataFrame | None = None) -> dict:
+    "Package `model_file` as a new version under `package_dir` and make it the champion; return its pointer."
+    model = load_trusted(model_file)          # refuse to package a model we could not serve
+    package_dir = Path(package_dir); package_dir.mkdir(parents=True, exist_ok=True)
+    version = model_version(name, model_file)
+    final = package_dir/version
+    if not final.exists():
+        tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=package_dir))
+        try:
+            shutil.copyfile(model_file, tmp/"model.skops")
+            write_json(schema, tmp/"schema.json")
+            onnx = export_onnx(model, schema, X_check, tmp/"model.onnx") if X_check is not None else None
+            write_json({**lineage, "version": version, "metrics": metrics, "intervals": intervals or {}, "onnx": onnx,
+                        "model_sha256": file_sha256(tmp/"model.skops")}, tmp/"lineage.json")
+            model_card(model, name, version, schema, metrics.get("test", {}), lineage, intervals, onnx).save(tmp/"model_card.md")
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists(): shutil.rmtree(tmp)
+    pointer = {"version": version, "path": str(final), "model_sha256": file_sha256(final/"model.skops"), "promoted": now_utc()}
+    write_json(pointer, package_dir/"current.json")
+    return pointer
+
+class TamperedModelError(ValueError):
+    "A packaged model file does not match the hash recorded when it was packaged."
+
+def load_package(folder):
+    "The model of a package folder, after checking its file's SHA-256 against the lineage record and its types against the trusted list."
+    folder = Path(folder)
+    expected = read_json(folder/"lineage.json").get("model_sha256")
+    actual = file_sha256(folder/"model.skops")
+    if expected != actual:
+        raise TamperedModelError(f"{folder/'model.skops'}: SHA-256 {actual[:16]}… does not match the recorded {str(expected)[:16]}…; refusing to load")
+    return load_trusted(folder/"model.skops")
+
+def current_package(package_dir) -> Path:
+    "The folder of the champion package."
+    cur = Path(package_dir)/"current.json"
+    if not cur.is_file(): raise FileNotFoundError(f"{cur} not found: no model is packaged yet; run `mlops-nb run` first")
+    return Path(package_dir)/read_json(cur)["version"]
+
+# %% [code]
+with _tf.TemporaryDirectory() as d:
+    m = save_model(LogisticRegression().fit([[0.0], [1.0]], ["a", "b"]), Path(d)/"m.skops")
+    schema = {"target": "y", "task": "binary", "features": ["x"], "columns": {"x": {"kind": "numeric"}}}
+    lin = {"git": {"commit": None, "dirty": None}, "data": {}}
+    p = build_package(m, Path(d)/"pkg", "demo", schema, {"test": {"accuracy": 1.0}}, lin)
+    test_eq(current_package(Path(d)/"pkg").name, p["version"])
+    test_eq(sorted(f.name for f in current_package(Path(d)/"pkg").iterdir()), ["lineage.json", "model.skops", "model_card.md", "schema.json"])
+    test_eq(load_package(current_package(Path(d)/"pkg")).predict([[1.0]]).tolist(), ["b"])
+    with open(current_package(Path(d)/"pkg")/"model.skops", "ab") as f: f.write(b"x")      # tamper with it
+    test_fail(lambda: load_package(current_package(Path(d)/"pkg")), contains="does not match the recorded")
+    (Path(d)/"bad.skops").write_bytes(b"junk")
+    test_fail(lambda: build_package(Path(d)/"bad.skops", Path(d)/"pkg", "demo", schema, {}, lin), contains="not a readable skops")
+    test_eq(current_package(Path(d)/"pkg").name, p["version"])       # the champion is untouched
+    test_eq(len([f for f in (Path(d)/"pkg").iterdir() if f.name.startswith(".")]), 0)   # no temporary folder left
+
+# %% [markdown]
+## Run
+
+# %% [code]
+os.chdir(find_root())
+acceptance = read_json(require(acceptance_path, "run `mlops-nb step acceptance` first"))
+if not acceptance["accepted"]: raise RuntimeError(f"{acceptance_path}: the model was not accepted; nothing to package")
+schema = read_json(require(schema_path, "run `mlops-nb step validate` first"))
+metrics = {"test": acceptance["test"], "baseline": acceptance["baseline"],
+           "cv": read_json(Path(train_live_dir)/"metrics.json")["chosen"]}
+lineage = collect_lineage(lineage_dir, steps_dir, load_params("params.yaml"))
+intervals = read_json(require(Path(eval_dir)/"metrics_with_intervals.json", "run `mlops-nb step evaluate` first"))["test"]["intervals"]
+test = pd.read_parquet(require(Path(split_dir)/"test.parquet", "run `mlops-nb step split` first"))
+pointer = build_package(require(model_path, "run `mlops-nb step train` first"), package_dir, model_name, schema, metrics, lineage,
+                        intervals, test.drop(columns=[target]))
+print(read_json(Path(pointer["path"])/"lineage.json")["onnx"])
+record_step(lineage_dir, "package", {"model_name": model_name}, inputs=[model_path, schema_path, acceptance_path, Path(eval_dir)/"metrics_with_intervals.json"],
+            outputs=[pointer["path"]], metrics={"version": pointer["version"]})
+print(f"champion: {pointer['version']} in {pointer['path']}")
+

@@ -1,0 +1,664 @@
+# %% [markdown]
+# Monitor
+> Compare new data with the training data: per-feature drift, prediction drift, schema violations and, when labels are known, performance decay; then a retraining signal, and retraining with the new data when it says so.
+
+# %% [code]
+#| default_exp monitor
+
+# %% [code]
+#| export
+from __future__ import annotations
+import base64, html, io, json, os, re, time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mlops_nb.core import atomic_path, frame_sha256, now_utc, read_json, require, write_json, write_parquet, write_text
+from mlops_nb.validate import check_schema
+
+# %% [code]
+from fastcore.test import test_eq, test_close, test_fail
+import tempfile, sqlite3
+from mlops_nb.core import find_root, record_step, require
+from mlops_nb.serve import load_model
+
+# %% [code] tags=['parameters']
+target: str = "species"  # the column to predict
+primary_metric: str = "balanced_accuracy"  # selects the model in train, gates it in acceptance
+split_dir: str = "data/processed"  # train / valid / test / batch splits (Parquet) and their hashes
+package_dir: str = "models/package"  # versioned model packages; current.json names the champion
+prediction_log_db: str = "data/prediction_log.db"  # the REST service's log: a SQLite path or a SQLAlchemy URL
+monitor_live_dir: str = "reports/dvclive/monitor"  # dvclive metrics of monitoring
+monitor_path: str = "reports/monitor.json"  # monitoring result (JSON)
+drift_report: str = "reports/drift.html"  # drift report (HTML)
+drift_profile: str = "reports/drift_profile.html"  # ydata-profiling: reference vs current
+lineage_dir: str = "reports/lineage"  # lineage record of each step (JSON)
+current_source: str = "batch"  # batch: the held-back split; log: the service's prediction log; or a .csv/.parquet path
+window: str = "7d"  # log: the last 30m / 24h / 7d of predictions ("" = all of them)
+p_value: float = 0.01  # family-wise: divided by the number of tests of a batch (Bonferroni)
+min_wasserstein: float = 0.15  # numeric: smallest material shift, in reference standard deviations
+min_jensen_shannon: float = 0.05  # categorical: smallest material Jensen-Shannon distance (0..1)
+psi_threshold: float = 0.2  # a PSI at or above this is material too
+max_drift_share: float = 0.0  # retrain recommended when the share of drifted features exceeds this (0: any)
+max_decay: float = 0.05  # retrain recommended when the primary metric got worse by more (scores: absolute; neg_* errors: relative)
+min_rows: int = 30  # fewer current rows: could not evaluate
+profile_compare: bool = True  # ydata-profiling comparison report of reference vs current
+profile_max_rows: int = 5000  # rows sampled from each side for it
+
+# %% [markdown]
+## Where the current data comes from
+
+A batch file (CSV or Parquet), or the predictions the REST service logged in its database. The log
+is the table `prediction_log` (in the SQLite file or SQLAlchemy URL `paths.prediction_log_db`): one
+row per predicted input row, with `logged_at` (ISO 8601, UTC), `model_version`, `request_id`,
+`features` (a JSON object, feature name → value) and `prediction` (a JSON scalar). A time window
+selects the rows to monitor. Rows whose `features` cannot be read are counted, not fatal.
+
+# %% [code]
+#| export
+LOG_TABLE = "prediction_log"
+LOG_COLUMNS = ("id", "logged_at", "model_version", "request_id", "features", "prediction")
+
+def read_batch(path) -> pd.DataFrame:
+    "A batch of current data from a .csv or .parquet file, with an error naming the file when it cannot be read."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"current data: {path} not found")
+    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise ValueError(f"current data: {path}: expected a .csv or .parquet file, got '{path.suffix}'")
+    try: return pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+    except Exception as e: raise ValueError(f"current data: could not read {path}: {type(e).__name__}: {e}") from None
+
+def parse_window(window: str | None, now: datetime | None = None) -> datetime | None:
+    "The start of a window like '30m', '24h' or '7d' that ends `now` (UTC); None for an empty window (all rows)."
+    if window in (None, "", "all"): return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhd])\s*", str(window))
+    if not m: raise ValueError(f"monitor.window: expected a length like '30m', '24h' or '7d' (or '' for all rows), got {window!r}")
+    unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+    return (now or datetime.now(timezone.utc)) - timedelta(**{unit: float(m.group(1))})
+
+def _utc(t) -> datetime | None:
+    if t is None or t == "": return None
+    t = pd.Timestamp(t)
+    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).to_pydatetime()
+
+# %% [code]
+_now = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+test_eq(parse_window("24h", _now), datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc))
+test_eq(parse_window("", _now), None)
+test_fail(lambda: parse_window("a week"), contains="monitor.window")
+test_eq(_utc("2026-11-24T08:30:00+01:00"), datetime(2026, 11, 24, 7, 30, tzinfo=timezone.utc))
+with tempfile.TemporaryDirectory() as d:
+    test_fail(lambda: read_batch(Path(d)/"none.csv"), contains="none.csv not found")
+    (Path(d)/"x.txt").write_text("a"); test_fail(lambda: read_batch(Path(d)/"x.txt"), contains="expected a .csv or .parquet")
+
+# %% [code]
+#| export
+def _parse_features(texts: pd.Series) -> tuple[pd.DataFrame, np.ndarray]:
+    "Expand JSON objects into columns; the boolean mask says which rows were readable objects."
+    import pyarrow as pa, pyarrow.json as pj
+    texts = texts.fillna("").astype(str)
+    try:   # fast path: the whole column as JSON lines, parsed by Arrow on every core
+        if texts.str.contains("\n", regex=False).any() or not texts.str.startswith("{").all(): raise ValueError("not one object per row")
+        frame = pj.read_json(io.BytesIO("\n".join(texts).encode())).to_pandas()
+        if len(frame) == len(texts): return frame.set_axis(texts.index), np.ones(len(texts), bool)
+    except (pa.ArrowInvalid, ValueError): pass
+    rows, ok = [], np.zeros(len(texts), bool)
+    for i, t in enumerate(texts):   # slow path: row by row, so one bad row does not hide the others
+        try: obj = json.loads(t)
+        except ValueError: obj = None
+        if isinstance(obj, dict): rows.append(obj); ok[i] = True
+        else: rows.append({})
+    return pd.DataFrame(rows, index=texts.index), ok
+
+def _parse_predictions(texts: pd.Series) -> pd.Series:
+    try: return pd.Series(json.loads("[" + ",".join(texts.fillna("null")) + "]"), index=texts.index)
+    except ValueError:
+        def one(t):
+            try: return json.loads(t)
+            except (TypeError, ValueError): return None
+        return texts.map(one)
+
+def read_prediction_log(db: str, since=None, until=None, table: str = LOG_TABLE, model_version: str | None = None
+                        ) -> tuple[pd.DataFrame, pd.Series, list[str]]:
+    """The logged rows with `since <= logged_at < until` (UTC; None: unbounded): the feature frame (with `logged_at`,
+    `model_version`, `request_id`), the logged predictions, and problems found while reading."""
+    import sqlalchemy as sa
+    from mlops_nb.serve import db_url
+    if "://" not in str(db) and not Path(db).is_file():
+        raise FileNotFoundError(f"paths.prediction_log_db: {db} not found: the REST service writes it when it serves predictions")
+    since, until = _utc(since), _utc(until)
+    engine = sa.create_engine(db_url(db))
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(table): raise ValueError(f"{db}: no table {table!r}; the REST service's log is the table {LOG_TABLE!r}")
+            cols = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+            missing = [c for c in LOG_COLUMNS if c not in cols]
+            if missing: raise ValueError(f"{db}: table {table!r} lacks the columns {missing}; expected {list(LOG_COLUMNS)}")
+            where, args = [], {}
+            # ISO 8601 text compares in time order; the seconds-only bound keeps rows with fractions, filtered exactly below
+            if since: where.append("logged_at >= :since"); args["since"] = since.strftime("%Y-%m-%dT%H:%M:%S")
+            if until: where.append("logged_at <= :until"); args["until"] = (until + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
+            if model_version: where.append("model_version = :mv"); args["mv"] = model_version
+            q = f"SELECT logged_at, model_version, request_id, features, prediction FROM {table}" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id"
+            raw = pd.DataFrame(conn.execute(sa.text(q), args).fetchall(), columns=["logged_at", "model_version", "request_id", "features", "prediction"])
+    finally: engine.dispose()
+    problems = []
+    at = pd.to_datetime(raw["logged_at"], utc=True, errors="coerce", format="ISO8601")
+    keep = at.notna() & (at >= since if since else True) & (at < until if until else True)
+    if at.isna().any(): problems.append(f"{LOG_TABLE}.logged_at: {int(at.isna().sum())} rows with an unreadable time, left out")
+    raw, at = raw[keep].reset_index(drop=True), at[keep].reset_index(drop=True)
+    feats, ok = _parse_features(raw["features"])
+    if not ok.all(): problems.append(f"{LOG_TABLE}.features: {int((~ok).sum())} rows not a JSON object, left out")
+    meta = pd.DataFrame({"logged_at": at[ok], "model_version": raw["model_version"][ok], "request_id": raw["request_id"][ok]})
+    frame = pd.concat([feats[ok].reset_index(drop=True), meta.reset_index(drop=True)], axis=1)
+    return frame, _parse_predictions(raw["prediction"][ok]).reset_index(drop=True), problems
+
+# %% [markdown]
+A log made here in the contract's format: the reader knows only the table, never the writer.
+
+# %% [code]
+#| export
+def write_log_rows(db: str, rows: pd.DataFrame, predictions, model_version: str = "demo", start=None,
+                   step_seconds: float = 1.0, table: str = LOG_TABLE) -> int:
+    "Append `rows` (feature frame) and their `predictions` to a prediction log in the contract's format (for tests and benchmarks)."
+    import sqlite3
+    from mlops_nb.serve import db_url
+    path = db_url(db).removeprefix("sqlite:///")
+    start = _utc(start) or datetime.now(timezone.utc)
+    feats = [json.dumps({k: (None if (v is None or (isinstance(v, float) and np.isnan(v))) else v) for k, v in r.items()})
+             for r in rows.astype(object).to_dict("records")]
+    times = [(start + timedelta(seconds=i * step_seconds)).isoformat(timespec="microseconds") for i in range(len(rows))]
+    preds = [json.dumps(p.item() if hasattr(p, "item") else p) for p in predictions]
+    with sqlite3.connect(path) as con:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY AUTOINCREMENT, logged_at TEXT NOT NULL, "
+                    "model_version TEXT, request_id TEXT, features TEXT NOT NULL, prediction TEXT)")
+        con.executemany(f"INSERT INTO {table} (logged_at, model_version, request_id, features, prediction) VALUES (?, ?, ?, ?, ?)",
+                        [(t, model_version, f"req-{i}", f, p) for i, (t, f, p) in enumerate(zip(times, feats, preds))])
+    return len(rows)
+
+# %% [code]
+with tempfile.TemporaryDirectory() as d:
+    db = str(Path(d)/"log.db")
+    _rows = pd.DataFrame({"x": [1.0, np.nan, 3.0], "c": ["a", "b", None]})
+    write_log_rows(db, _rows, ["p", "q", "p"], start="2026-11-24T08:00:00+00:00", step_seconds=3600)
+    _f, _p, _probs = read_prediction_log(db)
+    test_eq(_f[["x", "c"]].astype(object).where(_f[["x", "c"]].notna(), None).values.tolist(), [[1.0, "a"], [None, "b"], [3.0, None]])
+    test_eq(_p.tolist(), ["p", "q", "p"]); test_eq(_probs, [])
+    _f, _p, _ = read_prediction_log(db, since="2026-11-24T09:00:00Z", until="2026-11-24T10:00:00Z")   # one hour: the second row
+    test_eq((_f["x"].isna().tolist(), _p.tolist()), ([True], ["q"]))
+    with sqlite3.connect(db) as con: con.execute("INSERT INTO prediction_log (logged_at, model_version, request_id, features, prediction) "
+                                                 "VALUES ('2026-11-24T11:00:00+00:00', 'demo', 'r', 'not json', '\"p\"')")
+    _f, _p, _probs = read_prediction_log(db)
+    test_eq((len(_f), _probs), (3, ["prediction_log.features: 1 rows not a JSON object, left out"]))
+    test_fail(lambda: read_prediction_log(str(Path(d)/"none.db")), contains="none.db not found")
+    with sqlite3.connect(Path(d)/"other.db") as con: con.execute("create table prediction_log (id integer, logged_at text)")
+    test_fail(lambda: read_prediction_log(str(Path(d)/"other.db")), contains="lacks the columns ['model_version'")
+
+# %% [markdown]
+## Drift of one column
+
+Numeric columns: the two-sample Kolmogorov–Smirnov test, and the Wasserstein distance in units of the
+reference's standard deviation (how far the distribution moved). Categorical columns: the chi-squared
+test of the two samples' counts, and the Jensen–Shannon distance (base 2, between 0 and 1) of the shares.
+Both kinds also get the population stability index (PSI) over the reference's deciles or categories.
+A p-value answers "could this be chance?", a distance "is it big enough to matter?": with a million
+logged rows every tiny difference is significant, with fifty rows a large one may not be.
+
+# %% [code]
+#| export
+def psi(ref_share: np.ndarray, cur_share: np.ndarray, eps: float = 1e-4) -> float:
+    "Population stability index between two vectors of bin shares."
+    r, c = np.clip(ref_share, eps, None), np.clip(cur_share, eps, None)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+def numeric_drift(ref: pd.Series, cur: pd.Series, bins: int = 10) -> dict:
+    "KS statistic and p-value, Wasserstein distance in reference standard deviations, and PSI over the reference's quantile bins."
+    ref = pd.to_numeric(ref, errors="coerce").dropna().to_numpy(float)
+    cur = pd.to_numeric(cur, errors="coerce").dropna().to_numpy(float)
+    ks = stats.ks_2samp(ref, cur)
+    sd = float(np.std(ref))
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
+    edges[0], edges[-1] = -np.inf, np.inf
+    share = lambda s: np.histogram(s, edges)[0] / max(len(s), 1)
+    return {"test": "Kolmogorov-Smirnov", "statistic": float(ks.statistic), "p_value": float(ks.pvalue),
+            "distance_name": "Wasserstein / sd", "distance": float(stats.wasserstein_distance(ref, cur) / (sd if sd > 0 else 1.0)),
+            "psi": psi(share(ref), share(cur))}
+
+def categorical_drift(ref: pd.Series, cur: pd.Series) -> dict:
+    "Chi-squared test of the category counts, Jensen-Shannon distance and PSI of the shares (missing values are a category)."
+    from scipy.spatial.distance import jensenshannon
+    counts = pd.DataFrame({"r": ref.astype(object).fillna("<missing>").astype(str).value_counts(),
+                           "c": cur.astype(object).fillna("<missing>").astype(str).value_counts()}).fillna(0)
+    table = counts.to_numpy(float).T
+    if len(counts) < 2 or table[1].sum() == 0: stat, p = 0.0, 1.0
+    else: stat, p, *_ = stats.chi2_contingency(table)
+    rs, cs = table[0] / max(table[0].sum(), 1), table[1] / max(table[1].sum(), 1)
+    return {"test": "chi-squared", "statistic": float(stat), "p_value": float(p), "distance_name": "Jensen-Shannon",
+            "distance": float(jensenshannon(rs, cs, base=2)) if table[1].sum() else 0.0, "psi": psi(rs, cs)}
+
+# %% [code]
+_rng = np.random.default_rng(0)
+_ref = pd.Series(_rng.normal(size=2000))
+_same = numeric_drift(_ref, pd.Series(_rng.normal(size=500)))
+assert _same["p_value"] > 0.01 and _same["distance"] < 0.1
+_shift = numeric_drift(_ref, pd.Series(_rng.normal(0.5, 1, size=500)))
+assert _shift["p_value"] < 1e-6 and 0.4 < _shift["distance"] < 0.6 and _shift["psi"] > 0.1    # half a standard deviation
+_cref = pd.Series(_rng.choice(["a", "b", "c"], 2000, p=[0.6, 0.3, 0.1]))
+assert categorical_drift(_cref, pd.Series(_rng.choice(["a", "b", "c"], 500, p=[0.6, 0.3, 0.1])))["p_value"] > 0.01
+_cat = categorical_drift(_cref, pd.Series(_rng.choice(["a", "b", "c"], 500, p=[0.5, 0.3, 0.2])))   # c's share doubles
+assert _cat["p_value"] < 0.01 and _cat["distance"] > 0.05
+test_close(psi(np.array([0.5, 0.5]), np.array([0.5, 0.5])), 0.0)
+test_eq(categorical_drift(_cref, pd.Series(["a"] * 10 + [None] * 10))["p_value"] < 1e-6, True)   # missing values count as a category
+
+# %% [markdown]
+## Drift of a table, and the signal
+
+Each feature is one test; with ten features, ten tests at p < 0.01 would raise a false alarm on about one
+batch in ten. The monitor controls the **family-wise** error instead: a feature's test is significant when
+p < `p_value` / m, where m is the number of tests of the batch (the features compared plus the prediction
+test), the Bonferroni correction, so a batch from the reference distribution raises drift with a probability
+of at most `p_value`. A significant feature counts as **drifted** only if its shift is also material: a
+distance of at least `min_wasserstein` (numeric) or `min_jensen_shannon` (categorical), or a PSI of at least
+`psi_threshold`. The default floors, 0.15 standard deviations and a Jensen–Shannon distance of 0.05, sit
+below what is usually called a small effect (0.2 sd) and above the sampling noise of the distances for batches
+of about a thousand rows; they keep a huge batch (a month of logged predictions) from calling a trivial shift
+drift.
+
+The signal is "drift: retrain recommended" when the share of drifted features exceeds `max_drift_share`
+(0 by default: one drifted feature is enough), when the predictions drifted, or when the primary metric lost
+more than `max_decay` on a labelled batch (see below); "could not evaluate" when the batch has fewer than `min_rows`
+rows or no feature could be compared; otherwise "no drift".
+
+# %% [code]
+#| export
+NO_DRIFT, RETRAIN, UNKNOWN = "no drift", "drift: retrain recommended", "could not evaluate"
+EXIT_CODES = {NO_DRIFT: 0, RETRAIN: 1, UNKNOWN: 2}
+RETRAIN_FAILED_EXIT = 3   # `mlops-nb monitor --retrain`: drift, but the retrained model was rejected or the run failed
+
+def coerce_to_schema(current: pd.DataFrame, schema: dict) -> tuple[pd.DataFrame, list[str]]:
+    "`current` with numeric features as floats and categorical ones as text; values that are not numbers become missing and are reported."
+    out, problems = current.copy(), []
+    for f in schema["features"]:
+        if f not in out: continue
+        kind = schema["columns"][f]["kind"]
+        if kind == "numeric" and not pd.api.types.is_numeric_dtype(out[f]):
+            conv = pd.to_numeric(out[f], errors="coerce")
+            bad = out[f].notna() & conv.isna()
+            if bad.any(): problems.append(f"column {f!r}: {int(bad.sum())} values are not numbers (e.g. {out.loc[bad, f].iloc[0]!r}), counted as missing")
+            out[f] = conv.astype(float)
+        elif kind in ("categorical", "boolean"):
+            out[f] = out[f].astype(object).where(out[f].notna(), None).map(lambda v: v if v is None else str(v))
+    return out, problems
+
+def drift_table(reference: pd.DataFrame, current: pd.DataFrame, schema: dict, p_value: float = 0.01,
+                psi_threshold: float = 0.2, min_wasserstein: float = 0.15, min_jensen_shannon: float = 0.05,
+                n_tests: int | None = None, min_values: int = 5) -> pd.DataFrame:
+    """One row per feature present in both frames: test, statistic, p-value, Bonferroni threshold, distance,
+    PSI and verdict. `n_tests` (default: the features compared) is the size of the family of tests."""
+    feats = [f for f in schema["features"] if f in reference and f in current and schema["columns"][f]["kind"] != "datetime"]
+    alpha = p_value / max(n_tests or len(feats), 1)
+    rows = []
+    for f in feats:
+        kind = "numeric" if schema["columns"][f]["kind"] == "numeric" else "categorical"
+        if current[f].notna().sum() < min_values and kind == "numeric":
+            rows.append({"feature": f, "kind": kind, "test": "not evaluated", "statistic": np.nan, "p_value": np.nan,
+                         "p_threshold": alpha, "distance_name": "", "distance": np.nan, "distance_threshold": np.nan,
+                         "psi": np.nan, "significant": False, "drifted": False, "evaluated": False}); continue
+        r = numeric_drift(reference[f], current[f]) if kind == "numeric" else categorical_drift(reference[f], current[f])
+        floor = min_wasserstein if kind == "numeric" else min_jensen_shannon
+        sig = r["p_value"] < alpha
+        rows.append({"feature": f, "kind": kind, **r, "p_threshold": alpha, "distance_threshold": floor, "significant": sig,
+                     "drifted": bool(sig and (r["distance"] >= floor or r["psi"] >= psi_threshold)), "evaluated": True})
+    cols = ["feature", "kind", "test", "statistic", "p_value", "p_threshold", "distance_name", "distance",
+            "distance_threshold", "psi", "significant", "drifted", "evaluated"]
+    return pd.DataFrame(rows, columns=cols)
+
+def drift_signal(table: pd.DataFrame, max_drift_share: float = 0.0, prediction_drift: bool = False,
+                 decay: float | None = None, max_decay: float = 0.05) -> tuple[str, float, list[str]]:
+    "The retraining signal, the share of drifted features, and the reasons for the signal."
+    ev = table[table["evaluated"]] if len(table) else table
+    if ev.empty: return UNKNOWN, float("nan"), ["no feature of the model could be compared"]
+    share = float(ev["drifted"].mean())
+    reasons = []
+    if share > max_drift_share:
+        reasons.append(f"{int(ev['drifted'].sum())} of {len(ev)} features drifted ({share:.0%} > {max_drift_share:.0%}): "
+                       + ", ".join(ev.loc[ev.drifted, "feature"]))
+    if prediction_drift: reasons.append("the distribution of predictions drifted")
+    if decay is not None and decay > max_decay: reasons.append(f"the primary metric decayed by {decay:.4g} (> {max_decay})")
+    return (RETRAIN if reasons else NO_DRIFT), share, reasons
+
+# %% [code]
+_sch = {"features": ["x", "c"], "columns": {"x": {"kind": "numeric"}, "c": {"kind": "categorical"}}}
+_R = pd.DataFrame({"x": _ref, "c": _cref})
+_same = _R.sample(500, random_state=1)
+_t = drift_table(_R, _same, _sch)
+test_eq(_t["p_threshold"].tolist(), [0.005, 0.005])                           # Bonferroni: 0.01 / 2 tests
+test_eq(drift_signal(_t)[:2], (NO_DRIFT, 0.0))
+_moved = _same.assign(x=_same.x + 1.0, c="c")
+_t = drift_table(_R, _moved, _sch)
+test_eq(_t["drifted"].tolist(), [True, True])
+test_eq(drift_signal(_t, 0.3)[:2], (RETRAIN, 1.0))
+test_eq(drift_signal(drift_table(_R, pd.DataFrame({"z": [1]}), _sch))[0], UNKNOWN)
+_big = pd.DataFrame({"x": _rng.normal(size=20_000), "c": "a"})
+_tiny = drift_table(_big, _big.assign(x=_big.x + 0.07), _sch)                  # significant with 20 000 rows, but too small to matter
+test_eq((bool(_tiny.significant[0]), bool(_tiny.drifted[0])), (True, False))
+test_eq(drift_signal(drift_table(_R, _same, _sch), decay=0.2)[0], RETRAIN)
+_c, _probs = coerce_to_schema(pd.DataFrame({"x": ["1.5", "heavy", None], "c": [1, None, "a"]}), _sch)
+test_eq((_c["x"].tolist()[0], _c["c"].tolist()), (1.5, ["1", None, "a"]))
+test_eq(_probs, ["column 'x': 1 values are not numbers (e.g. 'heavy'), counted as missing"])
+
+# %% [markdown]
+## Performance decay
+
+When the current batch has labels, the primary metric on it is compared with the metric the model was
+accepted on, both oriented as the acceptance gates orient them (higher is better; the `neg_*` error
+metrics negated). Decay is how much worse it got: scores such as accuracy or R² in their own units,
+errors (RMSE, MAE) relative to their value at training, since their scale is the target's.
+
+# %% [code]
+#| export
+def oriented(metrics: dict, metric: str) -> float | None:
+    "`metric` from `metrics` with higher meaning better (the acceptance gates' convention); None when it is not there."
+    from mlops_nb.acceptance import score
+    try: return float(score(metrics or {}, metric))
+    except KeyError: return None
+
+def decay(metric: str, now: float | None, at_training: float | None) -> float | None:
+    "How much worse the oriented `metric` is now than at training (positive: worse); relative for error metrics (neg_*)."
+    if at_training is None or now is None or now != now: return None
+    d = at_training - now
+    if metric.startswith("neg_"): d = d / abs(at_training) if at_training else float("inf")
+    return round(d, 6)
+
+# %% [code]
+test_eq(oriented({"balanced_accuracy": 0.9}, "balanced_accuracy"), 0.9)
+test_eq(oriented({"rmse": 50.0, "r2": 0.4}, "neg_root_mean_squared_error"), -50.0)
+test_eq(oriented({"r2": 0.4}, "accuracy"), None)
+test_eq(decay("balanced_accuracy", 0.8, 0.95), 0.15)
+test_eq(decay("neg_root_mean_squared_error", -60.0, -50.0), 0.2)     # RMSE up by a fifth
+test_eq(decay("accuracy", 0.9, None), None)
+
+# %% [markdown]
+## Monitoring a batch
+
+Everything above on one batch: schema violations (counted, never fatal), drift of each feature and of the
+predictions, decay when labels are there, and the signal with its reasons. Predictions logged by the
+service are used as they are; a batch file is predicted by the champion.
+
+# %% [code]
+#| export
+def monitor(reference: pd.DataFrame, current: pd.DataFrame, served, p_value: float = 0.01, psi_threshold: float = 0.2,
+            max_drift_share: float = 0.0, metric: str | None = None, metric_at_training: float | None = None,
+            min_wasserstein: float = 0.15, min_jensen_shannon: float = 0.05, max_decay: float = 0.05, min_rows: int = 30,
+            predictions: pd.Series | None = None, problems: list[str] | None = None, source: str = "") -> tuple[dict, pd.DataFrame]:
+    "Everything the monitor measures on `current` against `reference`, and the per-feature drift table."
+    t0 = time.perf_counter()
+    schema = served.schema
+    task, tgt = schema.get("task"), schema["target"]
+    current, coerce_problems = coerce_to_schema(current, schema)
+    reference, _ = coerce_to_schema(reference, schema)
+    violations = list(problems or []) + coerce_problems + check_schema(current, schema)
+    compared = [f for f in schema["features"] if f in current and f in reference]
+    table = drift_table(reference, current, schema, p_value, psi_threshold, min_wasserstein, min_jensen_shannon,
+                        n_tests=len(compared) + 1)
+    result = {"status": UNKNOWN, "checked": now_utc(), "source": source, "model_version": served.version, "task": task,
+              "rows_reference": len(reference), "rows_current": len(current), "p_value": p_value,
+              "bonferroni_tests": len(compared) + 1, "p_threshold": p_value / (len(compared) + 1)}
+    pred_drift, dec, notes = False, None, []
+    if len(current) < min_rows:
+        notes.append(f"the current data has {len(current)} rows, fewer than monitor.min_rows = {min_rows}")
+    elif len(compared) == len(schema["features"]) or predictions is not None:
+        pref = served.predict(reference)["prediction"]
+        pcur = predictions if predictions is not None else served.predict(current)["prediction"]
+        pr = numeric_drift(pref, pcur) if task == "regression" else categorical_drift(pref.astype(str), pcur.dropna().astype(str))
+        floor = min_wasserstein if task == "regression" else min_jensen_shannon
+        pred_drift = bool(pr["p_value"] < result["p_threshold"] and (pr["distance"] >= floor or pr["psi"] >= psi_threshold))
+        result["prediction_drift"] = {**pr, "p_threshold": result["p_threshold"], "distance_threshold": floor, "drifted": pred_drift}
+        if metric and tgt in current and current[tgt].notna().sum() >= min_rows:
+            from mlops_nb.evaluate import task_metrics
+            lab = current[tgt].notna().to_numpy()
+            y, yp = current.loc[lab, tgt], pd.Series(np.asarray(pcur)[lab])
+            y, yp = (pd.to_numeric(y, errors="coerce"), pd.to_numeric(yp, errors="coerce")) if task == "regression" else (y.astype(str), yp.astype(str))
+            now = oriented(task_metrics(task, y, yp), metric)
+            dec = decay(metric, now, metric_at_training)
+            result.update(metric=metric, metric_current=now, metric_at_training=metric_at_training, decay=dec, labelled_rows=int(lab.sum()))
+    else:
+        notes.append("prediction drift not evaluated: feature columns are missing, so the model cannot predict")
+    status, share, reasons = drift_signal(table, max_drift_share, pred_drift, dec, max_decay)
+    if len(current) < min_rows: status, reasons = UNKNOWN, notes[:1]
+    result.update(status=status, exit_code=EXIT_CODES[status], reasons=reasons, notes=notes, drift_share=share,
+                  drifted_features=table.loc[table.drifted, "feature"].tolist(),
+                  schema_violation_count=len(violations), schema_violations=violations,
+                  features=table.replace({np.nan: None}).to_dict("records"), seconds=round(time.perf_counter() - t0, 3))
+    return result, table
+
+# %% [markdown]
+## The report
+
+An HTML page with the verdict and its reasons, a table of every feature's test (statistic, p-value,
+Bonferroni threshold, distance and its threshold, PSI, verdict) and side-by-side distributions; next to it
+ydata-profiling's comparison of reference and current (on a sample of at most `profile_max_rows` rows
+each, so it stays affordable on a million logged rows); and the numbers to dvclive, one step per run.
+
+# %% [code]
+#| export
+def _plot_png(ref: pd.Series, cur: pd.Series, kind: str, title: str) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(4, 2.4))
+    if kind == "numeric":
+        r, c = pd.to_numeric(ref, errors="coerce").dropna(), pd.to_numeric(cur, errors="coerce").dropna()
+        bins = np.histogram_bin_edges(pd.concat([r, c]), bins=20) if len(r) + len(c) else 10
+        ax.hist(r, bins=bins, density=True, alpha=0.5, label="reference"); ax.hist(c, bins=bins, density=True, alpha=0.5, label="current")
+    else:
+        shares = pd.DataFrame({"reference": ref.astype(str).value_counts(normalize=True),
+                               "current": cur.astype(str).value_counts(normalize=True)}).fillna(0).head(20)
+        shares.plot.bar(ax=ax, rot=0)
+    ax.set_title(title, fontsize=9); ax.legend(fontsize=7); fig.tight_layout()
+    buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=80); plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+def _num(v, fmt): return "" if v is None or v != v else format(v, fmt)
+
+def drift_html(table: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFrame, result: dict, dest,
+               profile_href: str | None = None) -> Path:
+    "Write the drift report to `dest` atomically."
+    esc = html.escape
+    rows = "".join(
+        f"<tr class={'drift' if r.drifted else 'ok'}><td>{esc(r.feature)}</td><td>{esc(r.kind)}</td><td>{esc(r.test)}</td>"
+        f"<td>{_num(r.statistic, '.4f')}</td><td>{_num(r.p_value, '.4g')}</td><td>{_num(r.p_threshold, '.3g')}</td>"
+        f"<td>{esc(r.distance_name)} {_num(r.distance, '.3f')}</td><td>{_num(r.distance_threshold, 'g')}</td><td>{_num(r.psi, '.3f')}</td>"
+        f"<td>{'drift' if r.drifted else 'no drift' if r.evaluated else 'not evaluated'}</td>"
+        f"<td><img alt='distribution of {esc(r.feature)}' src='data:image/png;base64,{_plot_png(reference[r.feature], current[r.feature], r.kind, r.feature)}'></td></tr>"
+        for r in table.itertuples())
+    pdrift = result.get("prediction_drift")
+    pred = (f"<p>Predictions: {esc(pdrift['test'])} p = {pdrift['p_value']:.4g} (threshold {pdrift['p_threshold']:.3g}), "
+            f"{esc(pdrift['distance_name'])} {pdrift['distance']:.3f}: <b>{'drift' if pdrift['drifted'] else 'no drift'}</b></p>") if pdrift else ""
+    skip = {"features", "prediction_drift", "reasons", "schema_violations", "notes"}
+    facts = "".join(f"<li><b>{esc(str(k))}</b>: {esc(str(v))}</li>" for k, v in result.items() if k not in skip)
+    lst = lambda xs: "<ul>" + "".join(f"<li>{esc(str(x))}</li>" for x in xs) + "</ul>" if xs else "<p>none</p>"
+    prof = f"<p><a href='{esc(profile_href)}'>ydata-profiling comparison of reference and current</a></p>" if profile_href else ""
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Drift report</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}} tr.drift{{background:#fde2e2}}</style></head>
+<body><h1>Drift report: {esc(result['status'])}</h1><h2>Why</h2>{lst(result.get('reasons', []) + result.get('notes', []))}
+{pred}<h2>Schema violations ({len(result.get('schema_violations', []))})</h2>{lst(result.get('schema_violations', []))}
+<h2>Features</h2><p>A feature drifted when its p-value is below the threshold (Bonferroni over {result.get('bonferroni_tests')} tests)
+and its distance or PSI reaches its threshold.</p>
+<table><thead><tr><th>feature</th><th>kind</th><th>test</th><th>statistic</th><th>p-value</th><th>threshold</th><th>distance</th>
+<th>distance threshold</th><th>PSI</th><th>verdict</th><th>distributions</th></tr></thead><tbody>{rows}</tbody></table>
+{prof}<h2>Facts</h2><ul>{facts}</ul><p><a href="index.html">back to the run summary</a></p></body></html>"""
+    return write_text(page, dest)
+
+def profile_compare(reference: pd.DataFrame, current: pd.DataFrame, dest, max_rows: int = 5000, seed: int = 0) -> Path:
+    "ydata-profiling's comparison report of `reference` and `current` (their shared columns, at most `max_rows` rows each), atomically."
+    os.environ["YDATA_PROFILING_NO_ANALYTICS"] = "True"
+    from data_profiling import ProfileReport
+    cols = [c for c in reference.columns if c in current.columns]
+    if not cols: raise ValueError("profile comparison: the reference and current data share no column")
+    sample = lambda df: df[cols].sample(min(len(df), max_rows), random_state=seed) if len(df) > max_rows else df[cols]
+    ref, cur = sample(reference).reset_index(drop=True), sample(current).reset_index(drop=True)
+    for c in cols:   # the same dtypes on both sides, or the comparison refuses
+        if pd.api.types.is_numeric_dtype(ref[c]): cur[c] = pd.to_numeric(cur[c], errors="coerce").astype(float); ref[c] = ref[c].astype(float)
+        else: ref[c], cur[c] = ref[c].astype(object), cur[c].astype(object)
+    rep = ProfileReport(ref, title="reference", minimal=True, progress_bar=False).compare(
+        ProfileReport(cur, title="current", minimal=True, progress_bar=False))
+    return write_text(rep.to_html(), dest)
+
+def log_monitoring(live_dir, result: dict) -> int:
+    "Append the drift share, drifted-feature count and decay of this run to a dvclive directory; return its step."
+    from dvclive import Live
+    prev = Path(live_dir)/"metrics.json"
+    step = (read_json(prev).get("step", -1) + 1) if prev.is_file() else 0
+    with Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None, resume=True) as live:
+        live.step = step
+        if result["drift_share"] == result["drift_share"]: live.log_metric("drift_share", result["drift_share"])
+        live.log_metric("drifted_features", len(result.get("drifted_features", [])))
+        live.log_metric("signal", result.get("exit_code", EXIT_CODES[result["status"]]))
+        if result.get("decay") is not None: live.log_metric("decay", result["decay"])
+        live.make_summary()
+    return step
+
+# %% [code]
+with tempfile.TemporaryDirectory() as d:
+    _res, _tab = {"status": RETRAIN, "drift_share": 1.0, "drifted_features": ["x", "c"], "reasons": ["x moved"], "exit_code": 1}, drift_table(_R, _moved, _sch)
+    _page = drift_html(_tab, _R, _moved, _res, Path(d)/"drift.html", "p.html").read_text()
+    assert "Kolmogorov-Smirnov" in _page and "Jensen-Shannon" in _page and "x moved" in _page and "data:image/png" in _page
+    test_eq([log_monitoring(Path(d)/"live", _res) for _ in range(2)], [0, 1])    # successive runs are successive steps
+    test_eq(len(pd.read_csv(Path(d)/"live/plots/metrics/drift_share.tsv", sep="\t")), 2)
+
+# %% [markdown]
+## Reading the inputs of a run
+
+The reference is the training split; the current data is the held-back batch (`batch`), the service's
+log over a window (`log`), or a file.
+
+# %% [code]
+#| export
+def read_current(source: str, split_dir="data/processed", prediction_log_db="data/prediction_log.db", window: str | None = "7d",
+                 since=None, until=None) -> tuple[pd.DataFrame, pd.Series | None, list[str], str]:
+    "The current data of `source` ('batch', 'log' or a file): frame, logged predictions (or None), problems, and a description."
+    if source == "batch":
+        p = Path(split_dir)/"batch.parquet"
+        return pd.read_parquet(require(p, "run `mlops-nb step split` first")), None, [], str(p)
+    if source == "log":
+        since = since or parse_window(window)
+        frame, preds, problems = read_prediction_log(prediction_log_db, since, until)
+        return frame, preds, problems, f"{prediction_log_db} {LOG_TABLE} from {since or 'the start'} to {until or 'now'}"
+    return read_batch(source), None, [], str(source)
+
+def metric_at_training(served, metric: str | None) -> float | None:
+    "The primary metric the champion was accepted on (its test metrics), oriented as the gates orient it."
+    return oriented(served.lineage.get("metrics", {}).get("test", {}), metric) if metric else None
+
+def write_monitoring(result: dict, table: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFrame, status_path,
+                     drift_report, live_dir=None, profile_path=None, profile_max_rows: int = 5000) -> dict:
+    "Write the status file, the drift report, the profile comparison (when `profile_path`) and the dvclive step."
+    if profile_path is not None and len(current) and len(table):
+        try: profile_compare(reference, current, profile_path, profile_max_rows); result["profile_report"] = str(profile_path)
+        except Exception as e: result.setdefault("notes", []).append(f"profile comparison failed: {type(e).__name__}: {e}")
+    href = os.path.relpath(profile_path, Path(drift_report).parent) if result.get("profile_report") else None
+    drift_html(table, reference, current, result, drift_report, href)
+    if live_dir is not None: result["dvclive_step"] = log_monitoring(live_dir, result)
+    write_json(result, status_path)
+    return result
+
+# %% [markdown]
+## Retraining with the current data
+
+When the signal says so, `mlops-nb monitor --retrain` appends the current labelled rows to the data of
+`ingest.source` (the champion's recipe), points `ingest.source` at the combined file (named by its content hash, so DVC sees a new
+parameter) and runs the pipeline. The new model then faces the acceptance gates like any other: if it
+passes it becomes the champion; if any step fails, `ingest.source` is put back and the champion stays.
+
+# %% [code]
+#| export
+def append_current(raw: pd.DataFrame, current: pd.DataFrame, target: str) -> pd.DataFrame:
+    "`raw` with the labelled rows of `current` appended (`raw`'s columns and dtypes); an error names what is missing."
+    if target not in current: raise ValueError(f"retrain: the current data has no {target!r} column, so it cannot be learned from; "
+                                               "retraining needs labelled rows")
+    missing = [c for c in raw.columns if c not in current.columns]
+    if missing: raise ValueError(f"retrain: the current data lacks the columns {missing} of the training data")
+    new = current.loc[current[target].notna(), list(raw.columns)]
+    if new.empty: raise ValueError(f"retrain: no row of the current data has a {target!r} label")
+    for c in raw.columns:
+        try: new[c] = new[c].astype(raw[c].dtype)
+        except (TypeError, ValueError): pass
+    return pd.concat([raw, new], ignore_index=True)
+
+def set_param(text: str, section: str, key: str, value: str) -> str:
+    "params.yaml `text` with `section.key` set to `value`, comments and layout kept."
+    pat = re.compile(rf"(^{re.escape(section)}:[ \t]*(?:#.*)?\n(?:(?:[ \t]+.*|[ \t]*)\n)*?[ \t]+{re.escape(key)}:[ \t]*)([^#\n]*?)([ \t]*(?:#.*)?)$", re.M)
+    new, n = pat.subn(lambda m: m.group(1) + value + m.group(3), text, count=1)
+    if not n: raise KeyError(f"params.yaml: no {section}.{key} to set")
+    return new
+
+# %% [code]
+_raw = pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]})
+test_eq(append_current(_raw, pd.DataFrame({"x": [3, 4], "y": ["b", None], "extra": [0, 0]}), "y").to_dict("list"),
+        {"x": [1.0, 2.0, 3.0], "y": ["a", "b", "b"]})
+test_fail(lambda: append_current(_raw, pd.DataFrame({"x": [3]}), "y"), contains="no 'y' column")
+_txt = "ingest:\n  source: bundled:penguins   # a comment\n\nsplit:\n  source: x\n"
+test_eq(set_param(_txt, "ingest", "source", "data/retrain/c.parquet"), "ingest:\n  source: data/retrain/c.parquet   # a comment\n\nsplit:\n  source: x\n")
+test_fail(lambda: set_param(_txt, "train", "source", "x"), contains="no train.source")
+
+# %% [code]
+#| export
+def retrain(root, current: pd.DataFrame, log=print) -> dict:
+    "Append `current` to the raw data, run the pipeline, and say whether a new model was accepted."
+    from mlops_nb.core import load_params
+    from mlops_nb.pipeline import run_pipeline, step_records
+    root = Path(root); params = load_params(root/"params.yaml"); P = params["paths"]
+    target = params["project"]["target"]
+    from mlops_nb.ingest import read_source
+    src = str(params["ingest"]["source"])   # the champion's recipe, not the last raw snapshot (a failed run may have left another)
+    raw = read_source(src if src.startswith("bundled:") or Path(src).is_absolute() else str(root/src))
+    combined = append_current(raw, current, target)
+    dest = Path(P.get("retrain_dir", "data/retrain"))/f"combined-{frame_sha256(combined)[:12]}.parquet"
+    write_parquet(combined, root/dest)
+    cur_file = root/P["package_dir"]/"current.json"
+    before = read_json(cur_file)["version"] if cur_file.is_file() else None
+    old_text = (root/"params.yaml").read_text()
+    write_text(set_param(old_text, "ingest", "source", str(dest)), root/"params.yaml")
+    started = now_utc()
+    log(f"retrain: {len(combined) - len(raw)} labelled rows appended to {len(raw)} ({dest}); running the pipeline")
+    rc = run_pipeline(root, log=log)
+    after = read_json(cur_file)["version"] if cur_file.is_file() else None
+    acc = read_json(root/P["acceptance_path"]) if (root/P["acceptance_path"]).is_file() else {}
+    failed = [r for r in step_records(root, params) if r["status"] == "failed" and r["started"] >= started]
+    out = {"ran": True, "source": str(dest), "rows_added": len(combined) - len(raw), "pipeline_exit_code": rc,
+           "accepted": bool(rc == 0 and acc.get("accepted")), "previous_version": before, "new_version": after,
+           "gates": acc.get("gates") if failed == [] or failed[0]["step"] == "acceptance" else None,
+           "failed_step": failed[0]["step"] if failed else None, "error": failed[0]["error"] if failed else None}
+    if not out["accepted"]:
+        write_text(old_text, root/"params.yaml")   # the recipe goes back to the champion's
+        out["note"] = f"the champion {before} stays; ingest.source is restored, the combined data is kept in {dest}"
+    return out
+
+# %% [markdown]
+## Run
+
+The pipeline compares the current data (`current_source`: the held-back batch by default, `log` for the
+service's prediction log over `window`, or a file) with the training split.
+
+# %% [code]
+os.chdir(find_root())
+served = load_model(package_dir)
+reference = pd.read_parquet(require(Path(split_dir)/"train.parquet", "run `mlops-nb step split` first"))
+current, logged, problems, described = read_current(current_source, split_dir, prediction_log_db, window)
+result, table = monitor(reference, current, served, p_value, psi_threshold, max_drift_share, primary_metric,
+                        metric_at_training(served, primary_metric), min_wasserstein, min_jensen_shannon, max_decay, min_rows,
+                        predictions=logged, problems=problems, source=described)
+write_monitoring(result, table, reference, current, monitor_path, drift_report, monitor_live_dir,
+                 drift_profile if profile_compare else None, profile_max_rows)
+record_step(lineage_dir, "monitor", {"current_source": current_source, "p_value": p_value, "max_drift_share": max_drift_share},
+            inputs=[Path(split_dir)/"train.parquet"] + ([Path(split_dir)/"batch.parquet"] if current_source == "batch" else []),
+            outputs=[monitor_path, drift_report], metrics={k: v for k, v in result.items() if isinstance(v, (int, float))})
+print(f"{result['status']}: {result['drift_share']:.0%} of features drifted; {result['schema_violation_count']} schema violations")
+for r in result["reasons"] + result["notes"]: print(" -", r)
+table
+
