@@ -180,7 +180,7 @@ def _frame_page(title: str, parts: list[tuple[str, str]]) -> str:
             f"<style>body{{font-family:system-ui,sans-serif;margin:1em}}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
 
 def profile_report(df: pd.DataFrame, dest, title: str = "Data profile", minimal: bool = False,
-                   sample_rows: int | None = None, seed: int = 42) -> dict:
+                   sample_rows: int | None = None, seed: int = 42, interactions: bool = False) -> dict:
     "Write a ydata-profiling HTML report of `df` to `dest` atomically; above `sample_rows` rows, exact column statistics plus costly parts on a sample. Returns what was computed on what."
     os.environ["YDATA_PROFILING_NO_ANALYTICS"] = "True"
     from data_profiling import ProfileReport
@@ -193,10 +193,15 @@ def profile_report(df: pd.DataFrame, dest, title: str = "Data profile", minimal:
                              samples={"head": 5, "tail": 5}).to_html()
         sample = df.sample(sample_rows, random_state=seed)
         desc = f"random sample of {sample_rows:,} of {n:,} rows (seed {seed})"
-        costly = ProfileReport(sample, title=f"{title}: correlations, interactions, duplicates on a {desc}", progress_bar=False,
+        costly = ProfileReport(sample, title=f"{title}: correlations, duplicates, missing-value patterns on a {desc}", progress_bar=False,
+                               minimal=True, correlations={"auto": {"calculate": True}}, duplicates={"head": 10},
+                               missing_diagrams={"bar": True, "matrix": True, "heatmap": True},
+                               interactions={"continuous": interactions},
                                dataset={"description": f"Computed on a {desc}; column statistics on all rows are in the first part."}).to_html()
+        costs = "correlations, " + ("interactions, " if interactions else "") + "duplicate rows and missing-value patterns"
         page = _frame_page(title, [(f"Part 1: exact statistics of every column, on all {n:,} rows", full),
-                                   (f"Part 2: correlations, interactions, duplicate rows and missing-value patterns, on a {desc}", costly)])
-        info = {"rows": n, "mode": "full on a sample", "sample_rows": sample_rows, "sample_seed": seed}
+                                   (f"Part 2: {costs}, on a {desc}", costly)])
+        info = {"rows": n, "mode": "exact column statistics on all rows, costly parts on a sample", "sample_rows": sample_rows,
+                "sample_seed": seed, "on_the_sample": costs}
     with atomic_path(dest) as tmp: Path(tmp).write_text(page)
     return {"path": str(dest), **info}
