@@ -198,6 +198,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'mlops_nb.split': { 'mlops_nb.split._by_order': ('split.html#_by_order', 'mlops_nb/split.py'),
                                 'mlops_nb.split._row_hashes': ('split.html#_row_hashes', 'mlops_nb/split.py'),
                                 'mlops_nb.split._shares': ('split.html#_shares', 'mlops_nb/split.py'),
+                                'mlops_nb.split.feature_hashes': ('split.html#feature_hashes', 'mlops_nb/split.py'),
                                 'mlops_nb.split.leaked_rows': ('split.html#leaked_rows', 'mlops_nb/split.py'),
                                 'mlops_nb.split.overlap_report': ('split.html#overlap_report', 'mlops_nb/split.py'),
                                 'mlops_nb.split.split_frame': ('split.html#split_frame', 'mlops_nb/split.py'),

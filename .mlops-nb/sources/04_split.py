@@ -80,17 +80,20 @@ def split_frame(df: pd.DataFrame, target: str, test_size: float = 0.2, batch_siz
     if method not in METHODS: raise ValueError(f"split.method: expected one of {list(METHODS)}, got {method!r}")
     if method == "auto": method = "stratified" if stratify else "random"
     if method in ("random", "stratified"):
-        out, rest, left = {}, df, 1.0
+        # positions are split, rows taken once at the end; classes as sorted integer codes (np.unique's order): fast on millions
+        codes = pd.factorize(df[target], sort=True)[0] if method == "stratified" else None
+        if codes is not None and np.bincount(codes[codes >= 0]).min() < 2:
+            counts = df[target].value_counts()
+            raise ValueError(f"split.method: stratified needs at least 2 rows per class of {target!r}; "
+                             f"{counts.idxmin()!r} has {counts.min()} (use random)")
+        out, rest, left = {}, np.arange(len(df)), 1.0
         for name, share in sizes.items():
             if share == 0: continue
-            strat = rest[target] if method == "stratified" else None
-            if strat is not None and strat.value_counts().min() < 2:
-                raise ValueError(f"split.method: stratified needs at least 2 rows per class of {target!r}; "
-                                 f"{strat.value_counts().idxmin()!r} has {strat.value_counts().min()} (use random)")
-            rest, out[name] = train_test_split(rest, test_size=share / left, random_state=seed, stratify=strat)
+            rest, out[name] = train_test_split(rest, test_size=share / left, random_state=seed,
+                                               stratify=codes[rest] if codes is not None else None)
             left -= share
         out["train"] = rest
-        return {k: out[k].reset_index(drop=True) for k in SPLITS if k in out}
+        return {k: df.iloc[out[k]].reset_index(drop=True) for k in SPLITS if k in out}
     col = group_column if method == "group" else time_column
     if not col: raise ValueError(f"split.{method}_column: method {method!r} needs the column to split by")
     if col not in df.columns: raise ValueError(f"split.{method}_column: column {col!r} is not in the data; columns are {list(df.columns)}")
@@ -145,22 +148,26 @@ SHA-256 of its content in `splits.json`.
 def _row_hashes(df: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(df, index=False).to_numpy()
 
-def overlap_report(splits: dict[str, pd.DataFrame], target: str, examples: int = 3) -> dict:
-    "Per pair of splits: rows whose features (and target) appear in both, with a few examples of each."
-    hashes = {k: _row_hashes(v.drop(columns=[target])) for k, v in splits.items()}
+def feature_hashes(splits: dict[str, pd.DataFrame], target: str) -> dict[str, np.ndarray]:
+    "Per split, a 64-bit hash of each row's features (computed once, shared by the checks below)."
+    return {k: _row_hashes(v.drop(columns=[target])) for k, v in splits.items()}
+
+def overlap_report(splits: dict[str, pd.DataFrame], target: str, examples: int = 3, hashes: dict | None = None) -> dict:
+    "Per pair of splits: rows whose features appear in both, with a few examples of each."
+    hashes = hashes or feature_hashes(splits, target)
     names, out = list(splits), {}
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             common = np.intersect1d(hashes[a], hashes[b])
             if not len(common): continue
-            rows = splits[a][np.isin(hashes[a], common)]
+            rows = splits[a][np.isin(hashes[a], common)].head(examples)
             out[f"{a}/{b}"] = {"rows": int(np.isin(hashes[b], common).sum()), "distinct": int(len(common)),
-                               "examples": rows.head(examples).astype(object).where(rows.head(examples).notna(), None).to_dict("records")}
+                               "examples": rows.astype(object).where(rows.notna(), None).to_dict("records")}
     return out
 
-def leaked_rows(splits: dict[str, pd.DataFrame], target: str) -> dict[str, int]:
+def leaked_rows(splits: dict[str, pd.DataFrame], target: str, hashes: dict | None = None) -> dict[str, int]:
     "For each pair of splits, how many distinct feature rows appear in both."
-    hashes = {k: np.unique(_row_hashes(v.drop(columns=[target]))) for k, v in splits.items()}
+    hashes = {k: np.unique(v) for k, v in (hashes or feature_hashes(splits, target)).items()}
     names = list(hashes)
     return {f"{a}/{b}": int(len(np.intersect1d(hashes[a], hashes[b], assume_unique=True)))
             for i, a in enumerate(names) for b in names[i+1:]}
@@ -191,8 +198,9 @@ schema = read_json(require(schema_path, "run `mlops-nb step validate` first"))
 splits = split_frame(df, target, test_size, batch_size, seed, stratify=schema["task"] != "regression", valid_size=valid_size,
                      method=method, group_column=group_column, time_column=time_column)
 used = method if method != "auto" else ("stratified" if schema["task"] != "regression" else "random")
-leaks = leaked_rows(splits, target)
-overlap = overlap_report(splits, target)
+hashes = feature_hashes(splits, target)
+leaks = leaked_rows(splits, target, hashes)
+overlap = overlap_report(splits, target, hashes=hashes)
 for name, frame in splits.items(): write_parquet(frame, Path(split_dir)/f"{name}.parquet")
 manifest = split_manifest(splits, used, seed=seed, test_size=test_size, valid_size=valid_size, batch_size=batch_size,
                           group_column=group_column, time_column=time_column)
