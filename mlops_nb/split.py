@@ -90,12 +90,14 @@ def feature_hashes(splits: dict[str, pd.DataFrame], target: str) -> dict[str, np
     "Per split, a 64-bit hash of each row's features (computed once, shared by the checks below)."
     return {k: _row_hashes(v.drop(columns=[target])) for k, v in splits.items()}
 
-def overlap_report(splits: dict[str, pd.DataFrame], target: str, examples: int = 3, hashes: dict | None = None) -> dict:
-    "Per pair of splits: rows whose features appear in both, with a few examples of each."
+def overlap_report(splits: dict[str, pd.DataFrame], target: str, examples: int = 3, hashes: dict | None = None,
+                   pairs=None) -> dict:
+    "Per pair of splits (all, or those in `pairs` such as 'train/test'): rows whose features appear in both, with a few examples."
     hashes = hashes or feature_hashes(splits, target)
     names, out = list(splits), {}
     for i, a in enumerate(names):
         for b in names[i + 1:]:
+            if pairs is not None and f"{a}/{b}" not in pairs: continue
             common = np.intersect1d(hashes[a], hashes[b])
             if not len(common): continue
             rows = splits[a][np.isin(hashes[a], common)].head(examples)

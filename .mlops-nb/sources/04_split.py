@@ -152,12 +152,14 @@ def feature_hashes(splits: dict[str, pd.DataFrame], target: str) -> dict[str, np
     "Per split, a 64-bit hash of each row's features (computed once, shared by the checks below)."
     return {k: _row_hashes(v.drop(columns=[target])) for k, v in splits.items()}
 
-def overlap_report(splits: dict[str, pd.DataFrame], target: str, examples: int = 3, hashes: dict | None = None) -> dict:
-    "Per pair of splits: rows whose features appear in both, with a few examples of each."
+def overlap_report(splits: dict[str, pd.DataFrame], target: str, examples: int = 3, hashes: dict | None = None,
+                   pairs=None) -> dict:
+    "Per pair of splits (all, or those in `pairs` such as 'train/test'): rows whose features appear in both, with a few examples."
     hashes = hashes or feature_hashes(splits, target)
     names, out = list(splits), {}
     for i, a in enumerate(names):
         for b in names[i + 1:]:
+            if pairs is not None and f"{a}/{b}" not in pairs: continue
             common = np.intersect1d(hashes[a], hashes[b])
             if not len(common): continue
             rows = splits[a][np.isin(hashes[a], common)].head(examples)
@@ -184,6 +186,7 @@ test_eq(leaked_rows({"train": _df, "test": _df.head(3)}, "y"), {"train/test": 3}
 _o = overlap_report({"train": _df, "test": _df.head(3), "batch": _df.tail(2)}, "y")
 test_eq({k: v["rows"] for k, v in _o.items()}, {"train/test": 3, "train/batch": 2})
 test_eq(_o["train/test"]["examples"][0]["x"], 0)
+test_eq(list(overlap_report({"train": _df, "test": _df.head(3), "batch": _df.tail(2)}, "y", pairs=["train/batch"])), ["train/batch"])
 _m = split_manifest(_s, "stratified", seed=0)
 test_eq(_m["splits"]["test"]["rows"], 20)
 test_eq(_m["splits"]["test"]["sha256"], frame_sha256(_s["test"]))
@@ -200,7 +203,7 @@ splits = split_frame(df, target, test_size, batch_size, seed, stratify=schema["t
 used = method if method != "auto" else ("stratified" if schema["task"] != "regression" else "random")
 hashes = feature_hashes(splits, target)
 leaks = leaked_rows(splits, target, hashes)
-overlap = overlap_report(splits, target, hashes=hashes)
+overlap = overlap_report(splits, target, hashes=hashes, pairs=[p for p, v in leaks.items() if v])   # examples only where there is overlap
 for name, frame in splits.items(): write_parquet(frame, Path(split_dir)/f"{name}.parquet")
 manifest = split_manifest(splits, used, seed=seed, test_size=test_size, valid_size=valid_size, batch_size=batch_size,
                           group_column=group_column, time_column=time_column)
