@@ -28,6 +28,19 @@ setup() {
   fi
 }
 
+# The browser tests (tests/test_browser.py) drive Debian's Chromium; a fresh CI machine gets it here.
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing Chromium for the browser tests (apt-get install chromium chromium-driver)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } ||
+      echo "warning: could not install Chromium; the browser tests will fail" >&2
+  else
+    echo "note: the browser tests need Chromium at /usr/bin/chromium and will fail without it;" \
+         "install it with: sudo apt-get install -y chromium chromium-driver (Debian)" >&2
+  fi
+}
+
 case "${1:-}" in
   run)
     setup
@@ -35,6 +48,7 @@ case "${1:-}" in
     ;;
   test)
     setup
+    ensure_chromium
     .venv/bin/python -m pytest tests -v -p no:cacheprovider
     ;;
   lab)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, os, subprocess, sys
 from pathlib import Path
 
-from .core import ParamsError, find_root, load_params, write_json
+from .core import ParamsError, find_root, load_params, write_json   # light: no pandas
 
 # %% auto #0
 __all__ = ['build_parser', 'main']
@@ -225,8 +225,42 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_lab)
     return p
 
+def _relay(argv) -> int | None:
+    """Inside `mlops-nb run`, a stage's `mlops-nb step NAME` (or `report`) asks the run to execute it and relays
+    its output and exit code: no imports, no kernel start here. None: no run to ask, do it in this process."""
+    import json, socket
+    path = os.environ.get("MLOPS_NB_EXECUTOR")
+    if not path or not argv or argv[0] not in ("step", "report") or "-h" in argv or "--help" in argv or "--project" in argv:
+        return None
+    req = {"command": argv[0], "cwd": os.getcwd()}
+    if argv[0] == "step":
+        if len(argv) < 2: return None
+        req["step"] = argv[1]
+        if "--timeout" in argv:
+            try: req["timeout"] = float(argv[argv.index("--timeout") + 1])
+            except (IndexError, ValueError): return None
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(path)
+    except OSError:
+        return None
+    with s, s.makefile("rw") as f:
+        f.write(json.dumps(req) + "\n"); f.flush()
+        for line in f:
+            msg = json.loads(line)
+            if "log" in msg: print(msg["log"], flush=True); continue
+            if msg["rc"] == 3: return None
+            if msg.get("error"): print(f"mlops-nb {argv[0]}: error: {msg['error']}", file=sys.stderr)
+            return msg["rc"]
+    print(f"mlops-nb {argv[0]}: error: the run serving this step stopped", file=sys.stderr)
+    return 1
+
 def main(argv=None) -> int:
     "Entry point of `mlops-nb`."
+    try:
+        rc = _relay(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        return 130
+    if rc is not None: return rc
     # jsonschema (imported by nbformat) builds an IRI grammar when `rfc3987_syntax` is installed: 1.2 s per
     # command for a format check papermill never uses. Without it jsonschema skips that format.
     sys.modules.setdefault("rfc3987_syntax", None)

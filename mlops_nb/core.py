@@ -9,8 +9,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-import pandas as pd
-import yaml
+import yaml   # pandas is imported where it is used: the `mlops-nb` command starts faster without it
 
 # %% auto #0
 __all__ = ['REQUIRED_SECTIONS', 'TRUSTED_TYPES', 'KEY_PACKAGES', 'ParamsError', 'find_root', 'load_params', 'step_params',
@@ -137,6 +136,7 @@ def frame_sha256(df: pd.DataFrame) -> str:
     "SHA-256 of a DataFrame's content (values, column names and dtypes; not the index)."
     h = hashlib.sha256()
     h.update(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
+    import pandas as pd
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     return h.hexdigest()
 

@@ -4,16 +4,18 @@
 
 # %% ../notebooks/90_pipeline.ipynb #0e89d938
 from __future__ import annotations
-import glob, html, json, os, signal, subprocess, sys, tempfile, threading, time
+import glob, html, json, os, shutil, signal, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 from .core import (ParamsError, atomic_path, find_root, load_params, now_utc, read_json, step_params,
                            write_json, write_text)
 from .params import notebook_spec, parameter_spec, validate_params
+from .report import build_index, render_html, step_records   # the reports live in 92_report
 
 # %% auto #0
-__all__ = ['STEPS', 'STAGES', 'NOTEBOOKS_DIR', 'StepFailed', 'notebook_parameters', 'resolve_step', 'render_html', 'run_step',
-           'step_records', 'build_index', 'dvc_env', 'write_sources', 'RunLock', 'run_pipeline']
+__all__ = ['STEPS', 'STAGES', 'NOTEBOOKS_DIR', 'EXECUTOR_ENV', 'WARM_IMPORTS', 'StepFailed', 'notebook_parameters',
+           'resolve_step', 'run_step', 'WarmKernel', 'StepServer', 'dvc_env', 'write_sources', 'RunLock',
+           'run_pipeline']
 
 # %% ../notebooks/90_pipeline.ipynb #fa6db7ef
 STEPS = {"ingest": "01_ingest", "validate": "02_validate", "wrangle": "03_wrangle", "split": "04_split",
@@ -39,18 +41,19 @@ def resolve_step(step: str, params: dict, nb_path) -> dict:
     return {k: v for k, v in step_params(params, step).items() if k in declared}
 
 # %% ../notebooks/90_pipeline.ipynb #c3c37c9f
-def render_html(nb_path, dest) -> Path:
-    "Render an executed notebook to a standalone HTML page, atomically."
-    import nbformat
-    from nbconvert import HTMLExporter
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(str(nb_path), as_version=4))
-    return write_text(body, dest)
-
 def _prepare_dirs(root: Path, params: dict):
     "Create the folders outputs go to: DVC removes outputs before a stage runs and papermill creates no folders."
     for key, rel in params["paths"].items():
         p = root/rel
         (p if key.endswith("_dir") else p.parent).mkdir(parents=True, exist_ok=True)
+
+def _ipc_kernel_manager():
+    "A kernel manager that talks to the kernel over local IPC sockets (not TCP): private to this user, and no warning."
+    from jupyter_client.manager import AsyncKernelManager
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            super().__init__(**kw); self.transport = "ipc"
+    return IPCKernelManager
 
 def _kernel_processes():
     "The Jupyter kernels this process started."
@@ -70,9 +73,10 @@ def _explain(e: BaseException, timed_out: float | None) -> str:
         return "the kernel died (killed by a signal, or out of memory) before the notebook finished"
     return f"{type(e).__name__}: {e}"
 
-def run_step(step: str, root=None, timeout: float | None = None, log=print) -> dict:
+def run_step(step: str, root=None, timeout: float | None = None, log=print, km=None) -> dict:
     """Run `step`'s notebook with its parameters from params.yaml; return its status record.
-    `timeout` (default: params `run.step_timeout_s`) limits the whole step's wall time: past it the kernel is stopped."""
+    `timeout` (default: params `run.step_timeout_s`) limits the whole step's wall time: past it the kernel is stopped.
+    `km`: a kernel already started in the project root (see `WarmKernel`); by default papermill starts one."""
     import logging, papermill as pm
     # papermill's own reader of the parameters cell cannot parse `x: float | None = ...` and warns that such
     # a parameter is unknown; resolve_step has already refused every unknown key, so its warnings are noise.
@@ -107,8 +111,9 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print) -> d
     fd, tmp = tempfile.mkstemp(prefix=f".{nb.stem}.", suffix=".ipynb", dir=steps_dir); os.close(fd)
     interrupted = False
     try:
+        kernel = {"km": km} if km is not None else {"kernel_manager_class": _ipc_kernel_manager()}
         pm.execute_notebook(str(nb), tmp, parameters=values, cwd=str(root), kernel_name="python3",
-                            progress_bar=False, log_output=False)
+                            progress_bar=False, log_output=False, **kernel)
     except KeyboardInterrupt as e:
         error, interrupted = _explain(e, None), True
     except Exception as e:   # an error in a cell, the kernel died, timed out or could not start
@@ -121,7 +126,11 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print) -> d
     if env_before is None: os.environ.pop("YDATA_PROFILING_NO_ANALYTICS", None)
     status = "ok" if not error else "timed out" if timed_out else "interrupted" if interrupted or "Ctrl-C" in error else "failed"
     record.update(seconds=round(time.perf_counter() - t0, 2), status=status, error=error, html=str(page.relative_to(root)))
-    if out.exists(): render_html(out, page)
+    if out.exists():
+        try: render_html(out, page, problem=error)
+        except Exception as e:   # a page we cannot render must not hide the step's outcome
+            record["html_error"] = f"{type(e).__name__}: {e}"
+            log(f"[{i}/{len(STAGES)}] {step}: could not render {page.name}: {record['html_error']}")
     write_json(record, steps_dir/f"{step}.json")
     if interrupted: raise KeyboardInterrupt(f"step {step} interrupted")
     if error:
@@ -129,84 +138,80 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print) -> d
     log(f"[{i}/{len(STAGES)}] {step}: done in {record['seconds']:.1f} s")
     return record
 
-# %% ../notebooks/90_pipeline.ipynb #af1a1ce8
-def _read(path):
-    try: return read_json(path)
-    except (FileNotFoundError, json.JSONDecodeError): return None
+# %% ../notebooks/90_pipeline.ipynb #f2fd93b6
+EXECUTOR_ENV = "MLOPS_NB_EXECUTOR"
+WARM_IMPORTS = "import numpy, pandas, scipy, sklearn, sklearn.pipeline, sklearn.compose, sklearn.ensemble, sklearn.linear_model, mlops_nb.core"
 
-def step_records(root, params) -> list[dict]:
-    "The status records of the steps, in pipeline order (missing steps left out)."
-    d = Path(root)/params["paths"].get("steps_dir", "reports/steps")
-    return [r for s in STEPS if (r := _read(d/f"{s}.json"))]
+class WarmKernel:
+    "A kernel started before the step that uses it, in the project root; its boot overlaps DVC's bookkeeping."
+    def __init__(self, root):
+        from jupyter_core.utils import run_sync
+        self._run_sync = run_sync
+        self.km = _ipc_kernel_manager()(kernel_name="python3")
+        env = dict(os.environ, YDATA_PROFILING_NO_ANALYTICS="True")
+        run_sync(self.km.start_kernel)(cwd=str(root), env=env)
+        self.kc = self.km.client(); self.kc.start_channels()
+        self.kc.execute(WARM_IMPORTS, silent=True, store_history=False)   # queued: runs before the step's first cell
+    def take(self):
+        "Hand the kernel to papermill (which connects its own client)."
+        return self.km
+    def stop(self, now: bool = False):
+        "Shut the kernel down (`now`: kill it, for a kernel that never ran a step)."
+        try:
+            if self._run_sync(self.km.is_alive)(): self._run_sync(self.km.shutdown_kernel)(now=now)
+            self.kc.stop_channels()
+        except Exception: pass
+        finally:
+            try: self._run_sync(self.km.cleanup_resources)()
+            except Exception: pass
 
-def build_index(root=None) -> Path:
-    "Write reports/index.html: headline metrics, acceptance, monitoring, links to every report and step."
-    root = find_root(root)
-    params = load_params(root/"params.yaml"); P = params["paths"]
-    reports = root/"reports"
-    rel = lambda p: os.path.relpath(root/p, reports)
-    esc = html.escape
-    test = (_read(root/P["eval_live_dir"]/"metrics.json") or {}).get("test", {})
-    train = _read(root/P["train_live_dir"]/"metrics.json") or {}
-    acc = _read(root/P["acceptance_path"]) or {}
-    mon = _read(root/P["monitor_path"]) or {}
-    cur = _read(root/P["package_dir"]/"current.json") or {}
-    manifest = _read(root/P["raw_dir"]/"manifest.json") or {}
-    def tbl(d):
-        return "<table>" + "".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in d.items()) + "</table>"
-    links = [("Data profile (ydata-profiling)", P["profile_path"]), ("Drift report", P["drift_report"]),
-             ("Data profile: reference vs current (ydata-profiling)", P.get("drift_profile", "reports/drift_profile.html")),
-             ("Confusion matrix", f"{P['eval_dir']}/confusion_matrix.png"), ("Misclassified test rows (CSV)", f"{P['eval_dir']}/errors.csv"),
-             ("Per-class metrics (CSV)", f"{P['eval_dir']}/per_class.csv"), ("Acceptance gates (JSON)", P["acceptance_path"]),
-             ("Monitoring result (JSON)", P["monitor_path"])]
-    if cur:
-        links += [("Model card", f"{P['package_dir']}/{cur['version']}/model_card.md"),
-                  ("Lineage of the champion model (JSON)", f"{P['package_dir']}/{cur['version']}/lineage.json")]
-    link_html = "".join(f"<li><a href='{esc(rel(p))}'>{esc(t)}</a></li>" for t, p in links if (root/p).exists())
-    steps = step_records(root, params)
-    step_rows = "".join(f"<tr><td>{esc(r['step'])}</td><td>{esc(r['status'])}</td><td>{r['seconds']:.1f} s</td>"
-                        f"<td>{esc(r['started'])}</td><td><a href='{esc(rel(r['html']))}'>executed notebook</a></td>"
-                        f"<td>{esc(r.get('error') or '')}</td></tr>" for r in steps)
-    cm = root/P["eval_dir"]/"confusion_matrix.png"
-    withci = _read(root/P["eval_dir"]/"metrics_with_intervals.json") or {}
-    metrics_html = "<table><tr><th>metric</th>" + "".join(f"<th>{esc(s)}</th>" for s in withci) + "</tr>" + "".join(
-        f"<tr><th>{esc(m)}</th>" + "".join(
-            f"<td>{r['metrics'].get(m)}" + (f" <small>({r['intervals'][m][0]} to {r['intervals'][m][1]})</small>" if m in r.get('intervals', {}) else "") + "</td>"
-            for r in withci.values()) + "</tr>" for m in (next(iter(withci.values()))["metrics"] if withci else {})) + "</table>"
-    gates_html = "<table><tr><th>gate</th><th>value</th><th>limit</th><th>passed</th></tr>" + "".join(
-        f"<tr><td>{esc(g['gate'])}</td><td>{esc(str(g.get('value', '')))}</td><td>{esc(str(g.get('limit', '')))}</td>"
-        f"<td class={'ok' if g['passed'] else 'bad'}>{'yes' if g['passed'] else 'NO'}</td></tr>" for g in acc.get("gates", [])) + "</table>"
-    imgs = "".join(f"<img src='{esc(rel(os.path.relpath(p, root)))}' alt='{esc(p.stem.replace('_', ' '))}' style='max-width:48%'>"
-                   for p in sorted((root/P["eval_dir"]).glob("*.png")))
-    chosen = ((_read(root/P["lineage_dir"]/"train.json") or {}).get("metrics") or {}).get("chosen")
-    cands = train.get("candidates", {})
-    heads = sorted({k for v in cands.values() for k in v}, key=lambda k: (not k.endswith("_mean"), k))
-    cand_html = ("<table><tr><th>candidate</th>" + "".join(f"<th>{esc(h)}</th>" for h in heads) + "</tr>" +
-                 "".join(f"<tr><td>{esc(n)}{' <b>(chosen)</b>' if n == chosen else ''}</td>" +
-                         "".join(f"<td>{v.get(h, '')}</td>" for h in heads) + "</tr>" for n, v in cands.items()) + "</table>")
-    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlops-nb run summary</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1000px}} table{{border-collapse:collapse;margin:.5em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}} .ok{{color:#176f2c}} .bad{{color:#a11}}</style></head><body>
-<h1>mlops-nb run summary</h1>
-<p>Built {esc(now_utc())} from <code>{esc(str(root.name))}</code>.
-Data: <code>{esc(str(manifest.get('source')))}</code>, {manifest.get('rows')} rows x {manifest.get('columns')} columns,
-sha256 <code>{esc(str(manifest.get('data_sha256', ''))[:16])}</code>.</p>
-<h2>Model</h2>
-<p>Champion: <code>{esc(cur.get('version', 'none'))}</code>.
-Acceptance: <b class="{'ok' if acc.get('accepted') else 'bad'}">{'accepted' if acc.get('accepted') else 'not accepted' if acc else 'not run'}</b>
-(primary metric: {esc(str(acc.get('primary_metric', params['project'].get('primary_metric'))))}).</p>
-<h3>Metrics with 95% bootstrap intervals</h3>{metrics_html}
-<h3>Acceptance gates</h3>{gates_html}
-<h3>Cross-validation (chosen candidate)</h3>{tbl(train.get('chosen', {}))}
-<h3>Candidates (cross-validation on the training split)</h3>{cand_html}
-<div>{imgs}</div>
-<h2>Monitoring</h2><p>Status: <b>{esc(str(mon.get('status', 'not run')))}</b>; drifted share of features:
-{esc(str(mon.get('drift_share')))}; schema violations: {len(mon.get('schema_violations', []))}.</p>
-{"<ul>" + "".join(f"<li>{esc(str(r))}</li>" for r in mon.get("reasons", [])) + "</ul>" if mon.get("reasons") else ""}
-<h2>Reports</h2><ul>{link_html}</ul>
-<h2>Steps</h2><table><tr><th>step</th><th>status</th><th>time</th><th>started</th><th>notebook</th><th>error</th></tr>{step_rows}</table>
-</body></html>"""
-    return write_text(page, reports/"index.html")
+class StepServer:
+    "Executes `mlops-nb step` / `mlops-nb report` requests from DVC's stage commands inside this process."
+    def __init__(self, root, log=print):
+        import socket
+        self.root, self.log = Path(root), log
+        self.dir = tempfile.mkdtemp(prefix="mlops-nb-")
+        self.path = os.path.join(self.dir, "steps.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path); self.sock.listen(4); self.sock.settimeout(0.2)
+        self.warm = None
+    def env(self) -> dict:
+        return {EXECUTOR_ENV: self.path}
+    def _handle(self, conn):
+        f = conn.makefile("rw")
+        def write(obj):
+            try: f.write(json.dumps(obj) + "\n"); f.flush()
+            except OSError: pass                                   # the client went away (Ctrl-C): the run carries on
+        req = json.loads(f.readline() or "{}")
+        send = lambda line="": write({"log": str(line)})
+        if Path(req.get("cwd", "")).resolve() != self.root.resolve():
+            return write({"rc": 3, "error": "not this run's project"})   # the client then runs the step itself
+        if req.get("command") == "report":
+            send(f"report: {build_index(self.root)}")
+            return write({"rc": 0, "error": None})
+        kernel, self.warm = self.warm, None
+        rc, error = 0, None
+        try: run_step(req["step"], self.root, timeout=req.get("timeout"), log=send, km=kernel.take() if kernel else None)
+        except StepFailed as e: rc, error = 1, str(e)
+        except (ParamsError, ValueError, FileNotFoundError) as e: rc, error = 1, str(e)
+        except KeyboardInterrupt:
+            write({"rc": 130, "error": "interrupted"})
+            if kernel: kernel.stop()
+            raise
+        write({"rc": rc, "error": error})
+        self.warm = WarmKernel(self.root)                          # the next step's kernel boots while DVC records this one
+        if kernel: kernel.stop()
+    def serve_until(self, proc):
+        "Answer requests until the DVC process `proc` exits."
+        import socket
+        while proc.poll() is None:
+            try: conn, _ = self.sock.accept()
+            except socket.timeout: continue
+            with conn: self._handle(conn)
+        return proc.returncode
+    def close(self):
+        if self.warm: self.warm.stop(now=True); self.warm = None
+        self.sock.close(); shutil.rmtree(self.dir, ignore_errors=True)
 
 # %% ../notebooks/90_pipeline.ipynb #3e96e029
 def dvc_env() -> dict:
@@ -250,13 +255,14 @@ class RunLock:
         import fcntl
         os.ftruncate(self.fd, 0); fcntl.flock(self.fd, fcntl.LOCK_UN); os.close(self.fd)
 
-def _dvc(root, args: list[str]) -> int:
-    "Run DVC in the project; on Ctrl-C let it stop the running stage cleanly, then raise KeyboardInterrupt."
+def _dvc(root, args: list[str], log=print) -> int:
+    "Run DVC in the project, serving its steps from this process; on Ctrl-C let the running step stop cleanly."
     cmd = [str(Path(sys.executable).parent/"dvc"), *args]
     if not Path(cmd[0]).exists(): cmd[0] = "dvc"
-    proc = subprocess.Popen(cmd, cwd=root, env=dvc_env())
+    server = StepServer(root, log=log)
+    proc = subprocess.Popen(cmd, cwd=root, env={**dvc_env(), **server.env()})
     try:
-        return proc.wait()
+        return server.serve_until(proc)
     except KeyboardInterrupt:   # a terminal's Ctrl-C reached DVC and the step too: give them time to clean up
         try: proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -264,6 +270,18 @@ def _dvc(root, args: list[str]) -> int:
             try: proc.wait(timeout=60)
             except subprocess.TimeoutExpired: proc.kill(); proc.wait()
         raise
+    finally:
+        server.close()
+
+def _outputs_summary(root, params, step: str) -> str:
+    "The files a step wrote, from its lineage record, folded by folder: `data/processed/ (4 files)`."
+    try: rec = read_json(Path(root)/params["paths"].get("lineage_dir", "reports/lineage")/f"{step}.json")
+    except (OSError, ValueError): rec = {}
+    folders = {}
+    for path in rec.get("outputs") or {}:
+        folders.setdefault(os.path.dirname(path) or ".", []).append(os.path.basename(path))
+    parts = [f"{d}/{names[0]}" if len(names) == 1 else f"{d}/ ({len(names)} files)" for d, names in folders.items()]
+    return ", ".join(parts[:3]) + (f", +{len(parts) - 3} more" if len(parts) > 3 else "")
 
 def run_pipeline(root=None, force: bool = False, wait: bool = False, log=print) -> int:
     """Run `dvc repro` in the project; print a summary table and the path of reports/index.html.
@@ -274,15 +292,16 @@ def run_pipeline(root=None, force: bool = False, wait: bool = False, log=print) 
         write_sources(root)
         t0, started = time.perf_counter(), now_utc()
         interrupted = False
-        try: rc = _dvc(root, ["repro"] + (["--force"] if force else []))
+        try: rc = _dvc(root, ["repro"] + (["--force"] if force else []), log=log)
         except KeyboardInterrupt: rc, interrupted = 130, True
         total = time.perf_counter() - t0
         records = step_records(root, params)
         ran = [r for r in records if r["started"] >= started]
         if ran or rc:
-            log("\nstep         status       time    this run")
+            log("\nstep         status       time    this run              outputs")
             for r in records:
-                log(f"{r['step']:<12} {r['status']:<11} {r['seconds']:>6.1f} s  {'ran' if r in ran else 'skipped (unchanged)'}")
+                log(f"{r['step']:<12} {r['status']:<11} {r['seconds']:>6.1f} s  {'ran' if r in ran else 'skipped (unchanged)':<20}  "
+                    f"{_outputs_summary(root, params, r['step'])}")
         verdict = ("interrupted: the running step was stopped; finished steps are kept, run again to resume" if interrupted
                    else "pipeline complete" if rc == 0 else "pipeline FAILED (see the step above); run again to resume from it")
         log(f"\n{len(ran)} of {len(STAGES) - 1} steps ran, total {total:.1f} s; {verdict}")

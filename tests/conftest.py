@@ -156,3 +156,22 @@ def dataset_project(tmp_path_factory):
             built[name] = root
         return built[name]
     return get
+
+
+def copy_finished(src: Path, dest: Path) -> Path:
+    "A copy of a project on which the pipeline has run (git repository, DVC cache and outputs included)."
+    shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns("*.lock.pid"))
+    return dest
+
+
+def kernels_in(root: Path) -> list:
+    "Jupyter kernel processes whose working directory is `root` (a step's kernel runs there)."
+    import psutil
+    out = []
+    for p in psutil.process_iter(["cmdline", "cwd"]):
+        try:
+            if any("ipykernel" in a for a in (p.info["cmdline"] or [])) and p.info["cwd"] == str(root):
+                out.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return out

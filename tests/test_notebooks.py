@@ -29,11 +29,23 @@ def test_nbdev_export_leaves_no_diff(fresh):
     assert sorted(p.name for p in (fresh/"mlops_nb").glob("*.py")) == sorted(p.name for p in before.glob("*.py"))
 
 
-def test_every_phase_notebook_has_a_parameters_cell():
-    import nbformat
-    for nb in sorted((REPO/"notebooks").glob("[0-9][0-9]*_*.ipynb")):
-        cells = nbformat.read(nb, as_version=4).cells
-        assert any("parameters" in c.metadata.get("tags", []) for c in cells), nb.name
+def test_every_phase_notebook_has_a_typed_parameters_cell():
+    "The parameters cells are the one typed definition: every parameter has a type, and step parameters a description."
+    from mlops_nb.params import STEP_NOTEBOOKS, notebook_spec
+    shared = set(__import__("yaml").safe_load((REPO/"params.yaml").read_text())["paths"])
+    for nb in STEP_NOTEBOOKS.values():
+        spec = notebook_spec(REPO/"notebooks"/f"{nb}.ipynb")
+        assert spec, f"{nb}.ipynb has no cell tagged parameters"
+        untyped = [n for n, p in spec.items() if not p.type]
+        assert not untyped, f"{nb}.ipynb: parameters without a type annotation: {untyped}"
+        undocumented = [n for n, p in spec.items() if not p.help and n not in shared]
+        assert not undocumented, f"{nb}.ipynb: parameters without a `# description`: {undocumented}"
+
+
+def test_step_sources_that_dvc_tracks_are_in_sync(fresh):
+    "DVC stages depend on .mlops-nb/sources/*.py (notebook sources without outputs); they match the notebooks."
+    from mlops_nb.pipeline import write_sources
+    assert write_sources(fresh) == [], "run `mlops-nb run` (it rewrites .mlops-nb/sources) and commit"
 
 
 def test_notebooks_run_top_to_bottom_under_nbval(fresh):
