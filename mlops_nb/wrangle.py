@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 # %% auto #0
-__all__ = ['clean', 'feature_columns', 'missing_to_nan', 'make_preprocessor']
+__all__ = ['DATETIME_PARTS', 'TEXT_COMPONENTS', 'DATE_PARTS', 'clean', 'feature_plan', 'feature_columns', 'parse_dates',
+           'DatetimeFeatures', 'TextFeatures', 'missing_to_nan', 'make_preprocessor', 'categorical_mask']
 
 # %% ../notebooks/03_wrangle.ipynb #6b8ff1c0
 def clean(df: pd.DataFrame, target: str, drop_columns=()) -> pd.DataFrame:
@@ -26,26 +29,138 @@ def clean(df: pd.DataFrame, target: str, drop_columns=()) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 # %% ../notebooks/03_wrangle.ipynb #443ccfa3
+def feature_plan(schema: dict, columns) -> dict[str, list[str]]:
+    "The schema's features among `columns`, by treatment: numeric, categorical, datetime, text."
+    cols = set(columns)
+    feats = [c for c in schema["features"] if c in cols]
+    spec = schema["columns"]
+    role = lambda c: spec[c].get("role", "feature")
+    return {"numeric": [c for c in feats if spec[c]["kind"] == "numeric" and role(c) == "feature"],
+            "categorical": [c for c in feats if spec[c]["kind"] in ("categorical", "boolean") and role(c) == "feature"],
+            "datetime": [c for c in feats if spec[c]["kind"] == "datetime" and role(c) == "feature"],
+            "text": [c for c in feats if role(c) == "text"]}
+
 def feature_columns(schema: dict, columns) -> tuple[list[str], list[str]]:
     "Numeric and categorical feature names of `schema` that are among `columns`."
-    feats = [c for c in schema["features"] if c in set(columns)]
-    kinds = schema["columns"]
-    num = [c for c in feats if kinds[c]["kind"] == "numeric"]
-    cat = [c for c in feats if kinds[c]["kind"] in ("categorical", "boolean")]
-    return num, cat
+    plan = feature_plan(schema, columns)
+    return plan["numeric"], plan["categorical"]
 
+# %% ../notebooks/03_wrangle.ipynb #f4848923
+DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "minute")
+
+def parse_dates(s: pd.Series) -> pd.Series:
+    "Datetimes from datetime values, ISO 8601 text (fast), other date text (slower) or epoch seconds; NaT where none fits."
+    if pd.api.types.is_datetime64_any_dtype(s): return s.dt.tz_localize(None) if getattr(s.dt, "tz", None) is not None else s
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        v = pd.to_numeric(s, errors="coerce").astype(float)
+        v = v.where(np.isfinite(v) & (v.abs() < 9e9))          # outside years 1680..2255 in seconds: not a date
+        return pd.to_datetime(v, unit="s", errors="coerce")
+    s = s.astype(object).where(s.notna(), None)
+    out = pd.to_datetime(s, errors="coerce", format="ISO8601", utc=True)
+    left = s.notna() & out.isna()
+    if left.any():
+        out[left] = pd.to_datetime(s[left].astype(str), errors="coerce", format="mixed", utc=True)
+    return out.dt.tz_localize(None)
+
+class DatetimeFeatures(TransformerMixin, BaseEstimator):
+    "Each column of dates (datetime values or date text) as numeric parts: year, month, day, weekday, ...; NaN where missing."
+    def __init__(self, parts=("year", "month", "day", "dayofweek", "hour")):
+        self.parts = parts
+
+    def fit(self, X, y=None):
+        bad = [p for p in self.parts if p not in DATETIME_PARTS]
+        if bad or not len(self.parts): raise ValueError(f"parts: expected some of {list(DATETIME_PARTS)}, got {list(self.parts)}")
+        validate_data(self, X, dtype=None, ensure_all_finite=False, reset=True)
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "n_features_in_")
+        names = list(getattr(self, "feature_names_in_", []))
+        Xa = validate_data(self, X, dtype=None, ensure_all_finite=False, reset=False)
+        out = np.empty((Xa.shape[0], Xa.shape[1] * len(self.parts)), dtype=float)
+        for j in range(Xa.shape[1]):
+            col = X[names[j]] if names and isinstance(X, pd.DataFrame) else pd.Series(Xa[:, j])
+            t = parse_dates(pd.Series(col).reset_index(drop=True))
+            for k, p in enumerate(self.parts):
+                out[:, j * len(self.parts) + k] = getattr(t.dt, p).to_numpy(dtype=float, na_value=np.nan)
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "n_features_in_")
+        cols = input_features if input_features is not None else getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])
+        return np.array([f"{c}_{p}" for c in cols for p in self.parts], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.string = True
+        return tags
+
+def _docs(col) -> list[str]:
+    return ["" if v is None or (isinstance(v, float) and v != v) or v is pd.NA else str(v) for v in col]
+
+class TextFeatures(TransformerMixin, BaseEstimator):
+    "Each free-text column as its length, its word count and `n_components` TF-IDF + SVD components (a fixed width); missing text is empty."
+    def __init__(self, n_components: int = 8, max_features: int = 2000, seed: int = 0):
+        self.n_components, self.max_features, self.seed = n_components, max_features, seed
+
+    def fit(self, X, y=None):
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        Xa = validate_data(self, X, dtype=None, ensure_all_finite=False, reset=True)
+        self.vectorizers_, self.svds_ = [], []
+        for j in range(Xa.shape[1]):
+            docs = _docs(Xa[:, j])
+            vec = TfidfVectorizer(max_features=self.max_features, token_pattern=r"(?u)\b\w+\b", dtype=np.float64)
+            try: M = vec.fit_transform(docs)
+            except ValueError: vec, M = None, None               # no words at all
+            k = min(self.n_components, M.shape[1] - 1, M.shape[0] - 1) if M is not None else 0
+            self.vectorizers_.append(vec)
+            self.svds_.append(TruncatedSVD(k, random_state=self.seed).fit(M) if k >= 1 else None)
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "vectorizers_")
+        Xa = validate_data(self, X, dtype=None, ensure_all_finite=False, reset=False)
+        w = self.n_components + 2
+        out = np.zeros((Xa.shape[0], Xa.shape[1] * w))
+        for j, (vec, svd) in enumerate(zip(self.vectorizers_, self.svds_)):
+            docs = _docs(Xa[:, j])
+            out[:, j * w] = [len(d) for d in docs]
+            out[:, j * w + 1] = [len(d.split()) for d in docs]
+            if svd is not None:
+                z = svd.transform(vec.transform(docs))
+                out[:, j * w + 2: j * w + 2 + z.shape[1]] = z
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "vectorizers_")
+        cols = input_features if input_features is not None else getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])
+        return np.array([n for c in cols for n in [f"{c}_chars", f"{c}_words"] + [f"{c}_tfidf{i}" for i in range(self.n_components)]], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.string = True
+        return tags
+
+# %% ../notebooks/03_wrangle.ipynb #7eec5653
 def missing_to_nan(X):
     "Categorical values as objects, with every kind of missing value (None, pd.NA, NaN) as NaN."
     X = pd.DataFrame(X).astype(object)
     return X.where(X.notna(), np.nan)
 
+TEXT_COMPONENTS = 8
+DATE_PARTS = ("year", "month", "day", "dayofweek", "hour")
+
 def make_preprocessor(numeric, categorical, scale: bool = True, encoding: str = "onehot",
-                      max_categories: int = 250) -> ColumnTransformer:
-    """The unfitted feature pipeline for the given numeric and categorical columns.
+                      max_categories: int = 250, datetime=(), text=()) -> ColumnTransformer:
+    """The unfitted feature pipeline for the given numeric, categorical, datetime and text columns.
     `encoding="onehot"` suits linear models (sparse when mostly zeros); `"ordinal"` suits trees: one column
     per category, unseen categories become -1, which HistGradientBoosting treats as missing.
     Both keep at most `max_categories` per column, grouping the rare ones."""
-    num_steps = [("impute", SimpleImputer(strategy="median"))] + ([("scale", StandardScaler())] if scale else [])
+    scaler = [("scale", StandardScaler())] if scale else []
+    num_steps = [("impute", SimpleImputer(strategy="median"))] + scaler
     if encoding == "onehot":
         enc = OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=max_categories)
     elif encoding == "ordinal":
@@ -53,6 +168,17 @@ def make_preprocessor(numeric, categorical, scale: bool = True, encoding: str = 
     else: raise ValueError(f"encoding: expected 'onehot' or 'ordinal', got {encoding!r}")
     cat_steps = [("missing", FunctionTransformer(missing_to_nan, feature_names_out="one-to-one")),
                  ("impute", SimpleImputer(strategy="most_frequent")), ("encode", enc)]
+    date_steps = [("parts", DatetimeFeatures(parts=DATE_PARTS)),
+                  ("impute", SimpleImputer(strategy="median", keep_empty_features=True))] + \
+                 ([("scale", StandardScaler())] if scale else [])
+    text_steps = [("text", TextFeatures(n_components=TEXT_COMPONENTS))] + ([("scale", StandardScaler())] if scale else [])
     parts = ([("num", Pipeline(num_steps), list(numeric))] if len(numeric) else []) + \
+            ([("date", Pipeline(date_steps), list(datetime))] if len(datetime) else []) + \
+            ([("text", Pipeline(text_steps), list(text))] if len(text) else []) + \
             ([("cat", Pipeline(cat_steps), list(categorical))] if len(categorical) else [])   # only what is used
     return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
+
+def categorical_mask(numeric, categorical, datetime=(), text=()) -> list[bool]:
+    "Which output columns of `make_preprocessor(..., encoding='ordinal')` are categorical codes (the last ones)."
+    width = len(numeric) + len(DATE_PARTS) * len(datetime) + (TEXT_COMPONENTS + 2) * len(text)
+    return [False] * width + [True] * len(categorical)

@@ -1,6 +1,6 @@
 # %% [markdown]
 # Validate and profile
-> Infer the schema that later phases take as their contract, stop on failed data-quality gates, and profile the data with ydata-profiling.
+> Infer the schema that later phases take as their contract, check data against it with pandera, stop on failed data-quality gates, and profile the data with ydata-profiling.
 
 # %% [code]
 #| default_exp validate
@@ -8,12 +8,15 @@
 # %% [code]
 #| export
 from __future__ import annotations
-import os
+import html, os, re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from mlops_nb.core import atomic_path, frame_sha256, write_json
+from mlops_nb.core import atomic_path, frame_sha256, read_json, write_json
+from mlops_nb.ingest import detect_task
+from mlops_nb.wrangle import parse_dates
 
 # %% [code]
 from fastcore.test import test_eq, test_fail
@@ -21,140 +24,249 @@ import tempfile
 from mlops_nb.core import find_root, record_step, require
 
 # %% [code] tags=['parameters']
-target = "species"
-raw_dir = "data/raw"
-schema_path = "data/interim/schema.json"
-validation_path = "data/interim/validation.json"
-profile_path = "reports/profile.html"
-lineage_dir = "reports/lineage"
-max_missing_share = 0.2
-min_rows_per_class = 10
-max_duplicate_share = 0.05
-profile_minimal = False
+target: str = "species"  # the column to predict (project.target)
+seed: int = 42  # the profile's sample
+raw_dir: str = "data/raw"  # the raw snapshot (from ingest)
+schema_path: str = "data/interim/schema.json"  # the schema: the contract for later phases, serving and monitoring
+validation_path: str = "data/interim/validation.json"  # every gate's measurement, level and verdict
+profile_path: str = "reports/profile.html"  # the ydata-profiling report
+lineage_dir: str = "reports/lineage"  # lineage records
+max_missing_share: float = 0.2  # per feature column; above it the gate fails
+min_rows_per_class: int = 10  # classification only
+max_duplicate_share: float = 0.05  # share of rows that repeat an earlier row
+min_rows: int = 20  # fewer rows (with a target) fail
+gate_levels: dict = {"missing": "error", "rows_per_class": "error", "duplicates": "warning", "min_rows": "error", "dropped_columns": "warning"}  # per gate: error (stops the run), warning (reported) or off
+max_categories: int = 50  # a text column with more distinct values has no category list in the schema
+profile_minimal: bool = False  # true: ydata-profiling's fast minimal mode only
+profile_sample_rows: int = 20000  # above it: exact column statistics on all rows, correlations, duplicates and missing-value patterns on a sample of this size
+profile_interactions: bool = False  # large data: also the pairwise interaction plots on the sample (slow: about 15 s per numeric column)
 
 # %% [markdown]
 ## The schema
 
 Inferred from the data at training time and saved as JSON: serving and monitoring check new data
-against it. Numeric columns keep their observed range, categorical ones their categories.
+against it. Per column: its kind (`numeric`, `boolean`, `datetime`, `categorical`), dtype, nullability,
+range or allowed categories, and its role. Columns that cannot teach a model are kept out of
+`features` and listed in `dropped` with the reason: entirely missing, constant, or identifier-like
+(text or a whole number named like an id, almost every value distinct). Text with many distinct values
+of several words is `role: text` (the feature pipeline turns it into numbers); text that parses as
+dates is `kind: datetime` (decomposed into parts). The task and its reason come from ingest.
 
 # %% [code]
 #| export
+def _looks_like_dates(s: pd.Series, probe: int = 500) -> bool:
+    "Text whose values (a sample of them) all parse as dates."
+    nn = s.dropna()
+    if len(nn) == 0 or not all(isinstance(v, str) for v in nn.head(probe)): return False
+    v = nn.head(probe)
+    if not v.str.contains(r"^\d{4}-\d{2}-\d{2}|^\d{1,2}/\d{1,2}/\d{2,4}", regex=True).all(): return False
+    return bool(pd.to_datetime(v, errors="coerce", format="mixed").notna().all())
+
 def column_kind(s: pd.Series) -> str:
-    "'numeric', 'boolean', 'datetime' or 'categorical'."
+    "'numeric', 'boolean', 'datetime' (a datetime dtype or text that parses as dates) or 'categorical'."
     if pd.api.types.is_bool_dtype(s): return "boolean"
     if pd.api.types.is_numeric_dtype(s): return "numeric"
-    if pd.api.types.is_datetime64_any_dtype(s): return "datetime"
+    if pd.api.types.is_datetime64_any_dtype(s) or _looks_like_dates(s): return "datetime"
     return "categorical"
 
-def detect_task(y: pd.Series) -> tuple[str, str]:
-    "The learning task the target `y` implies, with the reason."
-    n = int(y.nunique())
-    if column_kind(y) != "numeric":
-        return ("binary" if n == 2 else "multiclass"), f"target is {column_kind(y)} with {n} classes"
-    if pd.api.types.is_integer_dtype(y) and n <= 10:
-        return ("binary" if n == 2 else "multiclass"), f"target holds {n} distinct integers"
-    return "regression", f"target is numeric with {n} distinct values"
+_ID_NAME = re.compile(r"(^|[_\W])(id|ids|key|uuid|guid|index|idx|no|number)$", re.I)
 
-def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50) -> dict:
-    "The schema of `df`: per column its kind, dtype, nullability, and range or categories."
+def column_role(name: str, s: pd.Series, kind: str, max_categories: int = 50) -> tuple[str, str]:
+    "'feature', 'text', or why the column is dropped: 'empty', 'constant', 'identifier'; with the reason."
+    nn = s.dropna()
+    if len(nn) == 0: return "empty", "every value is missing"
+    d = int(nn.nunique())
+    if d == 1: return "constant", f"a single value ({nn.iloc[0]!r})"
+    if kind == "categorical" and d > max_categories:
+        words = float(nn.astype(str).head(2000).str.split().str.len().mean())
+        if words >= 3: return "text", f"free text: {d} distinct values, {words:.1f} words on average"
+        if len(nn) >= 20 and d >= 0.95 * len(nn): return "identifier", f"{d / len(nn):.0%} of {len(nn)} values distinct, short text"
+    if kind == "numeric" and pd.api.types.is_integer_dtype(s) and len(nn) >= 20 and d == len(nn):
+        if _ID_NAME.search(str(name)) or nn.is_monotonic_increasing or nn.is_monotonic_decreasing:
+            return "identifier", "every value distinct, " + ("named like an id" if _ID_NAME.search(str(name)) else "ordered like a row number")
+    return "feature", ""
+
+def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: str | None = None,
+                 task_reason: str | None = None) -> dict:
+    "The schema of `df`: per column its kind, dtype, nullability, range or categories, and role; the features and dropped columns."
     if target not in df.columns:
         raise KeyError(f"project.target: column {target!r} not in the data; columns are {list(df.columns)}")
-    cols = {}
+    cols, dropped = {}, {}
     for name, s in df.items():
         kind = column_kind(s)
         c = {"kind": kind, "dtype": str(s.dtype), "nullable": bool(s.isna().any())}
         if kind == "numeric":
-            c.update(min=float(s.min()), max=float(s.max()))
+            c.update(min=float(s.min()), max=float(s.max())) if s.notna().any() else c.update(min=None, max=None)
         elif kind == "categorical":
             cats = s.dropna().astype(str).unique()
             c["categories"] = sorted(cats.tolist()) if len(cats) <= max_categories else None
+        elif kind == "datetime" and s.notna().any():
+            t = parse_dates(s)
+            c.update(min=str(t.min()), max=str(t.max()))
+        if name != target:
+            c["role"], why = column_role(str(name), s, kind, max_categories)
+            if c["role"] not in ("feature", "text"): dropped[str(name)] = f"{c['role']}: {why}"
+            elif why: c["role_reason"] = why
         cols[str(name)] = c
-    task, reason = detect_task(df[target])
-    return {"target": target, "task": task, "task_reason": reason, "columns": cols,
-            "features": [c for c in cols if c != target]}
+    if task is None: task, task_reason = detect_task(df[target])
+    return {"target": target, "task": task, "task_reason": task_reason, "columns": cols,
+            "features": [c for c in cols if c != target and c not in dropped], "dropped": dropped}
 
 # %% [code]
 _df = pd.DataFrame({"x": [1.0, 2.0, None], "c": ["a", "b", "a"], "y": ["p", "q", "p"]})
 _s = infer_schema(_df, "y")
 test_eq(_s["features"], ["x", "c"])
 test_eq(_s["task"], "binary")
-test_eq(detect_task(pd.Series([1.5, 2.5, 3.5]))[0], "regression")
-test_eq(detect_task(pd.Series([0, 1, 2, 1]))[0], "multiclass")
-test_eq(_s["columns"]["x"], {"kind": "numeric", "dtype": "float64", "nullable": True, "min": 1.0, "max": 2.0})
+test_eq(_s["columns"]["x"], {"kind": "numeric", "dtype": "float64", "nullable": True, "min": 1.0, "max": 2.0, "role": "feature"})
 test_eq(_s["columns"]["c"]["categories"], ["a", "b"])
 test_fail(lambda: infer_schema(_df, "nope"), contains="'nope' not in the data")
+_n = 60
+_wide = pd.DataFrame({"row_id": range(_n), "code": [f"K{i:04d}" for i in range(_n)], "k": 1, "gone": None,
+                      "when": pd.date_range("2024-01-01", periods=_n, freq="D").strftime("%Y-%m-%d"),
+                      "note": [f"a note about item {i} today" for i in range(_n)], "v": np.arange(_n) % 7, "y": [0, 1] * (_n // 2)})
+_ws = infer_schema(_wide, "y", task="binary", task_reason="given")
+test_eq(_ws["features"], ["when", "note", "v"])
+test_eq({k: v.split(":")[0] for k, v in _ws["dropped"].items()}, {"row_id": "identifier", "code": "identifier", "k": "constant", "gone": "empty"})
+test_eq((_ws["columns"]["when"]["kind"], _ws["columns"]["note"]["role"]), ("datetime", "text"))
+test_eq(_ws["columns"]["when"]["min"], "2024-01-01 00:00:00")
+
+# %% [markdown]
+## Checking data against the schema
+
+The schema dict becomes a [pandera](https://pandera.readthedocs.io) `DataFrameSchema`: per feature,
+nullability, the training range for numbers and the allowed categories for text. Validation is lazy:
+every failure is collected, then summarised per column and check into one message that names the
+column, an offending value and the limit. `check_schema` is what monitoring reports as schema violations.
 
 # %% [code]
 #| export
+def pandera_schema(schema: dict, require_target: bool = False):
+    "A pandera DataFrameSchema for the schema's features (and target): nullability, ranges, categories; extra columns allowed."
+    import pandera.pandas as pa
+    cols = {}
+    for name in schema["features"] + ([schema["target"]] if require_target else []):
+        c = schema["columns"][name]
+        checks = []
+        if c["kind"] == "numeric":
+            if c.get("min") is not None: checks.append(pa.Check.ge(c["min"], name="min", error=f"min {c['min']}"))
+            if c.get("max") is not None: checks.append(pa.Check.le(c["max"], name="max", error=f"max {c['max']}"))
+        elif c["kind"] == "categorical" and c.get("categories") is not None:
+            cats = set(c["categories"])
+            checks.append(pa.Check(lambda s, cats=cats: s.astype(str).isin(cats), element_wise=False, name="categories", ignore_na=True))
+        cols[name] = pa.Column(nullable=c.get("nullable", True), checks=checks, required=True)
+    return pa.DataFrameSchema(cols, strict=False, coerce=False)
+
 def check_schema(df: pd.DataFrame, schema: dict, require_target: bool = False) -> list[str]:
     "Every way `df` breaks `schema`, one message per column and problem (empty list: it conforms)."
+    import pandera.errors as pe
     problems = []
     wanted = schema["features"] + ([schema["target"]] if require_target else [])
-    for name in wanted:
-        c = schema["columns"][name]
-        if name not in df.columns: problems.append(f"column {name!r}: missing"); continue
-        s = df[name]
-        if not c["nullable"] and s.isna().any(): problems.append(f"column {name!r}: {int(s.isna().sum())} missing values, none expected")
-        if c["kind"] == "numeric":
-            if not pd.api.types.is_numeric_dtype(s): problems.append(f"column {name!r}: expected numbers, got {s.dtype}"); continue
-            lo, hi = s.min(), s.max()
-            if pd.notna(lo) and lo < c["min"]: problems.append(f"column {name!r}: value {lo} below the training minimum {c['min']}")
-            if pd.notna(hi) and hi > c["max"]: problems.append(f"column {name!r}: value {hi} above the training maximum {c['max']}")
-        elif c["kind"] == "categorical" and c.get("categories") is not None:
-            new = sorted(set(s.dropna().astype(str)) - set(c["categories"]))
-            if new: problems.append(f"column {name!r}: unseen categories {new[:5]}")
+    missing = [n for n in wanted if n not in df.columns]
+    problems += [f"column {n!r}: missing" for n in missing]
+    notnum = [n for n in wanted if n not in missing and schema["columns"][n]["kind"] == "numeric"
+              and not pd.api.types.is_numeric_dtype(df[n])]
+    problems += [f"column {n!r}: expected numbers, got {df[n].dtype}" for n in notnum]
+    present = {**schema, "features": [n for n in schema["features"] if n not in missing and n not in notnum]}
+    if require_target and (schema["target"] in missing or schema["target"] in notnum): require_target = False
+    try:
+        pandera_schema(present, require_target).validate(df, lazy=True)
+    except pe.SchemaErrors as e:
+        fc = e.failure_cases
+        for (col, check), g in fc.groupby(["column", "check"], sort=False, dropna=False):
+            c, v = schema["columns"].get(col, {}), g["failure_case"]
+            if check == "not_nullable": problems.append(f"column {col!r}: {len(g)} missing values, none expected")
+            elif str(check).startswith("min"): problems.append(f"column {col!r}: value {pd.to_numeric(v).min()} below the training minimum {c['min']}")
+            elif str(check).startswith("max"): problems.append(f"column {col!r}: value {pd.to_numeric(v).max()} above the training maximum {c['max']}")
+            elif check == "categories": problems.append(f"column {col!r}: unseen categories {sorted(set(v.astype(str)))[:5]}")
+            else: problems.append(f"column {col!r}: {check} failed for {len(g)} values, e.g. {v.iloc[0]!r}")
     return problems
 
 # %% [code]
 test_eq(check_schema(_df, _s), [])
 test_eq(check_schema(_df.drop(columns="c"), _s), ["column 'c': missing"])
 test_eq(check_schema(_df.assign(x=[0.5, 1, 1]), _s), ["column 'x': value 0.5 below the training minimum 1.0"])
+test_eq(check_schema(_df.assign(x=[1.0, 9, 1]), _s), ["column 'x': value 9.0 above the training maximum 2.0"])
 test_eq(check_schema(_df.assign(c=["a", "z", "b"]), _s), ["column 'c': unseen categories ['z']"])
+test_eq(check_schema(_df.assign(c=["a", None, "b"]), _s), ["column 'c': 1 missing values, none expected"])
 test_eq(check_schema(_df.assign(x=["a", "b", "c"]), _s), ["column 'x': expected numbers, got object"])
 
 # %% [markdown]
 ## Data-quality gates
 
-Each gate measures one thing and compares it with a limit from params.yaml. A failed `error` gate
-stops the pipeline with a message naming the column, the value and the limit.
+Each gate measures one thing and compares it with a limit from params.yaml. Its level comes from
+`validate.gate_levels`: a failed `error` gate stops the pipeline with a message naming the column, the
+value and the limit; a failed `warning` gate is written to `validation.json` (the run summary shows it)
+and the run goes on; `off` skips it. The target gates (present, not constant) and "at least one usable
+feature" are always errors.
 
 # %% [code]
 #| export
 class DataQualityError(ValueError):
     "The data failed one or more data-quality gates."
 
-def quality_gates(df: pd.DataFrame, target: str, max_missing_share: float = 0.2,
-                  min_rows_per_class: int = 10, max_duplicate_share: float = 0.05) -> list[dict]:
-    "Measure each gate; every result has name, column, value, limit, passed and level ('error' or 'warning')."
+GATE_LEVELS = {"missing": "error", "rows_per_class": "error", "duplicates": "warning", "min_rows": "error", "dropped_columns": "warning"}
+
+def quality_gates(df: pd.DataFrame, target: str, max_missing_share: float = 0.2, min_rows_per_class: int = 10,
+                  max_duplicate_share: float = 0.05, schema: dict | None = None, min_rows: int = 20,
+                  levels: dict | None = None) -> list[dict]:
+    "Measure each gate; every result has gate, key, column, value, limit, passed and level ('error' or 'warning')."
+    levels = {**GATE_LEVELS, **(levels or {})}
+    bad = sorted(set(levels) - set(GATE_LEVELS))
+    if bad: raise ValueError(f"validate.gate_levels: unknown gates {bad}; expected some of {sorted(GATE_LEVELS)}")
+    for k, v in levels.items():
+        if v not in ("error", "warning", "off"): raise ValueError(f"validate.gate_levels.{k}: expected error, warning or off, got {v!r}")
     out = []
-    def gate(name, column, value, limit, passed, level="error"):
-        out.append({"gate": name, "column": column, "value": value, "limit": limit, "passed": bool(passed), "level": level})
+    def gate(key, name, column, value, limit, passed):
+        lvl = levels.get(key, "error")
+        if lvl != "off":
+            out.append({"gate": name, "key": key, "column": column, "value": value, "limit": limit, "passed": bool(passed), "level": lvl})
     y = df[target]
-    gate("target has no missing values", target, int(y.isna().sum()), 0, y.isna().sum() == 0)
-    gate("target is not constant", target, int(y.nunique()), 2, y.nunique() >= 2)
-    if column_kind(y) != "numeric":
+    gate("target", "target has no missing values", target, int(y.isna().sum()), 0, y.isna().sum() == 0)
+    gate("target", "target is not constant", target, int(y.nunique()), 2, y.nunique() >= 2)
+    gate("min_rows", "rows with a target", None, int(y.notna().sum()), min_rows, y.notna().sum() >= min_rows)
+    if schema is None or schema.get("task") != "regression":
         counts = y.value_counts()
-        gate("rows per class", target, int(counts.min()), min_rows_per_class, counts.min() >= min_rows_per_class)
-    for name, share in df.drop(columns=[target]).isna().mean().items():
-        gate("share of missing values", str(name), round(float(share), 4), max_missing_share, share <= max_missing_share)
+        if len(counts): gate("rows_per_class", "rows per class", target, int(counts.min()), min_rows_per_class, counts.min() >= min_rows_per_class)
+    feats = schema["features"] if schema else [c for c in df.columns if c != target]
+    for name, share in df[feats].isna().mean().items():
+        gate("missing", "share of missing values", str(name), round(float(share), 4), max_missing_share, share <= max_missing_share)
+    if schema is not None:
+        gate("features", "usable features", None, len(feats), 1, len(feats) >= 1)
+        for name, why in schema.get("dropped", {}).items():
+            gate("dropped_columns", "column not used as a feature", name, why, "a usable feature", False)
     dup = float(df.duplicated().mean())
-    gate("share of duplicate rows", None, round(dup, 4), max_duplicate_share, dup <= max_duplicate_share, level="warning")
+    gate("duplicates", "share of duplicate rows", None, round(dup, 4), max_duplicate_share, dup <= max_duplicate_share)
     return out
 
-def raise_on_failed(gates: list[dict], source: str = "data"):
+def raise_on_failed(gates: list[dict], source: str = "data", schema: dict | None = None):
     "Raise DataQualityError listing every failed error-level gate."
     failed = [g for g in gates if not g["passed"] and g["level"] == "error"]
     if failed:
-        lines = [f"- {g['gate']}: column {g['column']!r} measured {g['value']}, limit {g['limit']}" for g in failed]
+        lines = [f"- {g['gate']}: column {g['column']!r} measured {g['value']}, limit {g['limit']}" if g["column"] is not None
+                 else f"- {g['gate']}: measured {g['value']}, limit {g['limit']}" for g in failed]
+        if schema and any(g["key"] == "features" for g in failed):
+            lines.append("  (no usable feature; dropped: " + "; ".join(f"{k}: {v}" for k, v in schema.get("dropped", {}).items()) + ")")
         raise DataQualityError(f"{source} failed {len(failed)} data-quality gate(s):\n" + "\n".join(lines))
 
+def failed_warnings(gates: list[dict]) -> list[str]:
+    "One line per failed warning-level gate."
+    return [f"{g['gate']}: " + (f"column {g['column']!r} " if g["column"] is not None else "") + f"measured {g['value']}, limit {g['limit']}"
+            for g in gates if not g["passed"] and g["level"] == "warning"]
+
 # %% [code]
-_g = quality_gates(_df, "y", max_missing_share=0.5, min_rows_per_class=1)
+_g = quality_gates(_df, "y", max_missing_share=0.5, min_rows_per_class=1, min_rows=3)
 assert all(g["passed"] for g in _g if g["level"] == "error")
-_g = quality_gates(_df, "y", max_missing_share=0.1, min_rows_per_class=1)
+_g = quality_gates(_df, "y", max_missing_share=0.1, min_rows_per_class=1, min_rows=3)
 test_fail(lambda: raise_on_failed(_g, "raw.parquet"), contains="column 'x' measured 0.3333, limit 0.1")
-test_fail(lambda: raise_on_failed(quality_gates(_df.assign(y="p"), "y", 1, 1)), contains="target is not constant")
+test_fail(lambda: raise_on_failed(quality_gates(_df.assign(y="p"), "y", 1, 1, min_rows=1)), contains="target is not constant")
+_g = quality_gates(_df, "y", 0.1, 1, min_rows=3, levels={"missing": "warning"})
+raise_on_failed(_g)                                                     # a warning does not stop the run...
+test_eq(failed_warnings(_g), ["share of missing values: column 'x' measured 0.3333, limit 0.1"])   # ...it is reported
+test_eq([g["key"] for g in quality_gates(_df, "y", 0.1, 1, min_rows=3, levels={"missing": "off"})], ["target", "target", "min_rows", "rows_per_class", "duplicates"])
+test_fail(lambda: quality_gates(_df, "y", levels={"nope": "error"}), contains="unknown gates ['nope']")
+_only = pd.DataFrame({"id": range(30), "k": 1, "y": [0, 1, 2] * 10})
+_os = infer_schema(_only, "y")
+test_fail(lambda: raise_on_failed(quality_gates(_only, "y", schema=_os, min_rows_per_class=1), schema=_os), contains="no usable feature")
 
 # %% [markdown]
 ## Profile
@@ -162,37 +274,85 @@ test_fail(lambda: raise_on_failed(quality_gates(_df.assign(y="p"), "y", 1, 1)), 
 ydata-profiling, installed as its maintained successor `fg-data-profiling` (`import data_profiling`).
 Its usage analytics are switched off before it is imported: a run makes no outbound call.
 
+On large data a full report is slow (about 80 s and 1.9 GB on 1M rows x 20 columns) and minimal mode
+drops what makes a profile useful. Above `profile_sample_rows` rows the report has two parts in one
+page: the exact per-column statistics (counts, missing values, distinct values, quantiles, histograms)
+on **all** rows, and the costly parts (correlations, duplicate rows, missing-value patterns, and the
+pairwise interaction plots if asked for) on a random sample whose size the page states.
+
 # %% [code]
 #| export
-def profile_report(df: pd.DataFrame, dest, title: str = "Data profile", minimal: bool = False) -> Path:
-    "Write a ydata-profiling HTML report of `df` to `dest` atomically."
+def _frame_page(title: str, parts: list[tuple[str, str]]) -> str:
+    body = "".join(f"<h2>{html.escape(h)}</h2><iframe srcdoc=\"{html.escape(doc, quote=True)}\" "
+                   "style='width:100%;height:90vh;border:1px solid #ccc'></iframe>" for h, doc in parts)
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>body{{font-family:system-ui,sans-serif;margin:1em}}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
+
+def profile_report(df: pd.DataFrame, dest, title: str = "Data profile", minimal: bool = False,
+                   sample_rows: int | None = None, seed: int = 42, interactions: bool = False) -> dict:
+    "Write a ydata-profiling HTML report of `df` to `dest` atomically; above `sample_rows` rows, exact column statistics plus costly parts on a sample. Returns what was computed on what."
     os.environ["YDATA_PROFILING_NO_ANALYTICS"] = "True"
     from data_profiling import ProfileReport
-    report = ProfileReport(df, title=title, minimal=minimal, progress_bar=False)
-    with atomic_path(dest) as tmp:
-        Path(tmp).write_text(report.to_html())
-    return Path(dest)
+    n = len(df)
+    if minimal or not sample_rows or n <= sample_rows:
+        page = ProfileReport(df, title=title, minimal=minimal, progress_bar=False).to_html()
+        info = {"rows": n, "mode": "minimal" if minimal else "full", "sample_rows": None}
+    else:
+        full = ProfileReport(df, title=f"{title}: exact column statistics on all {n:,} rows", minimal=True, progress_bar=False,
+                             samples={"head": 5, "tail": 5}).to_html()
+        sample = df.sample(sample_rows, random_state=seed)
+        desc = f"random sample of {sample_rows:,} of {n:,} rows (seed {seed})"
+        costly = ProfileReport(sample, title=f"{title}: correlations, duplicates, missing-value patterns on a {desc}", progress_bar=False,
+                               minimal=True, correlations={"auto": {"calculate": True}}, duplicates={"head": 10},
+                               missing_diagrams={"bar": True, "matrix": True, "heatmap": True},
+                               interactions={"continuous": interactions},
+                               dataset={"description": f"Computed on a {desc}; column statistics on all rows are in the first part."}).to_html()
+        costs = "correlations, " + ("interactions, " if interactions else "") + "duplicate rows and missing-value patterns"
+        page = _frame_page(title, [(f"Part 1: exact statistics of every column, on all {n:,} rows", full),
+                                   (f"Part 2: {costs}, on a {desc}", costly)])
+        info = {"rows": n, "mode": "exact column statistics on all rows, costly parts on a sample", "sample_rows": sample_rows,
+                "sample_seed": seed, "on_the_sample": costs}
+    with atomic_path(dest) as tmp: Path(tmp).write_text(page)
+    return {"path": str(dest), **info}
 
 # %% [code]
 with tempfile.TemporaryDirectory() as d:
     p = profile_report(_df, Path(d)/"p.html", minimal=True)
-    assert "<html" in p.read_text()[:2000].lower()
+    assert "<html" in Path(p["path"]).read_text()[:2000].lower()
+    _big = pd.DataFrame({"a": np.arange(400) % 13, "b": np.arange(400) * 0.5, "y": ["p", "q"] * 200})
+    p = profile_report(_big, Path(d)/"s.html", sample_rows=100)
+    test_eq(p["sample_rows"], 100)
+    assert "random sample of 100 of 400 rows" in Path(p["path"]).read_text()
 
 # %% [markdown]
 ## Run
 
 # %% [code]
 os.chdir(find_root())
-raw = pd.read_parquet(require(Path(raw_dir)/"raw.parquet", "run `mlops-nb step ingest` first"))
-schema = infer_schema(raw, target)
-gates = quality_gates(raw, target, max_missing_share, min_rows_per_class, max_duplicate_share)
-write_json({"data_sha256": frame_sha256(raw), "gates": gates}, validation_path)
-raise_on_failed(gates, f"{raw_dir}/raw.parquet")
+raw_file = Path(raw_dir)/"raw.parquet"
+raw = pd.read_parquet(require(raw_file, "run `mlops-nb step ingest` first"))
+manifest = read_json(Path(raw_dir)/"manifest.json") if (Path(raw_dir)/"manifest.json").exists() else {}
+same_target = manifest.get("target") == target
+schema = infer_schema(raw, target, max_categories, task=manifest.get("task") if same_target else None,
+                      task_reason=manifest.get("task_reason") if same_target else None)
+gates = quality_gates(raw, target, max_missing_share, min_rows_per_class, max_duplicate_share, schema=schema,
+                      min_rows=min_rows, levels=gate_levels)
+warnings = failed_warnings(gates)
+write_json({"data_sha256": frame_sha256(raw), "gates": gates, "warnings": warnings,
+            "passed": not any(not g["passed"] and g["level"] == "error" for g in gates)}, validation_path)
+raise_on_failed(gates, str(raw_file), schema)
+violations = check_schema(raw, schema)           # the data it came from conforms to the contract (pandera)
+assert not violations, violations
 write_json(schema, schema_path)
 print(f"task: {schema['task']} ({schema['task_reason']})")
-profile_report(raw, profile_path, title=f"Profile of {raw_dir}/raw.parquet", minimal=profile_minimal)
-record_step(lineage_dir, "validate", {"target": target}, inputs=[Path(raw_dir)/"raw.parquet"],
-            outputs=[schema_path, validation_path, profile_path],
-            metrics={"gates_failed": sum(not g["passed"] for g in gates)})
+print(f"features: {len(schema['features'])}; not used: {schema['dropped'] or 'none'}")
+for w in warnings: print(f"warning: {w}")
+profile = profile_report(raw, profile_path, title=f"Profile of {raw_file}", minimal=profile_minimal,
+                         sample_rows=profile_sample_rows, seed=seed, interactions=profile_interactions)
+record_step(lineage_dir, "validate", {"target": target, "max_missing_share": max_missing_share, "min_rows_per_class": min_rows_per_class,
+                                      "max_duplicate_share": max_duplicate_share, "min_rows": min_rows, "gate_levels": gate_levels},
+            inputs=[raw_file], outputs=[schema_path, validation_path, profile_path],
+            metrics={"gates_failed": sum(not g["passed"] and g["level"] == "error" for g in gates), "warnings": len(warnings),
+                     "features": len(schema["features"])}, profile=profile)
 pd.DataFrame(gates)
 

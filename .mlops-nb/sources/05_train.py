@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import KFold, ParameterGrid, RandomizedSearchCV, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
-from mlops_nb.wrangle import feature_columns, make_preprocessor
+from mlops_nb.wrangle import categorical_mask, feature_columns, feature_plan, make_preprocessor
 
 # %% [code]
 from fastcore.test import test_eq, test_fail
@@ -67,7 +67,7 @@ def task_kind(task: str) -> str:
     "'classification' for binary and multiclass tasks, else 'regression'."
     return "regression" if task == "regression" else "classification"
 
-def make_estimator(family: str, task: str, numeric, categorical, seed: int = 42) -> Pipeline:
+def make_estimator(family: str, task: str, numeric, categorical, seed: int = 42, datetime=(), text=()) -> Pipeline:
     "The unfitted `Pipeline(features, model)` of `family` for `task`, with default hyperparameters."
     reg = task_kind(task) == "regression"
     if family == "dummy": model, enc = (DummyRegressor() if reg else DummyClassifier(strategy="prior")), "ordinal"  # cheapest encoding
@@ -75,12 +75,12 @@ def make_estimator(family: str, task: str, numeric, categorical, seed: int = 42)
     elif family == "random_forest":
         model, enc = (RandomForestRegressor if reg else RandomForestClassifier)(random_state=seed, n_jobs=-1), "ordinal"
     elif family == "hist_gradient_boosting":
-        mask = [False] * len(numeric) + [True] * len(categorical)
+        mask = categorical_mask(numeric, categorical, datetime, text)   # the categorical codes come last
         model = (HistGradientBoostingRegressor if reg else HistGradientBoostingClassifier)(
             random_state=seed, categorical_features=mask if categorical else None)
         enc = "ordinal"
     else: raise ValueError(f"train.candidates: unknown model family {family!r}; expected one of {list(FAMILIES)}")
-    pre = make_preprocessor(numeric, categorical, scale=family == "linear", encoding=enc)
+    pre = make_preprocessor(numeric, categorical, scale=family == "linear", encoding=enc, datetime=datetime, text=text)
     return Pipeline([("features", pre), ("model", model)])
 
 def search_space(family: str, task: str, spaces: dict) -> dict:
@@ -259,9 +259,9 @@ def train_candidates(X: pd.DataFrame, y: pd.Series, schema: dict, families, metr
     unknown = [f for f in families if f not in FAMILIES]
     if unknown: raise ValueError(f"train.candidates: unknown model families {unknown}; expected some of {list(FAMILIES)}")
     task = schema["task"]
-    numeric, categorical = feature_columns(schema, X.columns)
-    if not numeric and not categorical: raise ValueError("train: no usable feature column")
-    ests = {f: make_estimator(f, task, numeric, categorical, seed) for f in FAMILIES if f in families}
+    fp = feature_plan(schema, X.columns)      # numeric, categorical, datetime and text columns
+    if not any(fp.values()): raise ValueError("train: no usable feature column")
+    ests = {f: make_estimator(f, task, fp["numeric"], fp["categorical"], seed, fp["datetime"], fp["text"]) for f in FAMILIES if f in families}
     sp = {f: search_space(f, task, spaces) for f in ests}
     settings = {f: n_fits(sp[f], n_iter) for f in ests}
     # On large data the folds run one after the other locally: the forests' trees and HistGradientBoosting
