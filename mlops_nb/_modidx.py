@@ -90,6 +90,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'mlops_nb.monitor.write_log_rows': ('monitor.html#write_log_rows', 'mlops_nb/monitor.py'),
                                   'mlops_nb.monitor.write_monitoring': ('monitor.html#write_monitoring', 'mlops_nb/monitor.py')},
             'mlops_nb.package': { 'mlops_nb.package.TamperedModelError': ('package.html#tamperedmodelerror', 'mlops_nb/package.py'),
+                                  'mlops_nb.package._champion_name': ('package.html#_champion_name', 'mlops_nb/package.py'),
+                                  'mlops_nb.package._fsync': ('package.html#_fsync', 'mlops_nb/package.py'),
                                   'mlops_nb.package.build_package': ('package.html#build_package', 'mlops_nb/package.py'),
                                   'mlops_nb.package.collect_lineage': ('package.html#collect_lineage', 'mlops_nb/package.py'),
                                   'mlops_nb.package.current_package': ('package.html#current_package', 'mlops_nb/package.py'),
