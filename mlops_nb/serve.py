@@ -44,7 +44,8 @@ def conform(X, schema: dict) -> tuple[pd.DataFrame, list[dict], list[dict]]:
         spec, s = schema["columns"][c], X[c]
         kind, notna = spec["kind"], s.notna()
         if kind == "numeric":
-            if pd.api.types.is_bool_dtype(s): errors.append(_problem(c, "type", "expected numbers, got booleans")); continue
+            if pd.api.types.is_bool_dtype(s) or (s.dtype == object and s.map(lambda x: isinstance(x, (bool, np.bool_))).any()):
+                errors.append(_problem(c, "type", "expected numbers, got booleans")); continue   # to_numeric would read True as 1
             v = s if pd.api.types.is_numeric_dtype(s) else pd.to_numeric(s.where(notna, None), errors="coerce")
             bad = notna & v.isna()
             if bad.any():
