@@ -15,7 +15,7 @@
 Writes reports/benchmarks/benchmarks.json and reports/benchmarks/benchmarks.md (and a copy of the JSON to
 benchmarks/results/benchmarks.json, which git keeps). The machine may be shared: the load average is recorded.
 """
-import argparse, json, os, re, shutil, subprocess, sys, tempfile, time
+import argparse, json, os, re, shutil, signal, subprocess, sys, tempfile, time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,16 +78,20 @@ def read_json(p, default=None):
 
 
 def cell_times(nb_path: Path) -> dict:
-    "Seconds spent in the notebook's cells before its Run section (definitions, their tests) and in the Run section."
+    "Seconds spent in the notebook's cells before its Run section (definitions, their tests) and in the Run section; the two slowest cells."
     nb = read_json(nb_path, {})
-    before = run = 0.0; in_run = False
+    before = run = 0.0; in_run = False; cells = []
     for c in nb.get("cells", []):
         if c.get("cell_type") != "code": continue
-        if "".join(c.get("source", "")).lstrip().startswith("os.chdir(find_root())"): in_run = True
+        src = "".join(c.get("source", ""))
+        if src.lstrip().startswith("os.chdir(find_root())"): in_run = True
         d = (c.get("metadata", {}).get("papermill", {}) or {}).get("duration") or 0.0
         if in_run: run += d
         else: before += d
-    return {"definitions_and_tests_s": round(before, 3), "run_section_s": round(run, 3)}
+        label = "Run section" if src.lstrip().startswith("os.chdir(find_root())") else (src.strip().splitlines() or [""])[0][:80]
+        cells.append((d, label))
+    slow = [{"s": round(d, 2), "cell": first} for d, first in sorted(cells, reverse=True)[:2]]
+    return {"definitions_and_tests_s": round(before, 3), "run_section_s": round(run, 3), "slowest_cells": slow}
 
 
 def run_pipeline(root: Path, force: bool, timeout: float) -> dict:
@@ -96,7 +100,17 @@ def run_pipeline(root: Path, force: bool, timeout: float) -> dict:
     shutil.rmtree(stage_dir, ignore_errors=True)
     wrap_stages(root, stage_dir)
     commit(root, "benchmark: wrapped stages")
-    r, wall = sh([BIN/"mlops-nb", "run"] + (["--force"] if force else []), cwd=root, timeout=timeout, check=False)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([str(BIN/"mlops-nb"), "run"] + (["--force"] if force else []), cwd=root, env=env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try: out, timed_out = proc.communicate(timeout=timeout)[0], False
+    except subprocess.TimeoutExpired:      # stop DVC, the step and its kernel: the whole process group
+        os.killpg(proc.pid, signal.SIGTERM)
+        try: out = proc.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); out = proc.communicate()[0]
+        timed_out = True
+    wall = time.perf_counter() - t0
+    r = subprocess.CompletedProcess(proc.args, proc.returncode if not timed_out else -1, out or "", "")
     from mlops_nb.pipeline import STEPS
     params = __import__("yaml").safe_load((root/"params.yaml").read_text())
     steps_dir = root/params["paths"].get("steps_dir", "reports/steps")
@@ -110,7 +124,9 @@ def run_pipeline(root: Path, force: bool, timeout: float) -> dict:
              "error": rec.get("error")}
         if name in STEPS: s.update(cell_times(steps_dir/f"{STEPS[name]}.ipynb"))
         stages[name] = s
-    return {"returncode": r.returncode, "wall_s": round(wall, 2), "stages": stages,
+    unfinished = next((n for n in [*STEPS, "report"] if n not in stages), None)
+    return {"returncode": r.returncode, "wall_s": round(wall, 2), "stages": stages, "timed_out": timed_out,
+            "unfinished_stage": unfinished if r.returncode else None,
             "stages_wall_sum_s": round(sum(s["wall_s"] for s in stages.values()), 2),
             "tail": (r.stdout + r.stderr)[-1500:] if r.returncode else None}
 
@@ -224,7 +240,7 @@ def overhead(work: Path, timeout: float) -> dict:
     return res
 
 
-def scale(n: int, work: Path, timeout: float, profile_minimal: bool) -> dict:
+def scale(n: int, work: Path, timeout: float, profile_minimal: bool, big_timeout: float = 600) -> dict:
     print(f"== scale: {n:,} rows x 20 columns", flush=True)
     sys.path.insert(0, str(BENCH))
     from bench_train import generate
@@ -244,14 +260,16 @@ def scale(n: int, work: Path, timeout: float, profile_minimal: bool) -> dict:
     (root/"params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     commit(root, f"generated data, {n} rows")
     load0 = os.getloadavg()
-    r = run_pipeline(root, force=False, timeout=timeout)
+    r = run_pipeline(root, force=False, timeout=timeout if n < 1_000_000 else min(timeout, big_timeout))
     peak = max((s["peak_rss_mib"] for s in r["stages"].values()), default=0) / 1024
     res = {"rows": n, "columns": X.shape[1], "data_mib": round(data.stat().st_size / 2**20, 1), "generate_s": round(gen, 1),
            "returncode": r["returncode"], "wall_s": r["wall_s"], "peak_rss_gib": round(peak, 2),
            "profile_minimal": profile_minimal, "load_average_at_start": load0,
-           "stages": {k: {f: v.get(f) for f in ("wall_s", "papermill_s", "peak_rss_mib", "status", "error")} for k, v in r["stages"].items()}}
+           "timed_out": r["timed_out"], "unfinished_stage": r["unfinished_stage"], "timeout_s": timeout,
+           "stages": {k: {f: v.get(f) for f in ("wall_s", "papermill_s", "peak_rss_mib", "status", "error", "definitions_and_tests_s",
+                                                 "run_section_s", "slowest_cells")} for k, v in r["stages"].items()}}
     if n >= 1_000_000:
-        res["targets"] = {"under_5_min": r["wall_s"] < 300, "under_6_gib": peak < 6, "completed": r["returncode"] == 0}
+        res["targets"] = {"under_5_min": r["wall_s"] < 300 and r["returncode"] == 0, "under_6_gib": peak < 6, "completed": r["returncode"] == 0}
     if r["returncode"]: res["tail"] = r["tail"]
     print(f"   {r['wall_s']} s, peak RSS {peak:.2f} GiB, exit {r['returncode']}", flush=True)
     shutil.rmtree(root, ignore_errors=True); data.unlink(missing_ok=True)
@@ -318,7 +336,11 @@ def markdown(res: dict) -> str:
                                 + ("" if s["stages"].get(k, {}).get("status") in ("ok", None) else " FAILED") for k in names) + " |")
         for s in res["scale"].values():
             if "targets" in s: L += ["", f"Targets at {s['rows']:,} rows: {json.dumps(s['targets'])}"]
-            if s.get("returncode"): L += ["", f"The {s['rows']:,}-row run failed: {s.get('tail', '')[-500:]}"]
+            if s.get("timed_out"): L += ["", f"The {s['rows']:,}-row run was stopped after {s['timeout_s']:.0f} s, in the {s['unfinished_stage']} stage."]
+            elif s.get("returncode"): L += ["", f"The {s['rows']:,}-row run failed in {s.get('unfinished_stage')}: {(s.get('tail') or '')[-500:]}"]
+            slow = {k: v.get("slowest_cells") for k, v in s["stages"].items() if v.get("slowest_cells") and (v.get("wall_s") or 0) > 30}
+            if slow: L += ["", f"Slowest notebook cells of the stages over 30 s at {s['rows']:,} rows: " + "; ".join(
+                f"{k}: " + ", ".join(f"{c['s']} s `{c['cell']}`" for c in v) for k, v in slow.items())]
         L.append("")
     sv = res.get("serving")
     if sv and "generated_rest_fast" in sv:
@@ -345,6 +367,8 @@ def main(argv=None):
     ap.add_argument("--profile-minimal", action="store_true", help="scale runs with validate.profile_minimal: true")
     ap.add_argument("--out", default=str(REPO/"reports/benchmarks"))
     ap.add_argument("--timeout", type=float, default=1500, help="seconds any one run may take")
+    ap.add_argument("--big-timeout", type=float, default=600, help="seconds the 1M-row pipeline may take (twice its 5-minute target); "
+                                                                    "past it the run is stopped and the stage it was in reported")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(REPO))
     from mlops_nb.core import environment_info, machine_info, now_utc, write_json, write_text
@@ -357,7 +381,7 @@ def main(argv=None):
     work = Path(tempfile.mkdtemp(prefix="mlops-nb-bench-"))
     try:
         if not a.skip_overhead: res["overhead"] = overhead(work, a.timeout)
-        if not a.skip_scale: res["scale"] = {str(n): scale(n, work, a.timeout, a.profile_minimal) for n in sizes}
+        if not a.skip_scale: res["scale"] = {str(n): scale(n, work, a.timeout, a.profile_minimal, a.big_timeout) for n in sizes}
         if not a.skip_serve:
             project = work/"nb" if (work/"nb/models/package/current.json").exists() else REPO
             res["serving"] = serving(work, project, a.serve_rows or (50_000 if a.quick else 300_000), a.requests or (500 if a.quick else 2000), a.timeout)
