@@ -260,7 +260,8 @@ def scale(n: int, work: Path, timeout: float, profile_minimal: bool, big_timeout
     (root/"params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     commit(root, f"generated data, {n} rows")
     load0 = os.getloadavg()
-    r = run_pipeline(root, force=False, timeout=timeout if n < 1_000_000 else min(timeout, big_timeout))
+    timeout = timeout if n < 1_000_000 else min(timeout, big_timeout)
+    r = run_pipeline(root, force=False, timeout=timeout)
     peak = max((s["peak_rss_mib"] for s in r["stages"].values()), default=0) / 1024
     res = {"rows": n, "columns": X.shape[1], "data_mib": round(data.stat().st_size / 2**20, 1), "generate_s": round(gen, 1),
            "returncode": r["returncode"], "wall_s": r["wall_s"], "peak_rss_gib": round(peak, 2),
@@ -332,8 +333,9 @@ def markdown(res: dict) -> str:
         L += ["| rows | total s | peak RSS GiB | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
         for s in res["scale"].values():
             L.append(f"| {s['rows']:,} | {s['wall_s']} | {s['peak_rss_gib']} | " +
-                     " | ".join(f"{s['stages'].get(k, {}).get('wall_s', '')} s / {round((s['stages'].get(k, {}).get('peak_rss_mib') or 0) / 1024, 2)} GiB"
-                                + ("" if s["stages"].get(k, {}).get("status") in ("ok", None) else " FAILED") for k in names) + " |")
+                     " | ".join((f"{s['stages'][k]['wall_s']} s / {round((s['stages'][k].get('peak_rss_mib') or 0) / 1024, 2)} GiB"
+                                 + ("" if s["stages"][k].get("status") in ("ok", None) else " FAILED")) if k in s["stages"] else "not run"
+                                for k in names) + " |")
         for s in res["scale"].values():
             if "targets" in s: L += ["", f"Targets at {s['rows']:,} rows: {json.dumps(s['targets'])}"]
             if s.get("timed_out"): L += ["", f"The {s['rows']:,}-row run was stopped after {s['timeout_s']:.0f} s, in the {s['unfinished_stage']} stage."]
@@ -354,6 +356,13 @@ def markdown(res: dict) -> str:
         L += ["## Phase benchmarks run on their own (stored in benchmarks/results/)", ""]
         L += [f"- {k}: {json.dumps(v)}" for k, v in res["stored"].items()] + [""]
     return "\n".join(L)
+
+
+def remake_markdown(json_path: Path):
+    "Write the Markdown table again from a benchmarks.json (after a change of the table's layout)."
+    from mlops_nb.core import write_text
+    res = read_json(json_path)
+    return write_text(markdown(res), Path(json_path).with_suffix(".md"))
 
 
 def main(argv=None):
