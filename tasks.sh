@@ -3,6 +3,7 @@
 #   bash tasks.sh run    set up, run the whole pipeline on the bundled data → reports/index.html
 #   bash tasks.sh test   set up, then check notebooks and run every test (what CI runs)
 #   bash tasks.sh lab    set up, open JupyterLab on the project
+#   bash tasks.sh bench  set up, run the benchmark suite → reports/benchmarks/benchmarks.md (--quick: skip 1M rows)
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -55,8 +56,12 @@ case "${1:-}" in
     setup
     .venv/bin/mlops-nb lab
     ;;
+  bench)
+    setup
+    .venv/bin/python benchmarks/run.py "${@:2}"
+    ;;
   *)
-    echo "usage: bash tasks.sh run|test|lab" >&2
+    echo "usage: bash tasks.sh run|test|lab|bench" >&2
     exit 2
     ;;
 esac

@@ -97,28 +97,49 @@ def model_version(name: str, model_file) -> str:
     "A version name from the model's name and the hash of its file."
     return f"{name}-{file_sha256(model_file)[:12]}"
 
+def _fsync(path) -> None:
+    "Flush a file or folder to disk, so that a rename after it never exposes an empty file after a crash."
+    fd = os.open(path, os.O_RDONLY)
+    try: os.fsync(fd)
+    finally: os.close(fd)
+
+def _champion_name(package_dir) -> str | None:
+    try: return read_json(Path(package_dir)/"current.json").get("version")
+    except (OSError, ValueError, AttributeError): return None
+
 def build_package(model_file, package_dir, name: str, schema: dict, metrics: dict, lineage: dict,
                   intervals: dict | None = None, X_check: pd.DataFrame | None = None) -> dict:
-    "Package `model_file` as a new version under `package_dir` and make it the champion; return its pointer."
+    """Package `model_file` as a new version under `package_dir` and make it the champion; return its pointer.
+    The version is written to a temporary folder, flushed and renamed into place, and `current.json` is replaced last:
+    an error at any point (a full disk, a folder that cannot be written) raises an OSError naming the folder and the
+    file, and leaves the champion as it was."""
     model = load_trusted(model_file)          # refuse to package a model we could not serve
-    package_dir = Path(package_dir); package_dir.mkdir(parents=True, exist_ok=True)
+    package_dir = Path(package_dir)
     version = model_version(name, model_file)
-    final = package_dir/version
-    if not final.exists():
-        tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=package_dir))
-        try:
-            shutil.copyfile(model_file, tmp/"model.skops")
-            write_json(schema, tmp/"schema.json")
-            onnx = export_onnx(model, schema, X_check, tmp/"model.onnx") if X_check is not None else None
-            write_json({**lineage, "version": version, "metrics": metrics, "intervals": intervals or {}, "onnx": onnx,
-                        "model_sha256": file_sha256(tmp/"model.skops")}, tmp/"lineage.json")
-            model_card(model, name, version, schema, metrics.get("test", {}), lineage, intervals, onnx).save(tmp/"model_card.md")
-            os.chmod(tmp, 0o755)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists(): shutil.rmtree(tmp)
-    pointer = {"version": version, "path": str(final), "model_sha256": file_sha256(final/"model.skops"), "promoted": now_utc()}
-    write_json(pointer, package_dir/"current.json")
+    final, old = package_dir/version, _champion_name(package_dir)
+    try:
+        package_dir.mkdir(parents=True, exist_ok=True)
+        if not final.exists():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=package_dir))
+            try:
+                shutil.copyfile(model_file, tmp/"model.skops")
+                write_json(schema, tmp/"schema.json")
+                onnx = export_onnx(model, schema, X_check, tmp/"model.onnx") if X_check is not None else None
+                write_json({**lineage, "version": version, "metrics": metrics, "intervals": intervals or {}, "onnx": onnx,
+                            "model_sha256": file_sha256(tmp/"model.skops")}, tmp/"lineage.json")
+                model_card(model, name, version, schema, metrics.get("test", {}), lineage, intervals, onnx).save(tmp/"model_card.md")
+                for f in tmp.iterdir(): _fsync(f)
+                os.chmod(tmp, 0o755)
+                os.replace(tmp, final)
+                _fsync(package_dir)
+            finally:
+                if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+        pointer = {"version": version, "path": str(final), "model_sha256": file_sha256(final/"model.skops"), "promoted": now_utc()}
+        write_json(pointer, package_dir/"current.json")
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise OSError(e.errno, f"{package_dir}: packaging {version} failed: {e.strerror or e}{where}; current.json was not "
+                      f"switched, the champion is still {old or 'none (no model was packaged before)'}") from e
     return pointer
 
 class TamperedModelError(ValueError):
@@ -134,7 +155,14 @@ def load_package(folder):
     return load_trusted(folder/"model.skops")
 
 def current_package(package_dir) -> Path:
-    "The folder of the champion package."
+    "The folder of the champion package, as `current.json` names it."
     cur = Path(package_dir)/"current.json"
     if not cur.is_file(): raise FileNotFoundError(f"{cur} not found: no model is packaged yet; run `mlops-nb run` first")
-    return Path(package_dir)/read_json(cur)["version"]
+    try: version = read_json(cur)["version"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{cur}: not a champion pointer (expected JSON with a 'version'): {type(e).__name__}: {e}") from None
+    folder = Path(package_dir)/str(version)
+    if not (folder/"model.skops").is_file() or not (folder/"lineage.json").is_file():
+        raise FileNotFoundError(f"{cur} names the version {version!r}, but {folder} holds no packaged model "
+                                f"(model.skops and lineage.json); run `mlops-nb step package` to package one")
+    return folder

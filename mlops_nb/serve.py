@@ -44,7 +44,8 @@ def conform(X, schema: dict) -> tuple[pd.DataFrame, list[dict], list[dict]]:
         spec, s = schema["columns"][c], X[c]
         kind, notna = spec["kind"], s.notna()
         if kind == "numeric":
-            if pd.api.types.is_bool_dtype(s): errors.append(_problem(c, "type", "expected numbers, got booleans")); continue
+            if pd.api.types.is_bool_dtype(s) or (s.dtype == object and s.map(lambda x: isinstance(x, (bool, np.bool_))).any()):
+                errors.append(_problem(c, "type", "expected numbers, got booleans")); continue   # to_numeric would read True as 1
             v = s if pd.api.types.is_numeric_dtype(s) else pd.to_numeric(s.where(notna, None), errors="coerce")
             bad = notna & v.isna()
             if bad.any():
@@ -304,7 +305,10 @@ def make_engine(db):
     import sqlalchemy as sa
     engine = sa.create_engine(db_url(db))
     if engine.dialect.name == "sqlite":
-        if engine.url.database not in (None, "", ":memory:"): Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+        if engine.url.database not in (None, "", ":memory:"):
+            folder = Path(engine.url.database).parent
+            try: folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e: raise ValueError(f"database {db}: cannot create its folder {folder}: {e.strerror or e}") from None
         @sa.event.listens_for(engine, "connect")
         def _pragmas(con, _):
             con.isolation_level = None   # let SQLAlchemy say BEGIN itself, so DDL is inside the transaction too
@@ -389,13 +393,19 @@ class PredictionLog:
 MAX_ROWS_PER_REQUEST = 10_000
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+def _not_a_bool(v):
+    "JSON true/false is not a number (pydantic would take it as 1.0/0.0; `conform` refuses it too)."
+    if isinstance(v, bool): raise ValueError("expected a number, got a boolean")
+    return v
+
 def request_model(schema: dict):
     "A pydantic model of one input row, generated from the schema: every feature optional (null for missing), typed."
-    from pydantic import ConfigDict, Field, create_model
+    from pydantic import BeforeValidator, ConfigDict, Field, create_model
     fields = {}
     for i, name in enumerate(schema["features"]):
         c = schema["columns"][name]
-        typ = float if c["kind"] == "numeric" else (bool if c["kind"] == "boolean" else str)
+        typ = (Annotated[float, BeforeValidator(_not_a_bool)] if c["kind"] == "numeric" else
+               bool if c["kind"] == "boolean" else str)
         desc = (f"number; range seen in training: {c.get('min')} to {c.get('max')}" if c["kind"] == "numeric"
                 else f"{c['kind']}; categories seen in training: {c.get('categories')}")
         fields[f"f{i}"] = (Optional[typ], Field(None, alias=name, description=desc))
@@ -469,6 +479,19 @@ def row_warnings(rows: list[dict], checks: list) -> list[tuple[str, str]]:
 
 _REQUEST_ID = r"^[A-Za-z0-9._:-]{1,128}$"
 
+def _short(v, limit: int = 200):
+    "`v` if it is small, else a description of it (an error answer names the input, it does not echo a large one)."
+    if isinstance(v, (list, dict)) and len(json.dumps(_json_safe(v), default=str)) > limit:
+        return f"<{type(v).__name__} of {len(v)} items>"
+    return v
+
+def _json_safe(v):
+    "`v` with every NaN or infinity replaced by its name, so that it can be sent as JSON."
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))): return str(v)
+    if isinstance(v, dict): return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)): return [_json_safe(x) for x in v]
+    return v
+
 def create_app(package_dir="models/package", log_db=None, fast: bool = True, max_rows: int = MAX_ROWS_PER_REQUEST,
                threads: Optional[int] = 1):
     """The FastAPI app serving the champion under `package_dir`, logging predictions to `log_db` (a path or URL) if given.
@@ -509,6 +532,13 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     app = FastAPI(title="mlops-nb model service", version=served.version, lifespan=lifespan,
                   description=f"Predicts `{served.schema['target']}` ({served.task}) with model {served.version}.")
     app.state.served, app.state.log, app.state.metrics = served, log, metrics
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc):
+        "422 naming each field; the offending input echoed JSON-safe (a NaN or Infinity in the body would make FastAPI's own answer a 500)."
+        from fastapi.encoders import jsonable_encoder
+        errors = [{**e, "input": _short(e.get("input"))} for e in exc.errors()]   # a 10,001-row body is not echoed back
+        return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(errors))})
 
     @app.get("/health")
     async def health() -> dict: return {"status": "ok", "model_version": served.version}
@@ -587,6 +617,9 @@ def score_chunks(served: ServedModel, chunks: Iterable[pd.DataFrame], db, table:
     engine = make_engine(db)
     t = scores_table(table, not served.is_classifier)
     n, seen, keys_seen, stamp = 0, {}, set(), utc_now()
+    file = engine.url.database if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:") else None
+    new_file = file is not None and not Path(file).exists()    # made by this call: removed again if it fails
+    ok = False
     try:
         with engine.begin() as con:
             if con.dialect.name == "sqlite": con.exec_driver_sql("PRAGMA cache_size=-262144")   # 256 MiB: keys arrive in hash order
@@ -623,7 +656,14 @@ def score_chunks(served: ServedModel, chunks: Iterable[pd.DataFrame], db, table:
                     if order else [dict(zip(cols, r)) for r in recs]
                 if recs: con.exec_driver_sql(sql, recs)
                 n += len(recs)
-    finally: engine.dispose()
+        ok = True
+    except sa.exc.SQLAlchemyError as e:   # cannot open or write the database: nothing was committed
+        raise ValueError(f"database {db}: {type(getattr(e, 'orig', None) or e).__name__}: {getattr(e, 'orig', None) or e}; "
+                         f"nothing was written") from None
+    finally:
+        engine.dispose()
+        if new_file and not ok:
+            for f in (file, f"{file}-wal", f"{file}-shm", f"{file}-journal"): Path(f).unlink(missing_ok=True)
     return n
 
 def read_chunks(path, schema: dict, chunk_rows: int = 100_000, key: Optional[str] = None) -> Iterable[pd.DataFrame]:

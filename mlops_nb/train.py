@@ -165,6 +165,7 @@ def train_candidates(X: pd.DataFrame, y: pd.Series, schema: dict, families, metr
                      min_rows: int = 2000, scheduler: str | None = None, log=print) -> tuple:
     "Plan, search every family and refit the best on all rows within the budget. Returns (model, chosen, results, plan)."
     if not families: raise ValueError("train.candidates: empty; name at least one model family")
+    if not time_budget_s > 0: raise ValueError(f"train.time_budget_s: expected a positive number of seconds, got {time_budget_s}")
     unknown = [f for f in families if f not in FAMILIES]
     if unknown: raise ValueError(f"train.candidates: unknown model families {unknown}; expected some of {list(FAMILIES)}")
     task = schema["task"]

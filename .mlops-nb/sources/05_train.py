@@ -256,6 +256,7 @@ def train_candidates(X: pd.DataFrame, y: pd.Series, schema: dict, families, metr
                      min_rows: int = 2000, scheduler: str | None = None, log=print) -> tuple:
     "Plan, search every family and refit the best on all rows within the budget. Returns (model, chosen, results, plan)."
     if not families: raise ValueError("train.candidates: empty; name at least one model family")
+    if not time_budget_s > 0: raise ValueError(f"train.time_budget_s: expected a positive number of seconds, got {time_budget_s}")
     unknown = [f for f in families if f not in FAMILIES]
     if unknown: raise ValueError(f"train.candidates: unknown model families {unknown}; expected some of {list(FAMILIES)}")
     task = schema["task"]
@@ -313,6 +314,7 @@ _m, _ch, _res, _plan = train_candidates(_X, _y, _sch, ["dummy", "random_forest"]
                                         min_rows=150, log=lambda *a: None)
 test_eq(_plan["random_forest"]["action"], "skipped"); test_eq(_ch, "dummy")   # the budget rules out the forest
 test_fail(lambda: train_candidates(_X, _y, _sch, ["svm"], "accuracy"), contains="unknown model families ['svm']")
+test_fail(lambda: train_candidates(_X, _y, _sch, ["dummy"], "accuracy", time_budget_s=-5), contains="train.time_budget_s: expected a positive")
 
 # %% [markdown]
 ## Logging to dvclive

@@ -25,17 +25,17 @@ from sklearn.linear_model import LogisticRegression
 from mlops_nb.core import find_root, load_params, record_step, require, save_model
 
 # %% [code] tags=['parameters']
-model_name = "penguins-species"
-target = "species"
-model_path = "models/trained.skops"
-schema_path = "data/interim/schema.json"
-acceptance_path = "reports/acceptance.json"
-train_live_dir = "reports/dvclive/train"
-eval_dir = "reports/evaluate"
-split_dir = "data/processed"
-package_dir = "models/package"
-lineage_dir = "reports/lineage"
-steps_dir = "reports/steps"
+model_name: str = "penguins-species"   # the package's name; a version is <model_name>-<hash of the model file>
+target: str = "species"                 # the column the model predicts
+model_path: str = "models/trained.skops"   # the trained model to package
+schema_path: str = "data/interim/schema.json"   # the data contract, copied into the package
+acceptance_path: str = "reports/acceptance.json"   # only an accepted model is packaged
+train_live_dir: str = "reports/dvclive/train"   # cross-validation metrics of the chosen candidate
+eval_dir: str = "reports/evaluate"      # test metrics with their intervals
+split_dir: str = "data/processed"       # the test split checks ONNX parity
+package_dir: str = "models/package"     # every version, and current.json naming the champion
+lineage_dir: str = "reports/lineage"    # per-step lineage records, merged into the package's lineage.json
+steps_dir: str = "reports/steps"        # per-step timings, merged too
 
 # %% [markdown]
 ## Lineage
@@ -170,28 +170,49 @@ def model_version(name: str, model_file) -> str:
     "A version name from the model's name and the hash of its file."
     return f"{name}-{file_sha256(model_file)[:12]}"
 
+def _fsync(path) -> None:
+    "Flush a file or folder to disk, so that a rename after it never exposes an empty file after a crash."
+    fd = os.open(path, os.O_RDONLY)
+    try: os.fsync(fd)
+    finally: os.close(fd)
+
+def _champion_name(package_dir) -> str | None:
+    try: return read_json(Path(package_dir)/"current.json").get("version")
+    except (OSError, ValueError, AttributeError): return None
+
 def build_package(model_file, package_dir, name: str, schema: dict, metrics: dict, lineage: dict,
                   intervals: dict | None = None, X_check: pd.DataFrame | None = None) -> dict:
-    "Package `model_file` as a new version under `package_dir` and make it the champion; return its pointer."
+    """Package `model_file` as a new version under `package_dir` and make it the champion; return its pointer.
+    The version is written to a temporary folder, flushed and renamed into place, and `current.json` is replaced last:
+    an error at any point (a full disk, a folder that cannot be written) raises an OSError naming the folder and the
+    file, and leaves the champion as it was."""
     model = load_trusted(model_file)          # refuse to package a model we could not serve
-    package_dir = Path(package_dir); package_dir.mkdir(parents=True, exist_ok=True)
+    package_dir = Path(package_dir)
     version = model_version(name, model_file)
-    final = package_dir/version
-    if not final.exists():
-        tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=package_dir))
-        try:
-            shutil.copyfile(model_file, tmp/"model.skops")
-            write_json(schema, tmp/"schema.json")
-            onnx = export_onnx(model, schema, X_check, tmp/"model.onnx") if X_check is not None else None
-            write_json({**lineage, "version": version, "metrics": metrics, "intervals": intervals or {}, "onnx": onnx,
-                        "model_sha256": file_sha256(tmp/"model.skops")}, tmp/"lineage.json")
-            model_card(model, name, version, schema, metrics.get("test", {}), lineage, intervals, onnx).save(tmp/"model_card.md")
-            os.chmod(tmp, 0o755)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists(): shutil.rmtree(tmp)
-    pointer = {"version": version, "path": str(final), "model_sha256": file_sha256(final/"model.skops"), "promoted": now_utc()}
-    write_json(pointer, package_dir/"current.json")
+    final, old = package_dir/version, _champion_name(package_dir)
+    try:
+        package_dir.mkdir(parents=True, exist_ok=True)
+        if not final.exists():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=package_dir))
+            try:
+                shutil.copyfile(model_file, tmp/"model.skops")
+                write_json(schema, tmp/"schema.json")
+                onnx = export_onnx(model, schema, X_check, tmp/"model.onnx") if X_check is not None else None
+                write_json({**lineage, "version": version, "metrics": metrics, "intervals": intervals or {}, "onnx": onnx,
+                            "model_sha256": file_sha256(tmp/"model.skops")}, tmp/"lineage.json")
+                model_card(model, name, version, schema, metrics.get("test", {}), lineage, intervals, onnx).save(tmp/"model_card.md")
+                for f in tmp.iterdir(): _fsync(f)
+                os.chmod(tmp, 0o755)
+                os.replace(tmp, final)
+                _fsync(package_dir)
+            finally:
+                if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+        pointer = {"version": version, "path": str(final), "model_sha256": file_sha256(final/"model.skops"), "promoted": now_utc()}
+        write_json(pointer, package_dir/"current.json")
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise OSError(e.errno, f"{package_dir}: packaging {version} failed: {e.strerror or e}{where}; current.json was not "
+                      f"switched, the champion is still {old or 'none (no model was packaged before)'}") from e
     return pointer
 
 class TamperedModelError(ValueError):
@@ -207,10 +228,17 @@ def load_package(folder):
     return load_trusted(folder/"model.skops")
 
 def current_package(package_dir) -> Path:
-    "The folder of the champion package."
+    "The folder of the champion package, as `current.json` names it."
     cur = Path(package_dir)/"current.json"
     if not cur.is_file(): raise FileNotFoundError(f"{cur} not found: no model is packaged yet; run `mlops-nb run` first")
-    return Path(package_dir)/read_json(cur)["version"]
+    try: version = read_json(cur)["version"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{cur}: not a champion pointer (expected JSON with a 'version'): {type(e).__name__}: {e}") from None
+    folder = Path(package_dir)/str(version)
+    if not (folder/"model.skops").is_file() or not (folder/"lineage.json").is_file():
+        raise FileNotFoundError(f"{cur} names the version {version!r}, but {folder} holds no packaged model "
+                                f"(model.skops and lineage.json); run `mlops-nb step package` to package one")
+    return folder
 
 # %% [code]
 with _tf.TemporaryDirectory() as d:
@@ -227,6 +255,18 @@ with _tf.TemporaryDirectory() as d:
     test_fail(lambda: build_package(Path(d)/"bad.skops", Path(d)/"pkg", "demo", schema, {}, lin), contains="not a readable skops")
     test_eq(current_package(Path(d)/"pkg").name, p["version"])       # the champion is untouched
     test_eq(len([f for f in (Path(d)/"pkg").iterdir() if f.name.startswith(".")]), 0)   # no temporary folder left
+    (Path(d)/"pkg"/"current.json").write_text("{")                   # a broken pointer is a clear error
+    test_fail(lambda: current_package(Path(d)/"pkg"), contains="not a champion pointer")
+    write_json({"version": "demo-gone"}, Path(d)/"pkg"/"current.json")
+    test_fail(lambda: current_package(Path(d)/"pkg"), contains="holds no packaged model")
+    write_json(p, Path(d)/"pkg"/"current.json")
+    _m2 = save_model(LogisticRegression(C=0.5).fit([[0.0], [1.0]], ["a", "b"]), Path(d)/"m2.skops")
+    os.chmod(Path(d)/"pkg", 0o555)                                   # an unwritable folder (as root, see tests/test_faults_model.py)
+    try:
+        if not os.access(Path(d)/"pkg", os.W_OK):
+            test_fail(lambda: build_package(_m2, Path(d)/"pkg", "demo", schema, {}, lin), contains="the champion is still " + p["version"])
+    finally: os.chmod(Path(d)/"pkg", 0o755)
+    test_eq(current_package(Path(d)/"pkg").name, p["version"])
 
 # %% [markdown]
 ## Run

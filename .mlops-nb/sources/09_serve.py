@@ -29,15 +29,15 @@ from mlops_nb.package import build_package
 from mlops_nb.wrangle import make_preprocessor
 
 # %% [code] tags=['parameters']
-target = "species"
-split_dir = "data/processed"
-package_dir = "models/package"
-predictions_db = "data/predictions.db"
-prediction_log_db = "data/prediction_log.db"   # where `mlops-nb serve` logs every prediction
-predictions_table = "predictions"
-lineage_dir = "reports/lineage"
-host = "127.0.0.1"   # used by `mlops-nb serve`
-port = 8000
+target: str = "species"                 # the column the model predicts (dropped from the batch before scoring)
+split_dir: str = "data/processed"       # holds batch.parquet, the held-back rows scored by this step
+package_dir: str = "models/package"     # the champion is the version current.json names
+predictions_db: str = "data/predictions.db"   # the batch's predictions: a SQLite path or a SQLAlchemy URL
+prediction_log_db: str = "data/prediction_log.db"   # where `mlops-nb serve` logs every prediction
+predictions_table: str = "predictions"  # table of predictions_db the batch goes to
+lineage_dir: str = "reports/lineage"    # where this step's lineage record goes
+host: str = "127.0.0.1"                 # address `mlops-nb serve` listens on
+port: int = 8000                        # port `mlops-nb serve` listens on
 
 # %% [markdown]
 ## Checking inputs against the schema
@@ -72,7 +72,8 @@ def conform(X, schema: dict) -> tuple[pd.DataFrame, list[dict], list[dict]]:
         spec, s = schema["columns"][c], X[c]
         kind, notna = spec["kind"], s.notna()
         if kind == "numeric":
-            if pd.api.types.is_bool_dtype(s): errors.append(_problem(c, "type", "expected numbers, got booleans")); continue
+            if pd.api.types.is_bool_dtype(s) or (s.dtype == object and s.map(lambda x: isinstance(x, (bool, np.bool_))).any()):
+                errors.append(_problem(c, "type", "expected numbers, got booleans")); continue   # to_numeric would read True as 1
             v = s if pd.api.types.is_numeric_dtype(s) else pd.to_numeric(s.where(notna, None), errors="coerce")
             bad = notna & v.isna()
             if bad.any():
@@ -114,6 +115,7 @@ test_eq(conform([{"x": "heavy", "c": 3}], _schema)[1],
         [{"column": "x", "problem": "type", "message": "column 'x': expected numbers, got 'heavy' (1 such values)"},
          {"column": "c", "problem": "type", "message": "column 'c': expected text, got 3"}])
 test_eq(conform([{"x": -1.0, "c": "z"}], _schema)[2][1]["message"], "column 'c': unseen categories ['z']")
+test_eq(conform([{"x": 1.0, "c": "a"}, {"x": True, "c": "a"}], _schema)[1][0]["message"], "column 'x': expected numbers, got booleans")
 
 # %% [markdown]
 ## A fast path for single rows
@@ -418,7 +420,10 @@ def make_engine(db):
     import sqlalchemy as sa
     engine = sa.create_engine(db_url(db))
     if engine.dialect.name == "sqlite":
-        if engine.url.database not in (None, "", ":memory:"): Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+        if engine.url.database not in (None, "", ":memory:"):
+            folder = Path(engine.url.database).parent
+            try: folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e: raise ValueError(f"database {db}: cannot create its folder {folder}: {e.strerror or e}") from None
         @sa.event.listens_for(engine, "connect")
         def _pragmas(con, _):
             con.isolation_level = None   # let SQLAlchemy say BEGIN itself, so DDL is inside the transaction too
@@ -525,13 +530,19 @@ prediction log. `mlops-nb serve` runs it under uvicorn on 127.0.0.1.
 MAX_ROWS_PER_REQUEST = 10_000
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+def _not_a_bool(v):
+    "JSON true/false is not a number (pydantic would take it as 1.0/0.0; `conform` refuses it too)."
+    if isinstance(v, bool): raise ValueError("expected a number, got a boolean")
+    return v
+
 def request_model(schema: dict):
     "A pydantic model of one input row, generated from the schema: every feature optional (null for missing), typed."
-    from pydantic import ConfigDict, Field, create_model
+    from pydantic import BeforeValidator, ConfigDict, Field, create_model
     fields = {}
     for i, name in enumerate(schema["features"]):
         c = schema["columns"][name]
-        typ = float if c["kind"] == "numeric" else (bool if c["kind"] == "boolean" else str)
+        typ = (Annotated[float, BeforeValidator(_not_a_bool)] if c["kind"] == "numeric" else
+               bool if c["kind"] == "boolean" else str)
         desc = (f"number; range seen in training: {c.get('min')} to {c.get('max')}" if c["kind"] == "numeric"
                 else f"{c['kind']}; categories seen in training: {c.get('categories')}")
         fields[f"f{i}"] = (Optional[typ], Field(None, alias=name, description=desc))
@@ -605,6 +616,19 @@ def row_warnings(rows: list[dict], checks: list) -> list[tuple[str, str]]:
 
 _REQUEST_ID = r"^[A-Za-z0-9._:-]{1,128}$"
 
+def _short(v, limit: int = 200):
+    "`v` if it is small, else a description of it (an error answer names the input, it does not echo a large one)."
+    if isinstance(v, (list, dict)) and len(json.dumps(_json_safe(v), default=str)) > limit:
+        return f"<{type(v).__name__} of {len(v)} items>"
+    return v
+
+def _json_safe(v):
+    "`v` with every NaN or infinity replaced by its name, so that it can be sent as JSON."
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))): return str(v)
+    if isinstance(v, dict): return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)): return [_json_safe(x) for x in v]
+    return v
+
 def create_app(package_dir="models/package", log_db=None, fast: bool = True, max_rows: int = MAX_ROWS_PER_REQUEST,
                threads: Optional[int] = 1):
     """The FastAPI app serving the champion under `package_dir`, logging predictions to `log_db` (a path or URL) if given.
@@ -645,6 +669,13 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     app = FastAPI(title="mlops-nb model service", version=served.version, lifespan=lifespan,
                   description=f"Predicts `{served.schema['target']}` ({served.task}) with model {served.version}.")
     app.state.served, app.state.log, app.state.metrics = served, log, metrics
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc):
+        "422 naming each field; the offending input echoed JSON-safe (a NaN or Infinity in the body would make FastAPI's own answer a 500)."
+        from fastapi.encoders import jsonable_encoder
+        errors = [{**e, "input": _short(e.get("input"))} for e in exc.errors()]   # a 10,001-row body is not echoed back
+        return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(errors))})
 
     @app.get("/health")
     async def health() -> dict: return {"status": "ok", "model_version": served.version}
@@ -692,6 +723,10 @@ with TestClient(create_app(_d/"pkg", log_db=_d/"served.db")) as _c:
     _bad = _c.post("/predict", json={"x": "heavy", "c": "a"})
     test_eq(_bad.status_code, 422); assert "x" in str(_bad.json()["detail"])
     test_eq(_c.post("/predict", json=[]).status_code, 422)
+    _nan = _c.post("/predict", content=b'{"x": NaN, "c": "a"}', headers={"content-type": "application/json"})   # not JSON, but Python reads it
+    test_eq(_nan.status_code, 422); test_eq(_nan.json()["detail"][0]["input"], "nan")
+    _bool = _c.post("/predict", json={"x": True, "c": "a"})
+    test_eq(_bool.status_code, 422); assert "expected a number, got a boolean" in _bool.text
     _m = _c.get("/metrics").text
     assert 'mlops_nb_predictions_total{label="p"} 2.0' in _m and "mlops_nb_request_latency_seconds_bucket" in _m, _m
 with sqlite3.connect(_d/"served.db") as _con:   # leaving the client shut the app down: the log is written
@@ -749,6 +784,9 @@ def score_chunks(served: ServedModel, chunks: Iterable[pd.DataFrame], db, table:
     engine = make_engine(db)
     t = scores_table(table, not served.is_classifier)
     n, seen, keys_seen, stamp = 0, {}, set(), utc_now()
+    file = engine.url.database if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:") else None
+    new_file = file is not None and not Path(file).exists()    # made by this call: removed again if it fails
+    ok = False
     try:
         with engine.begin() as con:
             if con.dialect.name == "sqlite": con.exec_driver_sql("PRAGMA cache_size=-262144")   # 256 MiB: keys arrive in hash order
@@ -785,7 +823,14 @@ def score_chunks(served: ServedModel, chunks: Iterable[pd.DataFrame], db, table:
                     if order else [dict(zip(cols, r)) for r in recs]
                 if recs: con.exec_driver_sql(sql, recs)
                 n += len(recs)
-    finally: engine.dispose()
+        ok = True
+    except sa.exc.SQLAlchemyError as e:   # cannot open or write the database: nothing was committed
+        raise ValueError(f"database {db}: {type(getattr(e, 'orig', None) or e).__name__}: {getattr(e, 'orig', None) or e}; "
+                         f"nothing was written") from None
+    finally:
+        engine.dispose()
+        if new_file and not ok:
+            for f in (file, f"{file}-wal", f"{file}-shm", f"{file}-journal"): Path(f).unlink(missing_ok=True)
     return n
 
 def read_chunks(path, schema: dict, chunk_rows: int = 100_000, key: Optional[str] = None) -> Iterable[pd.DataFrame]:
@@ -816,7 +861,7 @@ test_eq(score_batch(_sm, pd.concat([_X, _X.iloc[:1]]), _db), 5)   # the same row
 with sqlite3.connect(_db) as _con: test_eq(_con.execute("select count(*), count(distinct row_key) from predictions").fetchone(), (5, 5))
 _bad = [_X, _X.assign(x="heavy")]                                  # the second chunk fails: nothing of the first stays
 test_fail(lambda: score_chunks(_sm, _bad, _d/"q.db"), contains="rows 4-7: column 'x': expected numbers")
-with sqlite3.connect(_d/"q.db") as _con: test_eq(_con.execute("select count(*) from sqlite_master where name = 'predictions'").fetchone(), (0,))
+assert not (_d/"q.db").exists()                                   # a database file made by the failed call is removed again
 _X.to_csv(_d/"b.csv", index=False)
 test_eq(score_chunks(_sm, read_chunks(_d/"b.csv", _schema, chunk_rows=3), _db), 4)
 test_eq(row_keys(_X), row_keys(pd.read_csv(_d/"b.csv")))
