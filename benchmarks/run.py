@@ -119,7 +119,10 @@ def run_pipeline(root: Path, force: bool, timeout: float) -> dict:
         w = read_json(stage_dir/f"{name}.json")
         if w is None: continue
         rec = read_json(steps_dir/f"{name}.json", {}) if name in STEPS else {}
-        s = {"wall_s": w["wall_s"], "peak_rss_mib": w["peak_rss_mib"], "returncode": w["returncode"],
+        # inside `mlops-nb run` the step executes in the run's own process and kernel (the stage command only relays),
+        # so the step's own record, sampled from its kernel, holds the step's peak; the wrapper sees the relay
+        peak = max(w["peak_rss_mib"] or 0, rec.get("kernel_peak_rss_mib") or 0)
+        s = {"wall_s": w["wall_s"], "peak_rss_mib": peak, "returncode": w["returncode"],
              "papermill_s": rec.get("seconds"), "status": rec.get("status", "ok" if w["returncode"] == 0 else "failed"),
              "error": rec.get("error")}
         if name in STEPS: s.update(cell_times(steps_dir/f"{STEPS[name]}.ipynb"))

@@ -141,6 +141,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'mlops_nb.pipeline._ipc_kernel_manager': ('pipeline.html#_ipc_kernel_manager', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._kernel_processes': ('pipeline.html#_kernel_processes', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._outputs_summary': ('pipeline.html#_outputs_summary', 'mlops_nb/pipeline.py'),
+                                   'mlops_nb.pipeline._peak_rss_mib': ('pipeline.html#_peak_rss_mib', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._prepare_dirs': ('pipeline.html#_prepare_dirs', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline.dvc_env': ('pipeline.html#dvc_env', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline.notebook_parameters': ('pipeline.html#notebook_parameters', 'mlops_nb/pipeline.py'),

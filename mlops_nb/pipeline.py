@@ -61,6 +61,14 @@ def _kernel_processes():
     return [c for c in psutil.Process().children(recursive=True)
             if any("ipykernel" in a for a in (c.cmdline() if c.is_running() else []))]
 
+def _peak_rss_mib(pid: int) -> float:
+    "A process's peak resident memory so far (Linux VmHWM), in MiB; 0 when unknown."
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"): return round(int(line.split()[1]) / 1024, 1)
+    except OSError: pass
+    return 0
+
 def _explain(e: BaseException, timed_out: float | None) -> str:
     "One line naming what stopped a step."
     import papermill as pm
@@ -103,10 +111,14 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print, km=N
         for k in _kernel_processes(): k.kill()
     timer = threading.Timer(timeout, stop_kernel) if timeout else None
     if timer: timer.daemon = True; timer.start()
-    done = threading.Event()
-    def heartbeat():   # a long step shows that it is alive, with its elapsed time
-        while not done.wait(30):
-            log(f"[{i}/{len(STAGES)}] {step}: running, {time.perf_counter() - t0:.0f} s elapsed"); sys.stdout.flush()
+    done, peak = threading.Event(), [0]
+    def heartbeat():   # a long step shows that it is alive, with its elapsed time; and its kernel's peak memory
+        last = time.perf_counter()
+        while not done.wait(0.5):
+            peak[0] = max([peak[0], *(_peak_rss_mib(k.pid) for k in _kernel_processes())])
+            if time.perf_counter() - last >= 30:
+                last = time.perf_counter()
+                log(f"[{i}/{len(STAGES)}] {step}: running, {last - t0:.0f} s elapsed"); sys.stdout.flush()
     threading.Thread(target=heartbeat, daemon=True).start()
     fd, tmp = tempfile.mkstemp(prefix=f".{nb.stem}.", suffix=".ipynb", dir=steps_dir); os.close(fd)
     interrupted = False
@@ -125,7 +137,8 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print, km=N
         else: os.remove(tmp)
     if env_before is None: os.environ.pop("YDATA_PROFILING_NO_ANALYTICS", None)
     status = "ok" if not error else "timed out" if timed_out else "interrupted" if interrupted or "Ctrl-C" in error else "failed"
-    record.update(seconds=round(time.perf_counter() - t0, 2), status=status, error=error, html=str(page.relative_to(root)))
+    record.update(seconds=round(time.perf_counter() - t0, 2), status=status, error=error, html=str(page.relative_to(root)),
+                  kernel_peak_rss_mib=peak[0] or None)
     if out.exists():
         try: render_html(out, page, problem=error)
         except Exception as e:   # a page we cannot render must not hide the step's outcome

@@ -80,8 +80,7 @@ CASES = [
     P("source of the wrong kind", "ingest", {"ingest.source": "params.yaml"}, "ingest.source: params.yaml: expected a .csv or .parquet file, got '.yaml'"),
     P("unknown target column", "validate", {"project.target": "beak"}, "project.target: column 'beak' not in the data"),
     P("drop an unknown column", "wrangle", {"wrangle.drop_columns": ["beak"]}, "wrangle.drop_columns: ['beak'] not in the data"),
-    # wrong types: these rely on the typed validation of params.yaml from the notebooks' parameters cells (the lead's part
-    # of issue 8); until it lands they fail without naming the key, and are xfail(strict=False)
+    # wrong types: refused before the notebook runs by the typed definition (the notebooks' parameters cells)
     P("wrong type: folds as text", "train", {"train.cv_folds": "five"}, "train.cv_folds", "int", typed=True),
     P("wrong type: share as text", "split", {"split.test_size": "a fifth"}, "split.test_size", "float", typed=True),
     P("wrong type: list expected", "wrangle", {"wrangle.drop_columns": "island"}, "wrangle.drop_columns", "list", typed=True),
@@ -142,8 +141,7 @@ assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
 
 
 def cases(kind):
-    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(reason="typed params pending", strict=False)] if c.typed else [])
-            for c in CASES if c.kind == kind]
+    return [pytest.param(c, id=c.id) for c in CASES if c.kind == kind]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
