@@ -56,10 +56,14 @@ def _ipc_kernel_manager():
     return IPCKernelManager
 
 def _kernel_processes():
-    "The Jupyter kernels this process started."
+    "The Jupyter kernels this process started (a process that ends while we look is left out)."
     import psutil
-    return [c for c in psutil.Process().children(recursive=True)
-            if any("ipykernel" in a for a in (c.cmdline() if c.is_running() else []))]
+    out = []
+    for c in psutil.Process().children(recursive=True):
+        try:
+            if any("ipykernel" in a for a in c.cmdline()): out.append(c)
+        except psutil.Error: pass
+    return out
 
 def _peak_rss_mib(pid: int) -> float:
     "A process's peak resident memory so far (Linux VmHWM), in MiB; 0 when unknown."
@@ -115,7 +119,8 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print, km=N
     def heartbeat():   # a long step shows that it is alive, with its elapsed time; and its kernel's peak memory
         last = time.perf_counter()
         while not done.wait(0.5):
-            peak[0] = max([peak[0], *(_peak_rss_mib(k.pid) for k in _kernel_processes())])
+            try: peak[0] = max([peak[0], *(_peak_rss_mib(k.pid) for k in _kernel_processes())])
+            except Exception: pass   # a measurement must never disturb the step
             if time.perf_counter() - last >= 30:
                 last = time.perf_counter()
                 log(f"[{i}/{len(STAGES)}] {step}: running, {last - t0:.0f} s elapsed"); sys.stdout.flush()
