@@ -76,7 +76,7 @@ CASES = [
     P("split share above 1", "split", {"split.test_size": 1.5}, "split.test_size: expected a share between 0 and 1, got 1.5"),
     P("split shares sum >= 1", "split", {"split.test_size": 0.5, "split.valid_size": 0.3, "split.batch_size": 0.2},
       "test_size + valid_size + batch_size = 1.00 leaves too little to train on"),
-    P("missing source file", "ingest", {"ingest.source": "data/nope.csv"}, "ingest.source: data/nope.csv not found"),
+    P("missing source file", "ingest", {"ingest.source": "data/nope.csv"}, "ingest.source: file data/nope.csv not found"),
     P("source of the wrong kind", "ingest", {"ingest.source": "params.yaml"}, "ingest.source: params.yaml: expected a .csv or .parquet file, got '.yaml'"),
     P("unknown target column", "validate", {"project.target": "beak"}, "project.target: column 'beak' not in the data"),
     P("drop an unknown column", "wrangle", {"wrangle.drop_columns": ["beak"]}, "wrangle.drop_columns: ['beak'] not in the data"),
