@@ -79,8 +79,10 @@ def probe_costs(ests: dict, X: pd.DataFrame, y: pd.Series, task: str, seed: int 
     return out
 
 def plan_family(name: str, cost: tuple, n: int, settings: int, folds: int, share: float, min_rows: int = 2000,
-                max_rows: int | None = None) -> dict:
-    "Rows and settings for one family's search to fit in `share` seconds, and the action taken."
+                max_rows: int | None = None, grace_s: float = 0.0) -> dict:
+    """Rows and settings for one family's search to fit in `share` seconds, and the action taken. A family whose
+    smallest search (one setting on `min_rows` rows) costs at most `grace_s` is never skipped: on a loaded machine
+    the probes alone can use up the shares, and a model that costs a fraction of a second should still be tried."""
     fixed, per_row = cost
     secs = lambda rows, k: (fixed + per_row * rows) * k * folds
     n_cap, floor = min(n, max_rows or n), min(min_rows, n)
@@ -90,7 +92,8 @@ def plan_family(name: str, cost: tuple, n: int, settings: int, folds: int, share
         if rows >= floor: p = {"rows": rows, "settings": settings, "action": "subsampled"}
         else:
             k = int(share / (folds * (fixed + per_row * floor)))
-            if k >= 1 or name == "dummy": p = {"rows": floor, "settings": max(min(k, settings), 1), "action": "fewer settings"}
+            if k >= 1 or name == "dummy" or secs(floor, 1) <= grace_s:
+                p = {"rows": floor, "settings": max(min(k, settings), 1), "action": "fewer settings"}
             else: p = {"rows": 0, "settings": 0, "action": "skipped"}
     p["estimated_s"] = round(secs(p["rows"] or floor, p["settings"] or 1), 2)
     p.update(fit_fixed_s=round(fixed, 4), fit_per_1k_rows_s=round(per_row * 1000, 5))
@@ -189,7 +192,7 @@ def train_candidates(X: pd.DataFrame, y: pd.Series, schema: dict, families, metr
             est = ests[f]
             share = max(searches_end - time.perf_counter(), 0) / (len(order) - i)   # what is left, re-planned after each family
             share *= 1 if n_jobs == 1 else 2          # two cores when the folds run in parallel
-            p = plan[f] = plan_family(f, costs[f], len(X), settings[f], folds, share, min_rows,
+            p = plan[f] = plan_family(f, costs[f], len(X), settings[f], folds, share, min_rows, grace_s=0.05 * time_budget_s,
                                       max_rows=50_000 if f == "dummy" else None)   # the baseline needs no more
             if p["action"] == "skipped":
                 log(f"  {f}: skipped, an estimated {p['estimated_s']} s exceeds its share of the budget"); continue
