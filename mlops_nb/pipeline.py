@@ -171,8 +171,16 @@ class WarmKernel:
         self.kc = self.km.client(); self.kc.start_channels()
         self.kc.execute(WARM_IMPORTS, silent=True, store_history=False)   # queued: runs before the step's first cell
     def take(self):
-        "Hand the kernel to papermill (which connects its own client)."
-        return self.km
+        """Hand the kernel to papermill, which connects its own client. Ours shares the kernel manager's session, so
+        its sockets carry the same identity: it waits for the warm-up to finish and closes before papermill connects,
+        or a reply meant for papermill could be routed to it. Any trouble: None (papermill starts a fresh kernel)."""
+        try:
+            self._run_sync(self.kc.get_shell_msg)(timeout=120)   # the warm-up's execute_reply
+            self.kc.stop_channels()
+            return self.km
+        except Exception:
+            self.stop(now=True)
+            return None
     def stop(self, now: bool = False):
         "Shut the kernel down (`now`: kill it, for a kernel that never ran a step)."
         try:
