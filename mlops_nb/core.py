@@ -4,7 +4,7 @@
 
 # %% ../notebooks/00_core.ipynb #bcbf86dc
 from __future__ import annotations
-import contextlib, hashlib, json, os, platform, socket, subprocess, sys, tempfile
+import contextlib, hashlib, json, os, platform, socket, subprocess, tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -13,9 +13,9 @@ import yaml   # pandas is imported where it is used: the `mlops-nb` command star
 
 # %% auto #0
 __all__ = ['REQUIRED_SECTIONS', 'TRUSTED_TYPES', 'KEY_PACKAGES', 'ParamsError', 'find_root', 'load_params', 'step_params',
-           'require', 'atomic_path', 'write_text', 'write_json', 'read_json', 'write_parquet', 'UntrustedModelError',
-           'save_model', 'load_trusted', 'file_sha256', 'frame_sha256', 'git_info', 'environment_info', 'machine_info',
-           'now_utc', 'record_step']
+           'yaml_round_trip', 'require', 'atomic_path', 'write_text', 'write_json', 'read_json', 'write_parquet',
+           'UntrustedModelError', 'save_model', 'load_trusted', 'file_sha256', 'frame_sha256', 'git_info',
+           'environment_info', 'machine_info', 'utc_time', 'now_utc', 'record_step']
 
 # %% ../notebooks/00_core.ipynb #ad740fcf
 class ParamsError(ValueError):
@@ -47,6 +47,15 @@ def load_params(path) -> dict:
 def step_params(params: dict, step: str) -> dict:
     "The values a step sees: `project`, then `paths`, then the step's own section (later wins)."
     return {**params["project"], **params["paths"], **params.get(step, {})}
+
+# %% ../notebooks/00_core.ipynb #20fc1e86
+def yaml_round_trip():
+    "A ruamel.yaml loader/dumper that keeps comments, order, quotes and `null`, with this project's indentation."
+    from ruamel.yaml import YAML
+    y = YAML()
+    y.indent(mapping=2, sequence=4, offset=2); y.width = 4096; y.preserve_quotes = True
+    y.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    return y
 
 # %% ../notebooks/00_core.ipynb #a570de12
 def require(path, hint: str = "") -> Path:
@@ -175,9 +184,13 @@ def machine_info() -> dict:
             "machine": platform.machine(), "cpu_count": os.cpu_count(),
             "memory_gib": round(mem, 1) if mem else None}
 
-def now_utc() -> str:
-    "The current time, UTC, ISO 8601."
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def utc_time() -> datetime:
+    "The current time as an aware UTC datetime: the kit's one clock."
+    return datetime.now(timezone.utc)
+
+def now_utc(timespec: str = "seconds") -> str:
+    "The current time, UTC, ISO 8601, to the second (or to `timespec`, e.g. 'microseconds')."
+    return utc_time().isoformat(timespec=timespec)
 
 # %% ../notebooks/00_core.ipynb #d7d7fe57
 def record_step(lineage_dir, step: str, params: dict, inputs=(), outputs=(), metrics=None, root=".", **extra) -> Path:
