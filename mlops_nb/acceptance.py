@@ -11,21 +11,12 @@ import numpy as np
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from .core import read_json
-from .evaluate import task_metrics
+from .contracts import LOWER_IS_BETTER, score, task_metrics   # shared with monitor: 00a_contracts  # noqa: F401
 
 # %% auto #0
-__all__ = ['LOWER_IS_BETTER', 'score', 'baseline_metrics', 'champion_metrics', 'AcceptanceError', 'acceptance_gates',
-           'behaviour_checks', 'raise_if_rejected']
+__all__ = ['baseline_metrics', 'champion_metrics', 'AcceptanceError', 'acceptance_gates', 'behaviour_checks', 'raise_if_rejected']
 
 # %% ../notebooks/07_acceptance.ipynb #9b13255b
-LOWER_IS_BETTER = {"neg_root_mean_squared_error": "rmse", "neg_mean_absolute_error": "mae"}
-
-def score(metrics: dict, metric: str) -> float:
-    "The value of `metric` in `metrics`, oriented so that higher is better (sklearn's neg_* convention)."
-    if metric in LOWER_IS_BETTER: return -metrics[LOWER_IS_BETTER[metric]]
-    if metric not in metrics: raise KeyError(f"project.primary_metric: {metric!r} not among the metrics {sorted(metrics)}")
-    return metrics[metric]
-
 def baseline_metrics(train: pd.DataFrame, test: pd.DataFrame, target: str, task: str = "multiclass") -> dict:
     "Test metrics of the dummy baseline: the training prior (classification) or mean (regression)."
     dummy = (DummyRegressor() if task == "regression" else DummyClassifier(strategy="prior"))
@@ -35,7 +26,7 @@ def baseline_metrics(train: pd.DataFrame, test: pd.DataFrame, target: str, task:
 def champion_metrics(package_dir, test: pd.DataFrame, target: str, task: str) -> dict | None:
     """Metrics of the packaged champion on the same test rows as the candidate, or None when nothing is packaged
     (or the champion was trained on other features and cannot score these rows)."""
-    from mlops_nb.package import current_package, load_package
+    from mlops_nb.contracts import current_package, load_package
     try: folder = current_package(package_dir)
     except FileNotFoundError: return None
     model = load_package(folder)

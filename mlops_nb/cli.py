@@ -53,41 +53,41 @@ def _monitor(a):
     from mlops_nb import monitor as mon
     status_file = None
     try:
-        root = find_root(a.project); cfg = load_params(root/"params.yaml"); P, M = cfg["paths"], cfg.get("monitor", {})
+        from mlops_nb.params import step_values
+        root = find_root(a.project); cfg = load_params(root/"params.yaml"); P = cfg["paths"]
+        M = step_values(cfg, "monitor", root/"notebooks"/"10_monitor.ipynb")   # the step's values: no default typed here
         out = Path(a.out_dir) if a.out_dir else None
         status_file = Path(a.status_file) if a.status_file else (out/"monitor.json" if out else root/P["monitor_path"])
         report = out/"drift.html" if out else root/P["drift_report"]
-        profile = None if a.no_profile or not M.get("profile_compare", True) else (out/"drift_profile.html" if out else root/P["drift_profile"])
+        profile = None if a.no_profile or not M["profile_compare"] else (out/"drift_profile.html" if out else root/P["drift_profile"])
         live = out/"dvclive" if out else root/P["monitor_live_dir"]
         from mlops_nb.serve import load_model
         served = load_model(root/P["package_dir"])
         if a.log:
             source = "log"
-            db = a.db or P.get("prediction_log_db", "data/prediction_log.db")
+            db = a.db or M["prediction_log_db"]
             db = db if "://" in db or Path(db).is_absolute() else str(root/db)
         else:
             source, db = a.current, None
-        window = a.last if a.last is not None else M.get("window", "7d")
+        window = a.last if a.last is not None else M["window"]
         current, logged, problems, described = mon.read_current(source, root/P["split_dir"], db, window, a.since, a.until)
         reference = _read_parquet(root/P["split_dir"]/"train.parquet")
-        metric = cfg["project"].get("primary_metric")
-        result, table = mon.monitor(reference, current, served, M.get("p_value", 0.01), M.get("psi_threshold", 0.2),
-                                    M.get("max_drift_share", 0.0), metric, mon.metric_at_training(served, metric),
-                                    M.get("min_wasserstein", 0.15), M.get("min_jensen_shannon", 0.05), M.get("max_decay", 0.05),
-                                    M.get("min_rows", 30), predictions=logged, problems=problems, source=described)
-        mon.write_monitoring(result, table, reference, current, status_file, report, live, profile, M.get("profile_max_rows", 5000))
+        result, table = mon.check_current(M, reference, current, served, predictions=logged, problems=problems,
+                                          source=described)   # what the notebook's Run section calls too
+        mon.write_monitoring(result, table, reference, current, status_file, report, live, profile, M["profile_max_rows"])
         print(f"{result['status']}: drift share {result['drift_share']}; {result['schema_violation_count']} schema violations; "
               f"status written to {status_file}")
         for r in result["reasons"] + result["notes"]: print(f"  - {r}")
         code = result["exit_code"]
         if a.retrain and result["status"] == mon.RETRAIN:
-            try: info = mon.retrain(root, current)
+            from mlops_nb.retrain import retrain   # above the phases: it runs the pipeline (94_retrain)
+            try: info = retrain(root, current)
             except Exception as e:   # e.g. unlabelled rows: the drift result stands, the retraining did not start
                 info = {"ran": False, "accepted": False, "failed_step": None, "error": f"{type(e).__name__}: {e}",
                         "note": "nothing was changed; the champion stays"}
             # the pipeline's own monitor step rewrote the declared reports: put this check's back, with the retraining's outcome
             result["retrain"] = info
-            mon.write_monitoring(result, table, reference, current, status_file, report, None, profile, M.get("profile_max_rows", 5000))
+            mon.write_monitoring(result, table, reference, current, status_file, report, None, profile, M["profile_max_rows"])
             if info["accepted"]: print(f"retrain: new model {info['new_version']} accepted (was {info['previous_version']})")
             else:
                 where = f"step {info['failed_step']} failed: " if info.get("failed_step") else ""

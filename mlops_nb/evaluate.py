@@ -11,34 +11,11 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from .core import atomic_path
+from .contracts import classification_metrics, regression_metrics, task_metrics   # shared: 00a_contracts  # noqa: F401
 
 # %% auto #0
-__all__ = ['SCORERS', 'classification_metrics', 'regression_metrics', 'task_metrics', 'bootstrap_intervals', 'error_table',
-           'slice_table', 'confusion_png', 'curve_pngs', 'regression_pngs', 'permutation_importance_table',
-           'importance_png', 'evaluate_split', 'log_evaluation']
-
-# %% ../notebooks/06_evaluate.ipynb #7e16aa0a
-def classification_metrics(y_true, y_pred, proba=None, classes=None) -> dict:
-    "Accuracy, balanced accuracy, macro F1 and, given probabilities, one-vs-rest ROC AUC and log loss."
-    out = {"accuracy": skm.accuracy_score(y_true, y_pred),
-           "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
-           "f1_macro": skm.f1_score(y_true, y_pred, average="macro", zero_division=0)}
-    if proba is not None and len(classes) >= 2 and pd.Series(y_true).nunique() == len(classes):
-        p = proba[:, 1] if len(classes) == 2 else proba
-        out["roc_auc"] = skm.roc_auc_score(y_true, p, multi_class="ovr", labels=classes if len(classes) > 2 else None)
-        out["log_loss"] = skm.log_loss(y_true, proba, labels=classes)
-    return {k: round(float(v), 6) for k, v in out.items()}
-
-def regression_metrics(y_true, y_pred) -> dict:
-    "R², RMSE and MAE."
-    return {"r2": round(float(skm.r2_score(y_true, y_pred)), 6),
-            "rmse": round(float(np.sqrt(skm.mean_squared_error(y_true, y_pred))), 6),
-            "mae": round(float(skm.mean_absolute_error(y_true, y_pred)), 6)}
-
-def task_metrics(task: str, y_true, y_pred, proba=None, classes=None) -> dict:
-    "The metrics that fit `task`."
-    if task == "regression": return regression_metrics(y_true, y_pred)
-    return classification_metrics(y_true, y_pred, proba, classes)
+__all__ = ['SCORERS', 'bootstrap_intervals', 'error_table', 'slice_table', 'confusion_png', 'curve_pngs', 'regression_pngs',
+           'permutation_importance_table', 'importance_png', 'evaluate_split', 'log_evaluation']
 
 # %% ../notebooks/06_evaluate.ipynb #a29460c0
 def bootstrap_intervals(task: str, y_true, y_pred, proba=None, classes=None, rounds: int = 300, level: float = 0.95,

@@ -8,11 +8,11 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import ParamsError
+from .core import ParamsError, step_params
 
 # %% auto #0
 __all__ = ['STEP_NOTEBOOKS', 'SHARED', 'COMMAND_PARAMETERS', 'Param', 'notebook_spec', 'check_value', 'parameter_spec',
-           'validate_params', 'describe']
+           'validate_params', 'describe', 'step_values']
 
 # %% ../notebooks/89_params.ipynb #d6835079
 STEP_NOTEBOOKS = {"ingest": "01_ingest", "validate": "02_validate", "wrangle": "03_wrangle", "split": "04_split",
@@ -136,3 +136,10 @@ def describe(params: dict, spec: dict) -> list[dict]:
                          "default": decl.default, "set": n in given, "description": decl.help,
                          "declared_in": ", ".join(sorted({d for p in [spec.get(section, {}).get(n), *_declared_anywhere(spec, n)] if p for d in p.declared_in}))})
     return rows
+
+# %% ../notebooks/89_params.ipynb #56476068
+def step_values(params: dict, step: str, nb_path) -> dict:
+    "`step`'s parameter values: params.yaml (project, paths, its section) over its `parameters` cell's defaults."
+    import ast
+    defaults = {n: ast.literal_eval(p.default) for n, p in notebook_spec(nb_path).items()}
+    return {**defaults, **{k: v for k, v in step_params(params, step).items() if k in defaults}}

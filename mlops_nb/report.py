@@ -8,6 +8,7 @@ import html, json, os, re, shutil, subprocess, sys
 from pathlib import Path
 
 from .core import find_root, load_params, now_utc, read_json, write_text
+from .pages import html_page
 
 # %% auto #0
 __all__ = ['step_records', 'render_html', 'experiment_rows', 'dvc_experiments', 'experiments_page', 'build_index']
@@ -146,8 +147,7 @@ code{font-size:13px}.ok{color:#176f2c;font-weight:bold}.bad{color:#a11;font-weig
 figcaption{font-size:13px;color:#57606a}.up{color:#176f2c}.down{color:#a11}.scroll{overflow-x:auto}"""
 
 def _page(title: str, body: str) -> str:
-    return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body><main>\n{body}\n</main></body></html>\n")
+    return html_page(title, f"<main>\n{body}\n</main>", _CSS)   # the shell every report page shares (00c_pages)
 
 def _cell(v) -> str:
     if isinstance(v, float): return _esc(f"{v:.6g}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
-from .core import (ParamsError, environment_info, file_sha256, find_root, load_params, read_json,
+from .core import (environment_info, file_sha256, find_root, load_params, read_json,
                            write_json)
 from .params import STEP_NOTEBOOKS
 

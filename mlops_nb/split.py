@@ -75,7 +75,7 @@ def split_frame(df: pd.DataFrame, target: str, test_size: float = 0.2, batch_siz
         counts = np.bincount(codes, minlength=len(uniq))
         parts = _by_order(df, order, sizes, sizes_of=counts)
         return {k: df[np.isin(codes, v)].reset_index(drop=True) for k, v in parts.items()}
-    from mlops_nb.wrangle import parse_dates
+    from mlops_nb.contracts import parse_dates
     t = parse_dates(df[col])
     if t.isna().all(): raise ValueError(f"split.time_column: column {col!r} holds no dates or times")
     order = np.argsort(t.to_numpy(dtype="datetime64[ns]").astype("int64"), kind="stable")   # NaT (smallest) first: into train

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 
 from .core import atomic_path, frame_sha256, read_json, write_json
-from .ingest import detect_task
-from .wrangle import parse_dates
+from .contracts import check_schema, detect_task, pandera_schema, parse_dates   # shared: 00a_contracts  # noqa: F401
+from .pages import html_page
 
 # %% auto #0
-__all__ = ['GATE_LEVELS', 'column_kind', 'column_role', 'infer_schema', 'pandera_schema', 'check_schema', 'DataQualityError',
-           'quality_gates', 'raise_on_failed', 'failed_warnings', 'profile_report']
+__all__ = ['GATE_LEVELS', 'column_kind', 'column_role', 'infer_schema', 'DataQualityError', 'quality_gates', 'raise_on_failed',
+           'failed_warnings', 'profile_report']
 
 # %% ../notebooks/02_validate.ipynb #103ab818
 def _looks_like_dates(s: pd.Series, probe: int = 500) -> bool:
@@ -77,48 +77,6 @@ def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: 
     return {"target": target, "task": task, "task_reason": task_reason, "columns": cols,
             "features": [c for c in cols if c != target and c not in dropped], "dropped": dropped}
 
-# %% ../notebooks/02_validate.ipynb #fe817735
-def pandera_schema(schema: dict, require_target: bool = False):
-    "A pandera DataFrameSchema for the schema's features (and target): nullability, ranges, categories; extra columns allowed."
-    import pandera.pandas as pa
-    cols = {}
-    for name in schema["features"] + ([schema["target"]] if require_target else []):
-        c = schema["columns"][name]
-        checks = []
-        if c["kind"] == "numeric":
-            if c.get("min") is not None: checks.append(pa.Check.ge(c["min"], name="min", error=f"min {c['min']}"))
-            if c.get("max") is not None: checks.append(pa.Check.le(c["max"], name="max", error=f"max {c['max']}"))
-        elif c["kind"] == "categorical" and c.get("categories") is not None:
-            cats = set(c["categories"])
-            checks.append(pa.Check(lambda s, cats=cats: s.astype(str).isin(cats), element_wise=False, name="categories", ignore_na=True))
-        cols[name] = pa.Column(nullable=c.get("nullable", True), checks=checks, required=True)
-    return pa.DataFrameSchema(cols, strict=False, coerce=False)
-
-def check_schema(df: pd.DataFrame, schema: dict, require_target: bool = False) -> list[str]:
-    "Every way `df` breaks `schema`, one message per column and problem (empty list: it conforms)."
-    import pandera.errors as pe
-    problems = []
-    wanted = schema["features"] + ([schema["target"]] if require_target else [])
-    missing = [n for n in wanted if n not in df.columns]
-    problems += [f"column {n!r}: missing" for n in missing]
-    notnum = [n for n in wanted if n not in missing and schema["columns"][n]["kind"] == "numeric"
-              and not pd.api.types.is_numeric_dtype(df[n])]
-    problems += [f"column {n!r}: expected numbers, got {df[n].dtype}" for n in notnum]
-    present = {**schema, "features": [n for n in schema["features"] if n not in missing and n not in notnum]}
-    if require_target and (schema["target"] in missing or schema["target"] in notnum): require_target = False
-    try:
-        pandera_schema(present, require_target).validate(df, lazy=True)
-    except pe.SchemaErrors as e:
-        fc = e.failure_cases
-        for (col, check), g in fc.groupby(["column", "check"], sort=False, dropna=False):
-            c, v = schema["columns"].get(col, {}), g["failure_case"]
-            if check == "not_nullable": problems.append(f"column {col!r}: {len(g)} missing values, none expected")
-            elif str(check).startswith("min"): problems.append(f"column {col!r}: value {pd.to_numeric(v).min()} below the training minimum {c['min']}")
-            elif str(check).startswith("max"): problems.append(f"column {col!r}: value {pd.to_numeric(v).max()} above the training maximum {c['max']}")
-            elif check == "categories": problems.append(f"column {col!r}: unseen categories {sorted(set(v.astype(str)))[:5]}")
-            else: problems.append(f"column {col!r}: {check} failed for {len(g)} values, e.g. {v.iloc[0]!r}")
-    return problems
-
 # %% ../notebooks/02_validate.ipynb #80fae88c
 class DataQualityError(ValueError):
     "The data failed one or more data-quality gates."
@@ -176,8 +134,7 @@ def failed_warnings(gates: list[dict]) -> list[str]:
 def _frame_page(title: str, parts: list[tuple[str, str]]) -> str:
     body = "".join(f"<h2>{html.escape(h)}</h2><iframe srcdoc=\"{html.escape(doc, quote=True)}\" "
                    "style='width:100%;height:90vh;border:1px solid #ccc'></iframe>" for h, doc in parts)
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>body{{font-family:system-ui,sans-serif;margin:1em}}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
+    return html_page(title, f"<h1>{html.escape(title)}</h1>{body}", "body{font-family:system-ui,sans-serif;margin:1em}")
 
 def profile_report(df: pd.DataFrame, dest, title: str = "Data profile", minimal: bool = False,
                    sample_rows: int | None = None, seed: int = 42, interactions: bool = False) -> dict:

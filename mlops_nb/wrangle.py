@@ -14,9 +14,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .contracts import parse_dates   # shared with validate and split: 00a_contracts
+
 # %% auto #0
-__all__ = ['DATETIME_PARTS', 'TEXT_COMPONENTS', 'DATE_PARTS', 'clean', 'feature_plan', 'feature_columns', 'parse_dates',
-           'DatetimeFeatures', 'TextFeatures', 'missing_to_nan', 'make_preprocessor', 'categorical_mask']
+__all__ = ['DATETIME_PARTS', 'TEXT_COMPONENTS', 'DATE_PARTS', 'clean', 'feature_plan', 'feature_columns', 'DatetimeFeatures',
+           'TextFeatures', 'missing_to_nan', 'make_preprocessor', 'categorical_mask']
 
 # %% ../notebooks/03_wrangle.ipynb #6b8ff1c0
 def clean(df: pd.DataFrame, target: str, drop_columns=()) -> pd.DataFrame:
@@ -47,20 +49,6 @@ def feature_columns(schema: dict, columns) -> tuple[list[str], list[str]]:
 
 # %% ../notebooks/03_wrangle.ipynb #f4848923
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "minute")
-
-def parse_dates(s: pd.Series) -> pd.Series:
-    "Datetimes from datetime values, ISO 8601 text (fast), other date text (slower) or epoch seconds; NaT where none fits."
-    if pd.api.types.is_datetime64_any_dtype(s): return s.dt.tz_localize(None) if getattr(s.dt, "tz", None) is not None else s
-    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        v = pd.to_numeric(s, errors="coerce").astype(float)
-        v = v.where(np.isfinite(v) & (v.abs() < 9e9))          # outside years 1680..2255 in seconds: not a date
-        return pd.to_datetime(v, unit="s", errors="coerce")
-    s = s.astype(object).where(s.notna(), None)
-    out = pd.to_datetime(s, errors="coerce", format="ISO8601", utc=True)
-    left = s.notna() & out.isna()
-    if left.any():
-        out[left] = pd.to_datetime(s[left].astype(str), errors="coerce", format="mixed", utc=True)
-    return out.dt.tz_localize(None)
 
 class DatetimeFeatures(TransformerMixin, BaseEstimator):
     "Each column of dates (datetime values or date text) as numeric parts: year, month, day, weekday, ...; NaN where missing."

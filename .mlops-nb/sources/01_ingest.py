@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlops_nb.core import file_sha256, frame_sha256, now_utc, read_json, record_step, write_json, write_parquet
+from mlops_nb.core import file_sha256, frame_sha256, now_utc, record_step, write_json, write_parquet
+from mlops_nb.contracts import TASKS, DataSourceError, detect_task   # shared with validate: 00a_contracts  # noqa: F401
 
 # %% [code]
 from fastcore.test import test_eq, test_fail
@@ -65,9 +66,6 @@ BUNDLED = {
 }
 
 NA_VALUES = ("", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
-
-class DataSourceError(ValueError):
-    "The source data cannot be used; the message names the parameter, the file or column, and what was expected."
 
 def is_sql_url(source: str) -> bool:
     "Whether `source` is a SQLAlchemy URL (`dialect[+driver]://…`) rather than a file."
@@ -220,8 +218,6 @@ distinct values are classes; other numbers are a regression — unless `ingest.t
 
 # %% [code]
 #| export
-TASKS = ("binary", "multiclass", "regression")
-
 def check_target(df: pd.DataFrame, target: str) -> pd.Series:
     "The target column, or a DataSourceError: missing (with the closest column names), entirely missing, or a single value."
     if target not in df.columns:
@@ -237,24 +233,6 @@ def check_target(df: pd.DataFrame, target: str) -> pd.Series:
         raise DataSourceError(f"project.target: column {target!r} holds a single value ({y.dropna().iloc[0]!r} in all {n} rows with a value); "
                               "a model needs at least two classes or distinct values")
     return y
-
-def detect_task(y: pd.Series, override: str | None = None) -> tuple[str, str]:
-    "The learning task the target `y` implies (or `override`), with the reason."
-    n = int(y.nunique())
-    if override is not None:
-        if override not in TASKS: raise DataSourceError(f"ingest.task: expected one of {list(TASKS)} or null, got {override!r}")
-        if override == "regression" and not pd.api.types.is_numeric_dtype(y):
-            raise DataSourceError(f"ingest.task: regression needs a numeric target; {y.name!r} is {y.dtype}")
-        if override == "binary" and n != 2: raise DataSourceError(f"ingest.task: binary needs 2 classes; {y.name!r} has {n}")
-        return override, f"set by ingest.task (the target has {n} distinct values)"
-    if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
-        kind = "boolean" if pd.api.types.is_bool_dtype(y) else "text" if not pd.api.types.is_datetime64_any_dtype(y) else "datetime"
-        return ("binary" if n == 2 else "multiclass"), f"target is {kind} with {n} classes"
-    v = y.dropna().to_numpy()
-    whole = pd.api.types.is_integer_dtype(y) or bool(np.all(np.mod(v, 1) == 0))
-    if whole and n <= 10:
-        return ("binary" if n == 2 else "multiclass"), f"target holds {n} distinct whole numbers (10 or fewer: classes)"
-    return "regression", f"target is numeric with {n} distinct values" + (" (more than 10 whole numbers)" if whole else "")
 
 # %% [code]
 test_eq(detect_task(pd.Series([1.5, 2.5, 3.5]))[0], "regression")

@@ -8,7 +8,7 @@
 # %% [code]
 #| export
 from __future__ import annotations
-import contextlib, itertools, math, time
+import contextlib, time
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import KFold, ParameterGrid, RandomizedSearchCV, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
-from mlops_nb.wrangle import categorical_mask, feature_columns, feature_plan, make_preprocessor
+from mlops_nb.wrangle import categorical_mask, feature_plan, make_preprocessor
 
 # %% [code]
 from fastcore.test import test_eq, test_fail

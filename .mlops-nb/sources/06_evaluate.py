@@ -15,9 +15,10 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from mlops_nb.core import atomic_path
+from mlops_nb.contracts import classification_metrics, regression_metrics, task_metrics   # shared: 00a_contracts  # noqa: F401
 
 # %% [code]
-from fastcore.test import test_eq, test_close, test_fail
+from fastcore.test import test_eq, test_close
 import os, tempfile
 from sklearn.linear_model import LogisticRegression
 from mlops_nb.core import find_root, load_trusted, read_json, record_step, require, write_json
@@ -40,29 +41,8 @@ max_sample_rows: int = 20000  # bootstrap resamples and permutation importance u
 # %% [markdown]
 ## Metrics
 
-# %% [code]
-#| export
-def classification_metrics(y_true, y_pred, proba=None, classes=None) -> dict:
-    "Accuracy, balanced accuracy, macro F1 and, given probabilities, one-vs-rest ROC AUC and log loss."
-    out = {"accuracy": skm.accuracy_score(y_true, y_pred),
-           "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
-           "f1_macro": skm.f1_score(y_true, y_pred, average="macro", zero_division=0)}
-    if proba is not None and len(classes) >= 2 and pd.Series(y_true).nunique() == len(classes):
-        p = proba[:, 1] if len(classes) == 2 else proba
-        out["roc_auc"] = skm.roc_auc_score(y_true, p, multi_class="ovr", labels=classes if len(classes) > 2 else None)
-        out["log_loss"] = skm.log_loss(y_true, proba, labels=classes)
-    return {k: round(float(v), 6) for k, v in out.items()}
-
-def regression_metrics(y_true, y_pred) -> dict:
-    "R², RMSE and MAE."
-    return {"r2": round(float(skm.r2_score(y_true, y_pred)), 6),
-            "rmse": round(float(np.sqrt(skm.mean_squared_error(y_true, y_pred))), 6),
-            "mae": round(float(skm.mean_absolute_error(y_true, y_pred)), 6)}
-
-def task_metrics(task: str, y_true, y_pred, proba=None, classes=None) -> dict:
-    "The metrics that fit `task`."
-    if task == "regression": return regression_metrics(y_true, y_pred)
-    return classification_metrics(y_true, y_pred, proba, classes)
+The metrics of a task are a shared contract (acceptance and monitoring compute them too): they live in
+`00a_contracts`, and this chapter uses them.
 
 # %% [code]
 _m = classification_metrics(["a", "b", "b", "a"], ["a", "b", "a", "a"])

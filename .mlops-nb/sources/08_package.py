@@ -16,11 +16,11 @@ import pandas as pd
 
 from mlops_nb.core import (atomic_path, environment_info, file_sha256, git_info, load_trusted, machine_info, now_utc,
                            read_json, write_json)
+from mlops_nb.contracts import TamperedModelError, current_package, load_package   # shared: 00a_contracts  # noqa: F401
 
 # %% [code]
 from fastcore.test import test_eq, test_fail
 import os
-import yaml
 from sklearn.linear_model import LogisticRegression
 from mlops_nb.core import find_root, load_params, record_step, require, save_model
 
@@ -214,31 +214,6 @@ def build_package(model_file, package_dir, name: str, schema: dict, metrics: dic
         raise OSError(e.errno, f"{package_dir}: packaging {version} failed: {e.strerror or e}{where}; current.json was not "
                       f"switched, the champion is still {old or 'none (no model was packaged before)'}") from e
     return pointer
-
-class TamperedModelError(ValueError):
-    "A packaged model file does not match the hash recorded when it was packaged."
-
-def load_package(folder):
-    "The model of a package folder, after checking its file's SHA-256 against the lineage record and its types against the trusted list."
-    folder = Path(folder)
-    expected = read_json(folder/"lineage.json").get("model_sha256")
-    actual = file_sha256(folder/"model.skops")
-    if expected != actual:
-        raise TamperedModelError(f"{folder/'model.skops'}: SHA-256 {actual[:16]}… does not match the recorded {str(expected)[:16]}…; refusing to load")
-    return load_trusted(folder/"model.skops")
-
-def current_package(package_dir) -> Path:
-    "The folder of the champion package, as `current.json` names it."
-    cur = Path(package_dir)/"current.json"
-    if not cur.is_file(): raise FileNotFoundError(f"{cur} not found: no model is packaged yet; run `mlops-nb run` first")
-    try: version = read_json(cur)["version"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{cur}: not a champion pointer (expected JSON with a 'version'): {type(e).__name__}: {e}") from None
-    folder = Path(package_dir)/str(version)
-    if not (folder/"model.skops").is_file() or not (folder/"lineage.json").is_file():
-        raise FileNotFoundError(f"{cur} names the version {version!r}, but {folder} holds no packaged model "
-                                f"(model.skops and lineage.json); run `mlops-nb step package` to package one")
-    return folder
 
 # %% [code]
 with _tf.TemporaryDirectory() as d:

@@ -8,7 +8,6 @@
 # %% [code]
 #| export
 import json, queue, re, threading, time, uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Iterable, Optional, Union
 
@@ -16,13 +15,14 @@ import numpy as np
 import pandas as pd
 
 from mlops_nb.core import read_json
-from mlops_nb.package import current_package, load_package
+from mlops_nb.contracts import current_package, load_package
+from mlops_nb.logstore import PREDICTION_LOG_TABLE, db_url, make_engine, prediction_log_table   # 00b_logstore  # noqa: F401
+from mlops_nb.logstore import log_time as utc_now   # the log's time stamp (the kit's one clock), under its old name
 
 # %% [code]
 from fastcore.test import test_eq, test_fail
 import os, sqlite3, tempfile
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 from mlops_nb.core import find_root, record_step, require, save_model
 from mlops_nb.package import build_package
@@ -396,48 +396,6 @@ a failed write is retried, and `close` writes whatever is still pending.
 
 # %% [code]
 #| export
-PREDICTION_LOG_TABLE = "prediction_log"
-
-def prediction_log_table(metadata=None):
-    "The SQLAlchemy table of the prediction log."
-    import sqlalchemy as sa
-    return sa.Table(PREDICTION_LOG_TABLE, metadata if metadata is not None else sa.MetaData(),
-                    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-                    sa.Column("logged_at", sa.Text, nullable=False),
-                    sa.Column("model_version", sa.Text, nullable=False),
-                    sa.Column("request_id", sa.Text, nullable=False),
-                    sa.Column("features", sa.Text, nullable=False),
-                    sa.Column("prediction", sa.Text, nullable=False),
-                    sqlite_autoincrement=True)
-
-def db_url(path_or_url) -> str:
-    "A SQLAlchemy URL: given as is, or a SQLite URL for a file path."
-    return str(path_or_url) if "://" in str(path_or_url) else f"sqlite:///{Path(path_or_url).resolve()}"
-
-def make_engine(db):
-    """A SQLAlchemy engine for `db` (URL or SQLite path). SQLite gets WAL, so readers never wait for the writer, and
-    real transactions (the driver's own would leave a CREATE TABLE outside them)."""
-    import sqlalchemy as sa
-    engine = sa.create_engine(db_url(db))
-    if engine.dialect.name == "sqlite":
-        if engine.url.database not in (None, "", ":memory:"):
-            folder = Path(engine.url.database).parent
-            try: folder.mkdir(parents=True, exist_ok=True)
-            except OSError as e: raise ValueError(f"database {db}: cannot create its folder {folder}: {e.strerror or e}") from None
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(con, _):
-            con.isolation_level = None   # let SQLAlchemy say BEGIN itself, so DDL is inside the transaction too
-            cur = con.cursor()
-            for p in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000"): cur.execute(f"PRAGMA {p}")
-            cur.close()
-        @sa.event.listens_for(engine, "begin")
-        def _begin(con): con.exec_driver_sql("BEGIN")
-    return engine
-
-def utc_now() -> str:
-    "The current time, UTC, ISO 8601 with microseconds."
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
 def _clean(v):
     if isinstance(v, (float, np.floating)): return None if v != v else float(v)
     if isinstance(v, np.generic): return v.item()

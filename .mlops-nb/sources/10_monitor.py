@@ -1,6 +1,6 @@
 # %% [markdown]
 # Monitor
-> Compare new data with the training data: per-feature drift, prediction drift, schema violations and, when labels are known, performance decay; then a retraining signal, and retraining with the new data when it says so.
+> Compare new data with the training data: per-feature drift, prediction drift, schema violations and, when labels are known, performance decay; then a retraining signal (`94_retrain` acts on it).
 
 # %% [code]
 #| default_exp monitor
@@ -9,15 +9,17 @@
 #| export
 from __future__ import annotations
 import base64, html, io, json, os, re, time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mlops_nb.core import atomic_path, frame_sha256, now_utc, read_json, require, write_json, write_parquet, write_text
-from mlops_nb.validate import check_schema
+from mlops_nb.core import now_utc, read_json, require, utc_time, write_json, write_text
+from mlops_nb.logstore import LOG_COLUMNS, PREDICTION_LOG_TABLE as LOG_TABLE, db_url, make_engine, prediction_log_table   # 00b
+from mlops_nb.contracts import check_schema
+from mlops_nb.pages import html_page
 
 # %% [code]
 from fastcore.test import test_eq, test_close, test_fail
@@ -59,9 +61,6 @@ selects the rows to monitor. Rows whose `features` cannot be read are counted, n
 
 # %% [code]
 #| export
-LOG_TABLE = "prediction_log"
-LOG_COLUMNS = ("id", "logged_at", "model_version", "request_id", "features", "prediction")
-
 def read_batch(path) -> pd.DataFrame:
     "A batch of current data from a .csv or .parquet file, with an error naming the file when it cannot be read."
     path = Path(path)
@@ -77,7 +76,7 @@ def parse_window(window: str | None, now: datetime | None = None) -> datetime | 
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhd])\s*", str(window))
     if not m: raise ValueError(f"monitor.window: expected a length like '30m', '24h' or '7d' (or '' for all rows), got {window!r}")
     unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-    return (now or datetime.now(timezone.utc)) - timedelta(**{unit: float(m.group(1))})
+    return (now or utc_time()) - timedelta(**{unit: float(m.group(1))})
 
 def _utc(t) -> datetime | None:
     if t is None or t == "": return None
@@ -126,11 +125,10 @@ def read_prediction_log(db: str, since=None, until=None, table: str = LOG_TABLE,
     """The logged rows with `since <= logged_at < until` (UTC; None: unbounded): the feature frame (with `logged_at`,
     `model_version`, `request_id`), the logged predictions, and problems found while reading."""
     import sqlalchemy as sa
-    from mlops_nb.serve import db_url
     if "://" not in str(db) and not Path(db).is_file():
         raise FileNotFoundError(f"paths.prediction_log_db: {db} not found: the REST service writes it when it serves predictions")
     since, until = _utc(since), _utc(until)
-    engine = sa.create_engine(db_url(db))
+    engine = sa.create_engine(db_url(db))   # a reader: no pragmas, no folder
     try:
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table(table): raise ValueError(f"{db}: no table {table!r}; the REST service's log is the table {LOG_TABLE!r}")
@@ -164,19 +162,18 @@ A log made here in the contract's format: the reader knows only the table, never
 def write_log_rows(db: str, rows: pd.DataFrame, predictions, model_version: str = "demo", start=None,
                    step_seconds: float = 1.0, table: str = LOG_TABLE) -> int:
     "Append `rows` (feature frame) and their `predictions` to a prediction log in the contract's format (for tests and benchmarks)."
-    import sqlite3
-    from mlops_nb.serve import db_url
-    path = db_url(db).removeprefix("sqlite:///")
-    start = _utc(start) or datetime.now(timezone.utc)
+    start = _utc(start) or utc_time()
     feats = [json.dumps({k: (None if (v is None or (isinstance(v, float) and np.isnan(v))) else v) for k, v in r.items()})
              for r in rows.astype(object).to_dict("records")]
     times = [(start + timedelta(seconds=i * step_seconds)).isoformat(timespec="microseconds") for i in range(len(rows))]
     preds = [json.dumps(p.item() if hasattr(p, "item") else p) for p in predictions]
-    with sqlite3.connect(path) as con:
-        con.execute(f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY AUTOINCREMENT, logged_at TEXT NOT NULL, "
-                    "model_version TEXT, request_id TEXT, features TEXT NOT NULL, prediction TEXT)")
-        con.executemany(f"INSERT INTO {table} (logged_at, model_version, request_id, features, prediction) VALUES (?, ?, ?, ?, ?)",
-                        [(t, model_version, f"req-{i}", f, p) for i, (t, f, p) in enumerate(zip(times, feats, preds))])
+    engine, t = make_engine(db), prediction_log_table(name=table)   # the table the REST service writes
+    try:
+        with engine.begin() as con:
+            t.metadata.create_all(con)
+            con.execute(t.insert(), [{"logged_at": at, "model_version": model_version, "request_id": f"req-{i}", "features": f,
+                                      "prediction": p} for i, (at, f, p) in enumerate(zip(times, feats, preds))])
+    finally: engine.dispose()
     return len(rows)
 
 # %% [code]
@@ -362,7 +359,7 @@ errors (RMSE, MAE) relative to their value at training, since their scale is the
 #| export
 def oriented(metrics: dict, metric: str) -> float | None:
     "`metric` from `metrics` with higher meaning better (the acceptance gates' convention); None when it is not there."
-    from mlops_nb.acceptance import score
+    from mlops_nb.contracts import score
     try: return float(score(metrics or {}, metric))
     except KeyError: return None
 
@@ -418,7 +415,7 @@ def monitor(reference: pd.DataFrame, current: pd.DataFrame, served, p_value: flo
         pred_drift = bool(pr["p_value"] < result["p_threshold"] and (pr["distance"] >= floor or pr["psi"] >= psi_threshold))
         result["prediction_drift"] = {**pr, "p_threshold": result["p_threshold"], "distance_threshold": floor, "drifted": pred_drift}
         if metric and tgt in current and current[tgt].notna().sum() >= min_rows:
-            from mlops_nb.evaluate import task_metrics
+            from mlops_nb.contracts import task_metrics
             lab = current[tgt].notna().to_numpy()
             y, yp = current.loc[lab, tgt], pd.Series(np.asarray(pcur)[lab])
             y, yp = (pd.to_numeric(y, errors="coerce"), pd.to_numeric(yp, errors="coerce")) if task == "regression" else (y.astype(str), yp.astype(str))
@@ -482,17 +479,16 @@ def drift_html(table: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFra
     facts = "".join(f"<li><b>{esc(str(k))}</b>: {esc(str(v))}</li>" for k, v in result.items() if k not in skip)
     lst = lambda xs: "<ul>" + "".join(f"<li>{esc(str(x))}</li>" for x in xs) + "</ul>" if xs else "<p>none</p>"
     prof = f"<p><a href='{esc(profile_href)}'>ydata-profiling comparison of reference and current</a></p>" if profile_href else ""
-    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Drift report</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}} tr.drift{{background:#fde2e2}}</style></head>
-<body><h1>Drift report: {esc(result['status'])}</h1><h2>Why</h2>{lst(result.get('reasons', []) + result.get('notes', []))}
+    css = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse}\n"
+           "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left} tr.drift{background:#fde2e2}")
+    body = f"""<h1>Drift report: {esc(result['status'])}</h1><h2>Why</h2>{lst(result.get('reasons', []) + result.get('notes', []))}
 {pred}<h2>Schema violations ({len(result.get('schema_violations', []))})</h2>{lst(result.get('schema_violations', []))}
 <h2>Features</h2><p>A feature drifted when its p-value is below the threshold (Bonferroni over {result.get('bonferroni_tests')} tests)
 and its distance or PSI reaches its threshold.</p>
 <table><thead><tr><th>feature</th><th>kind</th><th>test</th><th>statistic</th><th>p-value</th><th>threshold</th><th>distance</th>
 <th>distance threshold</th><th>PSI</th><th>verdict</th><th>distributions</th></tr></thead><tbody>{rows}</tbody></table>
-{prof}<h2>Facts</h2><ul>{facts}</ul><p><a href="index.html">back to the run summary</a></p></body></html>"""
-    return write_text(page, dest)
+{prof}<h2>Facts</h2><ul>{facts}</ul><p><a href="index.html">back to the run summary</a></p>"""
+    return write_text(html_page("Drift report", body, css), dest)
 
 def profile_compare(reference: pd.DataFrame, current: pd.DataFrame, dest, max_rows: int = 5000, seed: int = 0) -> Path:
     "ydata-profiling's comparison report of `reference` and `current` (their shared columns, at most `max_rows` rows each), atomically."
@@ -568,76 +564,25 @@ def write_monitoring(result: dict, table: pd.DataFrame, reference: pd.DataFrame,
     return result
 
 # %% [markdown]
-## Retraining with the current data
-
-When the signal says so, `mlops-nb monitor --retrain` appends the current labelled rows to the data of
-`ingest.source` (the champion's recipe), points `ingest.source` at the combined file (named by its content hash, so DVC sees a new
-parameter) and runs the pipeline. The new model then faces the acceptance gates like any other: if it
-passes it becomes the champion; if any step fails, `ingest.source` is put back and the champion stays.
+The Run section below and `mlops-nb monitor` both check a batch with `check_current`, given the step's parameter
+values by name (the `parameters` cell above, with params.yaml over it): the defaults are written only there.
 
 # %% [code]
 #| export
-def append_current(raw: pd.DataFrame, current: pd.DataFrame, target: str) -> pd.DataFrame:
-    "`raw` with the labelled rows of `current` appended (`raw`'s columns and dtypes); an error names what is missing."
-    if target not in current: raise ValueError(f"retrain: the current data has no {target!r} column, so it cannot be learned from; "
-                                               "retraining needs labelled rows")
-    missing = [c for c in raw.columns if c not in current.columns]
-    if missing: raise ValueError(f"retrain: the current data lacks the columns {missing} of the training data")
-    new = current.loc[current[target].notna(), list(raw.columns)]
-    if new.empty: raise ValueError(f"retrain: no row of the current data has a {target!r} label")
-    for c in raw.columns:
-        try: new[c] = new[c].astype(raw[c].dtype)
-        except (TypeError, ValueError): pass
-    return pd.concat([raw, new], ignore_index=True)
-
-def set_param(text: str, section: str, key: str, value: str) -> str:
-    "params.yaml `text` with `section.key` set to `value`, comments and layout kept."
-    pat = re.compile(rf"(^{re.escape(section)}:[ \t]*(?:#.*)?\n(?:(?:[ \t]+.*|[ \t]*)\n)*?[ \t]+{re.escape(key)}:[ \t]*)([^#\n]*?)([ \t]*(?:#.*)?)$", re.M)
-    new, n = pat.subn(lambda m: m.group(1) + value + m.group(3), text, count=1)
-    if not n: raise KeyError(f"params.yaml: no {section}.{key} to set")
-    return new
+def check_current(values: dict, reference: pd.DataFrame, current: pd.DataFrame, served, predictions=None, problems=(),
+                  source: str = "") -> tuple[dict, pd.DataFrame]:
+    "`monitor` with the monitor step's parameter `values` (`p_value`, `primary_metric`... as the parameters cell names them)."
+    v, metric = values, values["primary_metric"]
+    return monitor(reference, current, served, v["p_value"], v["psi_threshold"], v["max_drift_share"], metric,
+                   metric_at_training(served, metric), v["min_wasserstein"], v["min_jensen_shannon"], v["max_decay"],
+                   v["min_rows"], predictions=predictions, problems=list(problems), source=source)
 
 # %% [code]
-_raw = pd.DataFrame({"x": [1.0, 2.0], "y": ["a", "b"]})
-test_eq(append_current(_raw, pd.DataFrame({"x": [3, 4], "y": ["b", None], "extra": [0, 0]}), "y").to_dict("list"),
-        {"x": [1.0, 2.0, 3.0], "y": ["a", "b", "b"]})
-test_fail(lambda: append_current(_raw, pd.DataFrame({"x": [3]}), "y"), contains="no 'y' column")
-_txt = "ingest:\n  source: bundled:penguins   # a comment\n\nsplit:\n  source: x\n"
-test_eq(set_param(_txt, "ingest", "source", "data/retrain/c.parquet"), "ingest:\n  source: data/retrain/c.parquet   # a comment\n\nsplit:\n  source: x\n")
-test_fail(lambda: set_param(_txt, "train", "source", "x"), contains="no train.source")
-
-# %% [code]
-#| export
-def retrain(root, current: pd.DataFrame, log=print) -> dict:
-    "Append `current` to the raw data, run the pipeline, and say whether a new model was accepted."
-    from mlops_nb.core import load_params
-    from mlops_nb.pipeline import run_pipeline, step_records
-    root = Path(root); params = load_params(root/"params.yaml"); P = params["paths"]
-    target = params["project"]["target"]
-    from mlops_nb.ingest import read_source
-    src = str(params["ingest"]["source"])   # the champion's recipe, not the last raw snapshot (a failed run may have left another)
-    raw = read_source(src if src.startswith("bundled:") or Path(src).is_absolute() else str(root/src))
-    combined = append_current(raw, current, target)
-    dest = Path(P.get("retrain_dir", "data/retrain"))/f"combined-{frame_sha256(combined)[:12]}.parquet"
-    write_parquet(combined, root/dest)
-    cur_file = root/P["package_dir"]/"current.json"
-    before = read_json(cur_file)["version"] if cur_file.is_file() else None
-    old_text = (root/"params.yaml").read_text()
-    write_text(set_param(old_text, "ingest", "source", str(dest)), root/"params.yaml")
-    started = now_utc()
-    log(f"retrain: {len(combined) - len(raw)} labelled rows appended to {len(raw)} ({dest}); running the pipeline")
-    rc = run_pipeline(root, log=log)
-    after = read_json(cur_file)["version"] if cur_file.is_file() else None
-    acc = read_json(root/P["acceptance_path"]) if (root/P["acceptance_path"]).is_file() else {}
-    failed = [r for r in step_records(root, params) if r["status"] == "failed" and r["started"] >= started]
-    out = {"ran": True, "source": str(dest), "rows_added": len(combined) - len(raw), "pipeline_exit_code": rc,
-           "accepted": bool(rc == 0 and acc.get("accepted")), "previous_version": before, "new_version": after,
-           "gates": acc.get("gates") if failed == [] or failed[0]["step"] == "acceptance" else None,
-           "failed_step": failed[0]["step"] if failed else None, "error": failed[0]["error"] if failed else None}
-    if not out["accepted"]:
-        write_text(old_text, root/"params.yaml")   # the recipe goes back to the champion's
-        out["note"] = f"the champion {before} stays; ingest.source is restored, the combined data is kept in {dest}"
-    return out
+_root = find_root()
+_served, _ref = load_model(_root/package_dir), pd.read_parquet(_root/split_dir/"train.parquet")
+_res, _tab = check_current(globals(), _ref, _ref.sample(min(len(_ref), 200), random_state=0), _served)
+test_eq((_res["status"], _res["exit_code"]), (NO_DRIFT, 0))          # the training data against a sample of itself
+test_fail(lambda: check_current({"primary_metric": primary_metric}, _ref, _ref, _served), contains="p_value")
 
 # %% [markdown]
 ## Run
@@ -650,9 +595,8 @@ os.chdir(find_root())
 served = load_model(package_dir)
 reference = pd.read_parquet(require(Path(split_dir)/"train.parquet", "run `mlops-nb step split` first"))
 current, logged, problems, described = read_current(current_source, split_dir, prediction_log_db, window)
-result, table = monitor(reference, current, served, p_value, psi_threshold, max_drift_share, primary_metric,
-                        metric_at_training(served, primary_metric), min_wasserstein, min_jensen_shannon, max_decay, min_rows,
-                        predictions=logged, problems=problems, source=described)
+result, table = check_current(globals(), reference, current, served, predictions=logged, problems=problems,
+                              source=described)   # globals(): the parameters cell's values, as papermill set them
 write_monitoring(result, table, reference, current, monitor_path, drift_report, monitor_live_dir,
                  drift_profile if profile_compare else None, profile_max_rows)
 record_step(lineage_dir, "monitor", {"current_source": current_source, "p_value": p_value, "max_drift_share": max_drift_share},
