@@ -4,12 +4,12 @@
 
 # %% ../notebooks/90_pipeline.ipynb #0e89d938
 from __future__ import annotations
-import glob, html, json, os, shutil, signal, subprocess, sys, tempfile, threading, time
+import json, os, shutil, signal, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
-from .core import (ParamsError, atomic_path, find_root, load_params, now_utc, read_json, step_params,
+from .core import (ParamsError, find_root, load_params, now_utc, read_json, step_params,
                            write_json, write_text)
-from .params import notebook_spec, parameter_spec, validate_params
+from .params import STEP_NOTEBOOKS, notebook_spec, parameter_spec, validate_params
 from .report import build_index, render_html, step_records   # the reports live in 92_report
 
 # %% auto #0
@@ -18,9 +18,7 @@ __all__ = ['STEPS', 'STAGES', 'NOTEBOOKS_DIR', 'EXECUTOR_ENV', 'WARM_IMPORTS', '
            'run_pipeline']
 
 # %% ../notebooks/90_pipeline.ipynb #fa6db7ef
-STEPS = {"ingest": "01_ingest", "validate": "02_validate", "wrangle": "03_wrangle", "split": "04_split",
-         "train": "05_train", "evaluate": "06_evaluate", "acceptance": "07_acceptance", "package": "08_package",
-         "serve": "09_serve", "monitor": "10_monitor"}
+STEPS = STEP_NOTEBOOKS   # step -> notebook, in order: defined once, in 89_params
 STAGES = [*STEPS, "report"]
 NOTEBOOKS_DIR = "notebooks"
 
@@ -248,7 +246,8 @@ def dvc_env() -> dict:
 
 def write_sources(root, notebooks=None) -> list[Path]:
     """Write each step notebook's cell sources (no outputs, counts or metadata) to `.mlops-nb/sources/NAME.py`,
-    only when they changed. DVC stages depend on these, so saving a notebook's outputs re-runs nothing."""
+    only when they changed. DVC stages depend on these, so saving a notebook's outputs re-runs nothing.
+    Then each stage's module dependencies in dvc.yaml, from the import closure (also only when they changed)."""
     root = Path(root)
     dest = root/".mlops-nb"/"sources"; dest.mkdir(parents=True, exist_ok=True)
     written = []
@@ -259,7 +258,8 @@ def write_sources(root, notebooks=None) -> list[Path]:
         f = dest/f"{nb}.py"
         if not f.exists() or f.read_text() != text:
             write_text(text, f); written.append(f)
-    return written
+    from mlops_nb.deps import write_stage_deps   # 90a_deps: each stage's modules, from the imports
+    return written + write_stage_deps(root)
 
 class RunLock:
     "One `mlops-nb run` at a time per project: an exclusive lock on `.dvc/tmp/mlops-nb-run.lock`."
