@@ -15,7 +15,7 @@ import yaml   # pandas is imported where it is used: the `mlops-nb` command star
 __all__ = ['REQUIRED_SECTIONS', 'TRUSTED_TYPES', 'KEY_PACKAGES', 'ParamsError', 'find_root', 'load_params', 'step_params',
            'yaml_round_trip', 'require', 'atomic_path', 'write_text', 'write_json', 'read_json', 'write_parquet',
            'UntrustedModelError', 'save_model', 'load_trusted', 'file_sha256', 'frame_sha256', 'git_info',
-           'environment_info', 'machine_info', 'utc_time', 'now_utc', 'record_step']
+           'environment_info', 'machine_info', 'utc_time', 'now_utc', 'record_step', 'row_flow']
 
 # %% ../notebooks/00_core.ipynb #ad740fcf
 class ParamsError(ValueError):
@@ -208,3 +208,14 @@ def record_step(lineage_dir, step: str, params: dict, inputs=(), outputs=(), met
            "outputs": hashes(outputs), "metrics": metrics or {}, "git": git_info(root),
            "environment": environment_info(), "machine": machine_info(), **extra}
     return write_json(rec, Path(root)/lineage_dir/f"{step}.json")
+
+# %% ../notebooks/00_core.ipynb #b58ed775
+def row_flow(rows_in: int, rows_out: int, removed: dict | None = None, **extra) -> dict:
+    """The `rows` entry of a lineage record: rows read, rows written and the rows removed, per reason.
+    Raises ValueError when the counts do not add up (rows_in - removed != rows_out)."""
+    removed = {str(k): int(v) for k, v in (removed or {}).items() if v}
+    if int(rows_in) - sum(removed.values()) != int(rows_out):
+        raise ValueError(f"row accounting: {rows_in} rows in, {rows_out} out, but only {sum(removed.values())} "
+                         f"removed with a reason ({removed}); {int(rows_in) - int(rows_out) - sum(removed.values())} unaccounted for")
+    share = 1 - rows_out / rows_in if rows_in else 0.0
+    return {"rows_in": int(rows_in), "rows_out": int(rows_out), "removed": removed, "removed_share": round(share, 4), **extra}

@@ -11,7 +11,8 @@ from .core import find_root, load_params, now_utc, read_json, write_text
 from .pages import html_page
 
 # %% auto #0
-__all__ = ['step_records', 'render_html', 'experiment_rows', 'dvc_experiments', 'experiments_page', 'build_index']
+__all__ = ['step_records', 'render_html', 'experiment_rows', 'dvc_experiments', 'experiments_page', 'build_index',
+           'row_flow_section']
 
 # %% ../notebooks/92_report.ipynb #a993c548
 def _read(path):
@@ -332,9 +333,10 @@ def build_index(root=None) -> Path:
     verdict = ("<b class='ok'>accepted</b>" if acc.get("accepted") else "<b class='bad'>not accepted</b>") if acc else "<span class='muted'>not run</span>"
     body = f"""<h1>mlops-nb run summary</h1>
 <p class="muted">Built {_esc(now_utc())} in <code>{_esc(root.name)}</code>.</p>
-<nav><a href="#lineage">Lineage</a><a href="#metrics">Metrics</a><a href="#acceptance">Acceptance</a><a href="#plots">Plots</a>
+<nav><a href="#rows">Rows</a><a href="#lineage">Lineage</a><a href="#metrics">Metrics</a><a href="#acceptance">Acceptance</a><a href="#plots">Plots</a>
 <a href="#monitoring">Monitoring</a><a href="#reports">Reports</a><a href="#steps">Steps</a><a href="experiments.html">Experiments</a></nav>
 {banner}{headline}
+{row_flow_section(root, params, records)}
 {_lineage_html(root, P, params, records)}
 <h2 id="metrics">Model and metrics</h2>
 <p>Champion: <code>{_esc(cur.get('version', 'none'))}</code>{' (promoted ' + _esc(cur.get('promoted')) + ')' if cur.get('promoted') else ''}.
@@ -349,3 +351,36 @@ This run's model: {verdict} (primary metric: <code>{_esc(acc.get('primary_metric
 <h2 id="reports">Reports</h2><ul>{link_html}</ul>
 <h2 id="steps">Steps</h2>{_table([step_row(r) for r in steps], ['step', 'status', 'time', 'started', 'notebook', 'error'])}"""
     return write_text(_page("mlops-nb run summary", body), reports/"index.html")
+
+# %% ../notebooks/92_report.ipynb #daa58dfa
+def row_flow_section(root, params: dict, records: dict) -> str:
+    "The front page's row flow and the columns not used as features, from the lineage records and the schema."
+    root, P = Path(root), params["paths"]
+    limit = float(params["project"].get("max_removed_share", 0.05))
+    rows = {s: (r or {}).get("rows") for s, r in records.items() if isinstance((r or {}).get("rows"), dict)}
+    manifest = _read(root/P["raw_dir"]/"manifest.json") or {}
+    w, s, t = rows.get("wrangle") or {}, rows.get("split") or {}, rows.get("train") or {}
+    flow = [("source", manifest.get("rows", (rows.get("validate") or {}).get("rows_in"))),
+            ("with a target", w.get("with_target", (rows.get("validate") or {}).get("with_target"))), ("clean", w.get("rows_out"))]
+    flow += [(k, v) for k, v in (s.get("splits") or {}).items()]
+    if t.get("refit_rows") is not None: flow.append(("model fitted on", t["refit_rows"]))
+    warn = [f"{step} removed {r['removed_share']:.1%} of its {r['rows_in']} input rows (more than {limit:.0%}): "
+            + ", ".join(f"{why} {n}" for why, n in r.get("removed", {}).items()) for step, r in rows.items()
+            if r.get("rows_in") and r.get("removed_share", 0) > limit]
+    if t.get("refit_rows") is not None and t["refit_rows"] < t.get("rows_in", 0):
+        warn.append(f"the model was fitted on {t['refit_rows']} of the {t['rows_in']} training rows (the time budget)")
+    removed = [[_esc(step), _esc(why), _esc(n)] for step, r in rows.items() for why, n in (r.get("removed") or {}).items()]
+    shown = [(k, v) for k, v in flow if v is not None]
+    arrow = " &rarr; ".join(f"<b>{_esc(k)}</b> {_esc(v)}" for k, v in shown)
+    html_ = (f"<h2 id='rows'>Rows</h2><p class='rowflow'>{arrow}</p>" if shown else
+             "<h2 id='rows'>Rows</h2><p class='muted'>No row accounting recorded yet.</p>")
+    html_ += "".join(f"<p class='bad'>Warning: {_esc(x)}</p>" for x in warn)
+    html_ += _table(removed, ["step", "rows removed because", "rows"]) if removed else \
+        ("<p class='muted'>No row was removed.</p>" if shown else "")
+    schema = _read(root/P.get("schema_path", "data/interim/schema.json")) or {}
+    cols = schema.get("columns") or {}
+    unused = [[f"<code>{_esc(c)}</code>", _esc(cols.get(c, {}).get("role", why.split(":")[0])), _esc(why),
+               _esc(f"{cols[c]['missing_share']:.1%}") if "missing_share" in cols.get(c, {}) else ""]
+              for c, why in (schema.get("dropped") or {}).items()]
+    if unused: html_ += "<h3>Columns not used as features</h3>" + _table(unused, ["column", "role", "why", "missing"])
+    return html_

@@ -20,7 +20,8 @@ from .wrangle import categorical_mask, feature_plan, make_preprocessor
 
 # %% auto #0
 __all__ = ['FAMILIES', 'METRICS', 'task_kind', 'make_estimator', 'search_space', 'probe_costs', 'plan_family', 'make_cv',
-           'n_fits', 'search_family', 'select_best', 'compute_backend', 'train_candidates', 'log_training']
+           'n_fits', 'search_family', 'usable_folds', 'select_best', 'compute_backend', 'train_candidates',
+           'log_training']
 
 # %% ../notebooks/05_train.ipynb #ac6e4ee8
 FAMILIES = ("dummy", "linear", "random_forest", "hist_gradient_boosting")
@@ -141,6 +142,19 @@ def search_family(est: Pipeline, space: dict, X, y, task: str, metric: str, fold
     params = {k.removeprefix("model__"): v for k, v in r["params"][best].items()} if space else {}
     return {**res, "params": params, "fold_scores": folds_scores, "settings_tried": len(r["params"]),
             "fit_time_mean": float(np.mean(r["mean_fit_time"])), "search_seconds": round(seconds, 3), "rows": len(X)}
+
+# %% ../notebooks/05_train.ipynb #41bae488
+def usable_folds(y: pd.Series, folds: int, task: str, log=print) -> int:
+    "`folds`, or fewer when the smallest class has fewer rows (with a warning); an error naming the class below 2 rows."
+    if task_kind(task) != "classification": return folds
+    counts = pd.Series(y).value_counts()
+    cls, n = counts.idxmin(), int(counts.min())
+    if n >= folds: return folds
+    if n < 2: raise ValueError(f"train.cv_folds: class {cls!r} has {n} row in the training split; cross-validation needs "
+                               "at least 2 rows of every class (gather more rows of it, or leave it out of the data)")
+    log(f"warning: class {cls!r} has {n} rows in the training split, fewer than train.cv_folds = {folds}; "
+        f"cross-validating with {n} folds instead")
+    return n
 
 # %% ../notebooks/05_train.ipynb #aeb149bb
 def select_best(results: dict, metric: str, tol: float = 1e-9) -> str:

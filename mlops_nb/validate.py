@@ -15,8 +15,8 @@ from .contracts import check_schema, detect_task, pandera_schema, parse_dates   
 from .pages import html_page
 
 # %% auto #0
-__all__ = ['GATE_LEVELS', 'column_kind', 'column_role', 'infer_schema', 'DataQualityError', 'quality_gates', 'raise_on_failed',
-           'failed_warnings', 'profile_report']
+__all__ = ['GATE_LEVELS', 'column_kind', 'column_role', 'missing_share', 'infer_schema', 'DataQualityError', 'drops_mostly_empty',
+           'quality_gates', 'raise_on_failed', 'failed_warnings', 'profile_report']
 
 # %% ../notebooks/02_validate.ipynb #103ab818
 def _looks_like_dates(s: pd.Series, probe: int = 500) -> bool:
@@ -51,9 +51,17 @@ def column_role(name: str, s: pd.Series, kind: str, max_categories: int = 50) ->
             return "identifier", "every value distinct, " + ("named like an id" if _ID_NAME.search(str(name)) else "ordered like a row number")
     return "feature", ""
 
+def missing_share(s: pd.Series) -> float:
+    "Share of missing values in `s`, blank text (empty or only spaces) counted as missing."
+    miss = s.isna()
+    if s.dtype == object or isinstance(s.dtype, pd.StringDtype):
+        miss = miss | s.astype("string").str.strip().eq("").fillna(False).astype(bool)
+    return float(miss.mean()) if len(s) else 0.0
+
 def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: str | None = None,
-                 task_reason: str | None = None) -> dict:
-    "The schema of `df`: per column its kind, dtype, nullability, range or categories, and role; the features and dropped columns."
+                 task_reason: str | None = None, drop_missing_above: float | None = None) -> dict:
+    """The schema of `df`: per column its kind, dtype, nullability, range or categories, and role; the features and dropped columns.
+    `drop_missing_above`: a feature with a larger share of missing values is not used (`role: mostly_empty`)."""
     if target not in df.columns:
         raise KeyError(f"project.target: column {target!r} not in the data; columns are {list(df.columns)}")
     cols, dropped = {}, {}
@@ -70,6 +78,11 @@ def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: 
             c.update(min=str(t.min()), max=str(t.max()))
         if name != target:
             c["role"], why = column_role(str(name), s, kind, max_categories)
+            if c["role"] in ("feature", "text") and drop_missing_above is not None:
+                share = missing_share(s)
+                if share > drop_missing_above:
+                    c["role"], c["missing_share"] = "mostly_empty", round(share, 4)
+                    why = f"{share:.1%} of the values missing (above validate.max_missing_share = {drop_missing_above:g})"
             if c["role"] not in ("feature", "text"): dropped[str(name)] = f"{c['role']}: {why}"
             elif why: c["role_reason"] = why
         cols[str(name)] = c
@@ -81,22 +94,37 @@ def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: 
 class DataQualityError(ValueError):
     "The data failed one or more data-quality gates."
 
-GATE_LEVELS = {"missing": "error", "rows_per_class": "error", "duplicates": "warning", "min_rows": "error", "dropped_columns": "warning"}
+GATE_LEVELS = {"missing": "drop", "rows_per_class": "error", "duplicates": "warning", "min_rows": "error", "dropped_columns": "warning",
+               "cv_folds": "error"}
+
+def drops_mostly_empty(levels: dict | None) -> bool:
+    "Whether the missing-share gate's level (default `drop`) leaves mostly-empty feature columns out of the schema."
+    return {**GATE_LEVELS, **(levels or {})}["missing"] == "drop"
+
+def _cv_gate(y: pd.Series, train_share: float):
+    "The class with the fewest expected training rows, its rows, and those expected in the training split."
+    counts = y.value_counts()
+    cls = counts.idxmin()
+    return cls, int(counts.min()), int(np.floor(counts.min() * train_share))
 
 def quality_gates(df: pd.DataFrame, target: str, max_missing_share: float = 0.2, min_rows_per_class: int = 10,
                   max_duplicate_share: float = 0.05, schema: dict | None = None, min_rows: int = 20,
-                  levels: dict | None = None) -> list[dict]:
-    "Measure each gate; every result has gate, key, column, value, limit, passed and level ('error' or 'warning')."
+                  levels: dict | None = None, cv_folds: int | None = None, train_share: float | None = None) -> list[dict]:
+    """Measure each gate; every result has gate, key, column, value, limit, passed and level ('error' or 'warning').
+    With `cv_folds` and `train_share` (classification): whether every class has enough rows in the training split."""
     levels = {**GATE_LEVELS, **(levels or {})}
     bad = sorted(set(levels) - set(GATE_LEVELS))
     if bad: raise ValueError(f"validate.gate_levels: unknown gates {bad}; expected some of {sorted(GATE_LEVELS)}")
     for k, v in levels.items():
-        if v not in ("error", "warning", "off"): raise ValueError(f"validate.gate_levels.{k}: expected error, warning or off, got {v!r}")
+        ok = ("error", "warning", "off", "drop") if k == "missing" else ("error", "warning", "off")
+        if v not in ok: raise ValueError(f"validate.gate_levels.{k}: expected {', '.join(ok[:-1])} or {ok[-1]}, got {v!r}")
     out = []
-    def gate(key, name, column, value, limit, passed):
+    def gate(key, name, column, value, limit, passed, detail=None):
         lvl = levels.get(key, "error")
+        lvl = "warning" if lvl == "drop" else lvl         # the columns were dropped: what is left is reported
         if lvl != "off":
-            out.append({"gate": name, "key": key, "column": column, "value": value, "limit": limit, "passed": bool(passed), "level": lvl})
+            out.append({"gate": name, "key": key, "column": column, "value": value, "limit": limit, "passed": bool(passed), "level": lvl,
+                        **({"detail": detail} if detail else {})})
     y = df[target]
     gate("target", "target has no missing values", target, int(y.isna().sum()), 0, y.isna().sum() == 0)
     gate("target", "target is not constant", target, int(y.nunique()), 2, y.nunique() >= 2)
@@ -104,6 +132,14 @@ def quality_gates(df: pd.DataFrame, target: str, max_missing_share: float = 0.2,
     if schema is None or schema.get("task") != "regression":
         counts = y.value_counts()
         if len(counts): gate("rows_per_class", "rows per class", target, int(counts.min()), min_rows_per_class, counts.min() >= min_rows_per_class)
+        if len(counts) and cv_folds and train_share:
+            cls, n, k = _cv_gate(y.dropna(), train_share)
+            fit = max(min(k, cv_folds), 2)
+            gate("cv_folds", "training rows per class for cross-validation", target, k, cv_folds, k >= cv_folds,
+                 f"class {cls!r} has {n} rows, about {k} of them in the training split ({train_share:.0%} of the rows), "
+                 f"fewer than train.cv_folds = {cv_folds}: "
+                 + (f"set train.cv_folds to {fit} or less, " if k >= 2 else "")
+                 + "gather more rows of that class, or give the training split a larger share (split.*_size)")
     feats = schema["features"] if schema else [c for c in df.columns if c != target]
     for name, share in df[feats].isna().mean().items():
         gate("missing", "share of missing values", str(name), round(float(share), 4), max_missing_share, share <= max_missing_share)
@@ -119,8 +155,9 @@ def raise_on_failed(gates: list[dict], source: str = "data", schema: dict | None
     "Raise DataQualityError listing every failed error-level gate."
     failed = [g for g in gates if not g["passed"] and g["level"] == "error"]
     if failed:
-        lines = [f"- {g['gate']}: column {g['column']!r} measured {g['value']}, limit {g['limit']}" if g["column"] is not None
-                 else f"- {g['gate']}: measured {g['value']}, limit {g['limit']}" for g in failed]
+        lines = [(f"- {g['gate']}: column {g['column']!r} measured {g['value']}, limit {g['limit']}" if g["column"] is not None
+                  else f"- {g['gate']}: measured {g['value']}, limit {g['limit']}") + (f" ({g['detail']})" if g.get("detail") else "")
+                 for g in failed]
         if schema and any(g["key"] == "features" for g in failed):
             lines.append("  (no usable feature; dropped: " + "; ".join(f"{k}: {v}" for k, v in schema.get("dropped", {}).items()) + ")")
         raise DataQualityError(f"{source} failed {len(failed)} data-quality gate(s):\n" + "\n".join(lines))
@@ -128,7 +165,7 @@ def raise_on_failed(gates: list[dict], source: str = "data", schema: dict | None
 def failed_warnings(gates: list[dict]) -> list[str]:
     "One line per failed warning-level gate."
     return [f"{g['gate']}: " + (f"column {g['column']!r} " if g["column"] is not None else "") + f"measured {g['value']}, limit {g['limit']}"
-            for g in gates if not g["passed"] and g["level"] == "warning"]
+            + (f" ({g['detail']})" if g.get("detail") else "") for g in gates if not g["passed"] and g["level"] == "warning"]
 
 # %% ../notebooks/02_validate.ipynb #76fb5ffd
 def _frame_page(title: str, parts: list[tuple[str, str]]) -> str:

@@ -17,18 +17,29 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .contracts import parse_dates   # shared with validate and split: 00a_contracts
 
 # %% auto #0
-__all__ = ['DATETIME_PARTS', 'TEXT_COMPONENTS', 'DATE_PARTS', 'clean', 'feature_plan', 'feature_columns', 'DatetimeFeatures',
-           'TextFeatures', 'missing_to_nan', 'make_preprocessor', 'categorical_mask']
+__all__ = ['DATETIME_PARTS', 'TEXT_COMPONENTS', 'DATE_PARTS', 'clean_rows', 'clean', 'feature_plan', 'feature_columns',
+           'DatetimeFeatures', 'TextFeatures', 'missing_to_nan', 'make_preprocessor', 'categorical_mask']
 
 # %% ../notebooks/03_wrangle.ipynb #6b8ff1c0
-def clean(df: pd.DataFrame, target: str, drop_columns=()) -> pd.DataFrame:
-    "A cleaned copy of `df`: listed columns dropped, rows without target and duplicate rows removed."
+def clean_rows(df: pd.DataFrame, target: str, drop_columns=(), drop_duplicates: bool = False) -> tuple[pd.DataFrame, dict]:
+    """A cleaned copy of `df` (listed columns dropped, rows without target removed, and exact duplicate rows too
+    when `drop_duplicates`), with the number of rows removed per reason."""
     unknown = sorted(set(drop_columns) - set(df.columns))
     if unknown: raise KeyError(f"wrangle.drop_columns: {unknown} not in the data; columns are {list(df.columns)}")
     if target in drop_columns: raise ValueError(f"wrangle.drop_columns: cannot drop the target {target!r}")
     out = df.drop(columns=list(drop_columns))
-    out = out[out[target].notna()].drop_duplicates()
-    return out.reset_index(drop=True)
+    labelled = out[target].notna()
+    removed = {"missing target": int((~labelled).sum())}
+    out = out[labelled]
+    if drop_duplicates:
+        dup = out.duplicated()
+        removed["duplicates"] = int(dup.sum())
+        out = out[~dup]
+    return out.reset_index(drop=True), removed
+
+def clean(df: pd.DataFrame, target: str, drop_columns=(), drop_duplicates: bool = False) -> pd.DataFrame:
+    "A cleaned copy of `df`: see `clean_rows`."
+    return clean_rows(df, target, drop_columns, drop_duplicates)[0]
 
 # %% ../notebooks/03_wrangle.ipynb #443ccfa3
 def feature_plan(schema: dict, columns) -> dict[str, list[str]]:

@@ -178,11 +178,12 @@ def test_clean_keeps_one_row_per_distinct_labelled_row_and_is_idempotent(fx, dat
     X, num, cat = fx
     X = X.assign(species=data.draw(st.lists(st.one_of(st.sampled_from(["A", "B"]), st.none()), min_size=len(X), max_size=len(X))))
     drop = data.draw(st.lists(st.sampled_from(list(X.columns[:-1])), unique=True, max_size=1)) if len(X.columns) > 1 else []
-    out = clean(X, "species", drop)
+    out = clean(X, "species", drop, drop_duplicates=True)          # repeated rows are kept unless asked (issue 13)
     labelled = X[X["species"].notna()].drop(columns=drop)
     assert list(out.columns) == [c for c in X.columns if c not in drop]
     assert len(out) == len(labelled.drop_duplicates())
     assert out["species"].notna().all() and not out.duplicated().any()
-    assert clean(out, "species").equals(out) and clean(X, "species", drop).equals(out)
+    assert clean(out, "species", drop_duplicates=True).equals(out) and clean(X, "species", drop, drop_duplicates=True).equals(out)
+    assert len(clean(X, "species", drop)) == len(labelled)                          # by default every labelled row stays
     with pytest.raises(KeyError, match="wrangle.drop_columns"):
         clean(X, "species", ["no such column"])

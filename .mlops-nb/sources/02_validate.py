@@ -21,7 +21,7 @@ from mlops_nb.pages import html_page
 # %% [code]
 from fastcore.test import test_eq, test_fail
 import tempfile
-from mlops_nb.core import find_root, record_step, require
+from mlops_nb.core import find_root, load_params, record_step, require, row_flow
 
 # %% [code] tags=['parameters']
 target: str = "species"  # the column to predict (project.target)
@@ -31,11 +31,11 @@ schema_path: str = "data/interim/schema.json"  # the schema: the contract for la
 validation_path: str = "data/interim/validation.json"  # every gate's measurement, level and verdict
 profile_path: str = "reports/profile.html"  # the ydata-profiling report
 lineage_dir: str = "reports/lineage"  # lineage records
-max_missing_share: float = 0.2  # per feature column; above it the gate fails
+max_missing_share: float = 0.2  # per feature column; above it the column is dropped with a warning (gate level drop), reported (warning) or stops the run (error)
 min_rows_per_class: int = 10  # classification only
 max_duplicate_share: float = 0.05  # share of rows that repeat an earlier row
 min_rows: int = 20  # fewer rows (with a target) fail
-gate_levels: dict = {"missing": "error", "rows_per_class": "error", "duplicates": "warning", "min_rows": "error", "dropped_columns": "warning"}  # per gate: error (stops the run), warning (reported) or off
+gate_levels: dict = {"missing": "drop", "rows_per_class": "error", "duplicates": "warning", "min_rows": "error", "dropped_columns": "warning", "cv_folds": "error"}  # per gate: error (stops the run), warning (reported) or off; missing also drop (the column is not used, with a warning)
 max_categories: int = 50  # a text column with more distinct values has no category list in the schema
 profile_minimal: bool = False  # true: ydata-profiling's fast minimal mode only
 profile_sample_rows: int = 20000  # above it: exact column statistics on all rows, correlations, duplicates and missing-value patterns on a sample of this size
@@ -48,7 +48,9 @@ Inferred from the data at training time and saved as JSON: serving and monitorin
 against it. Per column: its kind (`numeric`, `boolean`, `datetime`, `categorical`), dtype, nullability,
 range or allowed categories, and its role. Columns that cannot teach a model are kept out of
 `features` and listed in `dropped` with the reason: entirely missing, constant, or identifier-like
-(text or a whole number named like an id, almost every value distinct). Text with many distinct values
+(text or a whole number named like an id, almost every value distinct), or, with the missing-share gate at its
+default level `drop`, mostly empty (a larger share of missing or blank values than `validate.max_missing_share`:
+`role: mostly_empty`, with its `missing_share`). Text with many distinct values
 of several words is `role: text` (the feature pipeline turns it into numbers); text that parses as
 dates is `kind: datetime` (decomposed into parts). The task and its reason come from ingest.
 
@@ -86,9 +88,17 @@ def column_role(name: str, s: pd.Series, kind: str, max_categories: int = 50) ->
             return "identifier", "every value distinct, " + ("named like an id" if _ID_NAME.search(str(name)) else "ordered like a row number")
     return "feature", ""
 
+def missing_share(s: pd.Series) -> float:
+    "Share of missing values in `s`, blank text (empty or only spaces) counted as missing."
+    miss = s.isna()
+    if s.dtype == object or isinstance(s.dtype, pd.StringDtype):
+        miss = miss | s.astype("string").str.strip().eq("").fillna(False).astype(bool)
+    return float(miss.mean()) if len(s) else 0.0
+
 def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: str | None = None,
-                 task_reason: str | None = None) -> dict:
-    "The schema of `df`: per column its kind, dtype, nullability, range or categories, and role; the features and dropped columns."
+                 task_reason: str | None = None, drop_missing_above: float | None = None) -> dict:
+    """The schema of `df`: per column its kind, dtype, nullability, range or categories, and role; the features and dropped columns.
+    `drop_missing_above`: a feature with a larger share of missing values is not used (`role: mostly_empty`)."""
     if target not in df.columns:
         raise KeyError(f"project.target: column {target!r} not in the data; columns are {list(df.columns)}")
     cols, dropped = {}, {}
@@ -105,6 +115,11 @@ def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: 
             c.update(min=str(t.min()), max=str(t.max()))
         if name != target:
             c["role"], why = column_role(str(name), s, kind, max_categories)
+            if c["role"] in ("feature", "text") and drop_missing_above is not None:
+                share = missing_share(s)
+                if share > drop_missing_above:
+                    c["role"], c["missing_share"] = "mostly_empty", round(share, 4)
+                    why = f"{share:.1%} of the values missing (above validate.max_missing_share = {drop_missing_above:g})"
             if c["role"] not in ("feature", "text"): dropped[str(name)] = f"{c['role']}: {why}"
             elif why: c["role_reason"] = why
         cols[str(name)] = c
@@ -129,6 +144,14 @@ test_eq(_ws["features"], ["when", "note", "v"])
 test_eq({k: v.split(":")[0] for k, v in _ws["dropped"].items()}, {"row_id": "identifier", "code": "identifier", "k": "constant", "gone": "empty"})
 test_eq((_ws["columns"]["when"]["kind"], _ws["columns"]["note"]["role"]), ("datetime", "text"))
 test_eq(_ws["columns"]["when"]["min"], "2024-01-01 00:00:00")
+_sparse = pd.DataFrame({"x": np.arange(40.0), "rare": [1.0, 2.0, 3.0] + [None] * 37, "blank": ["a", "b", "c"] + ["", " "] * 18 + [None],
+                        "y": [0, 1] * 20})
+test_eq(missing_share(_sparse["blank"]), 37 / 40)                       # blank text counts as missing
+_ss = infer_schema(_sparse, "y", drop_missing_above=0.2)
+test_eq(_ss["features"], ["x"])
+test_eq((_ss["columns"]["rare"]["role"], _ss["columns"]["rare"]["missing_share"]), ("mostly_empty", 0.925))
+assert _ss["dropped"]["blank"].startswith("mostly_empty: 92.5% of the values missing")
+test_eq(infer_schema(_sparse, "y")["features"], ["x", "rare", "blank"])   # without the limit: kept, imputed
 
 # %% [markdown]
 ## Checking data against the schema
@@ -159,27 +182,52 @@ value and the limit; a failed `warning` gate is written to `validation.json` (th
 and the run goes on; `off` skips it. The target gates (present, not constant) and "at least one usable
 feature" are always errors.
 
+A feature with too many missing values is not a reason to stop: imputation exists for missing features. The
+missing-share gate's default level is `drop`: such a column is left out of the features (`role: mostly_empty`
+in the schema, reported as a warning and on the front page); `warning` keeps it (imputed) and reports it,
+`error` is the strict contract. A missing target stays an error.
+
+Cross-validation needs every class in every fold: when the smallest class would have fewer rows in the
+training split (its share, `1 - test - valid - batch`) than `train.cv_folds`, the `cv_folds` gate says so here,
+naming the class and its count, before any model is trained. At level `warning` the train step lowers the
+folds to what the data allows and prints that it did.
+
 # %% [code]
 #| export
 class DataQualityError(ValueError):
     "The data failed one or more data-quality gates."
 
-GATE_LEVELS = {"missing": "error", "rows_per_class": "error", "duplicates": "warning", "min_rows": "error", "dropped_columns": "warning"}
+GATE_LEVELS = {"missing": "drop", "rows_per_class": "error", "duplicates": "warning", "min_rows": "error", "dropped_columns": "warning",
+               "cv_folds": "error"}
+
+def drops_mostly_empty(levels: dict | None) -> bool:
+    "Whether the missing-share gate's level (default `drop`) leaves mostly-empty feature columns out of the schema."
+    return {**GATE_LEVELS, **(levels or {})}["missing"] == "drop"
+
+def _cv_gate(y: pd.Series, train_share: float):
+    "The class with the fewest expected training rows, its rows, and those expected in the training split."
+    counts = y.value_counts()
+    cls = counts.idxmin()
+    return cls, int(counts.min()), int(np.floor(counts.min() * train_share))
 
 def quality_gates(df: pd.DataFrame, target: str, max_missing_share: float = 0.2, min_rows_per_class: int = 10,
                   max_duplicate_share: float = 0.05, schema: dict | None = None, min_rows: int = 20,
-                  levels: dict | None = None) -> list[dict]:
-    "Measure each gate; every result has gate, key, column, value, limit, passed and level ('error' or 'warning')."
+                  levels: dict | None = None, cv_folds: int | None = None, train_share: float | None = None) -> list[dict]:
+    """Measure each gate; every result has gate, key, column, value, limit, passed and level ('error' or 'warning').
+    With `cv_folds` and `train_share` (classification): whether every class has enough rows in the training split."""
     levels = {**GATE_LEVELS, **(levels or {})}
     bad = sorted(set(levels) - set(GATE_LEVELS))
     if bad: raise ValueError(f"validate.gate_levels: unknown gates {bad}; expected some of {sorted(GATE_LEVELS)}")
     for k, v in levels.items():
-        if v not in ("error", "warning", "off"): raise ValueError(f"validate.gate_levels.{k}: expected error, warning or off, got {v!r}")
+        ok = ("error", "warning", "off", "drop") if k == "missing" else ("error", "warning", "off")
+        if v not in ok: raise ValueError(f"validate.gate_levels.{k}: expected {', '.join(ok[:-1])} or {ok[-1]}, got {v!r}")
     out = []
-    def gate(key, name, column, value, limit, passed):
+    def gate(key, name, column, value, limit, passed, detail=None):
         lvl = levels.get(key, "error")
+        lvl = "warning" if lvl == "drop" else lvl         # the columns were dropped: what is left is reported
         if lvl != "off":
-            out.append({"gate": name, "key": key, "column": column, "value": value, "limit": limit, "passed": bool(passed), "level": lvl})
+            out.append({"gate": name, "key": key, "column": column, "value": value, "limit": limit, "passed": bool(passed), "level": lvl,
+                        **({"detail": detail} if detail else {})})
     y = df[target]
     gate("target", "target has no missing values", target, int(y.isna().sum()), 0, y.isna().sum() == 0)
     gate("target", "target is not constant", target, int(y.nunique()), 2, y.nunique() >= 2)
@@ -187,6 +235,14 @@ def quality_gates(df: pd.DataFrame, target: str, max_missing_share: float = 0.2,
     if schema is None or schema.get("task") != "regression":
         counts = y.value_counts()
         if len(counts): gate("rows_per_class", "rows per class", target, int(counts.min()), min_rows_per_class, counts.min() >= min_rows_per_class)
+        if len(counts) and cv_folds and train_share:
+            cls, n, k = _cv_gate(y.dropna(), train_share)
+            fit = max(min(k, cv_folds), 2)
+            gate("cv_folds", "training rows per class for cross-validation", target, k, cv_folds, k >= cv_folds,
+                 f"class {cls!r} has {n} rows, about {k} of them in the training split ({train_share:.0%} of the rows), "
+                 f"fewer than train.cv_folds = {cv_folds}: "
+                 + (f"set train.cv_folds to {fit} or less, " if k >= 2 else "")
+                 + "gather more rows of that class, or give the training split a larger share (split.*_size)")
     feats = schema["features"] if schema else [c for c in df.columns if c != target]
     for name, share in df[feats].isna().mean().items():
         gate("missing", "share of missing values", str(name), round(float(share), 4), max_missing_share, share <= max_missing_share)
@@ -202,8 +258,9 @@ def raise_on_failed(gates: list[dict], source: str = "data", schema: dict | None
     "Raise DataQualityError listing every failed error-level gate."
     failed = [g for g in gates if not g["passed"] and g["level"] == "error"]
     if failed:
-        lines = [f"- {g['gate']}: column {g['column']!r} measured {g['value']}, limit {g['limit']}" if g["column"] is not None
-                 else f"- {g['gate']}: measured {g['value']}, limit {g['limit']}" for g in failed]
+        lines = [(f"- {g['gate']}: column {g['column']!r} measured {g['value']}, limit {g['limit']}" if g["column"] is not None
+                  else f"- {g['gate']}: measured {g['value']}, limit {g['limit']}") + (f" ({g['detail']})" if g.get("detail") else "")
+                 for g in failed]
         if schema and any(g["key"] == "features" for g in failed):
             lines.append("  (no usable feature; dropped: " + "; ".join(f"{k}: {v}" for k, v in schema.get("dropped", {}).items()) + ")")
         raise DataQualityError(f"{source} failed {len(failed)} data-quality gate(s):\n" + "\n".join(lines))
@@ -211,12 +268,12 @@ def raise_on_failed(gates: list[dict], source: str = "data", schema: dict | None
 def failed_warnings(gates: list[dict]) -> list[str]:
     "One line per failed warning-level gate."
     return [f"{g['gate']}: " + (f"column {g['column']!r} " if g["column"] is not None else "") + f"measured {g['value']}, limit {g['limit']}"
-            for g in gates if not g["passed"] and g["level"] == "warning"]
+            + (f" ({g['detail']})" if g.get("detail") else "") for g in gates if not g["passed"] and g["level"] == "warning"]
 
 # %% [code]
 _g = quality_gates(_df, "y", max_missing_share=0.5, min_rows_per_class=1, min_rows=3)
 assert all(g["passed"] for g in _g if g["level"] == "error")
-_g = quality_gates(_df, "y", max_missing_share=0.1, min_rows_per_class=1, min_rows=3)
+_g = quality_gates(_df, "y", max_missing_share=0.1, min_rows_per_class=1, min_rows=3, levels={"missing": "error"})
 test_fail(lambda: raise_on_failed(_g, "raw.parquet"), contains="column 'x' measured 0.3333, limit 0.1")
 test_fail(lambda: raise_on_failed(quality_gates(_df.assign(y="p"), "y", 1, 1, min_rows=1)), contains="target is not constant")
 _g = quality_gates(_df, "y", 0.1, 1, min_rows=3, levels={"missing": "warning"})
@@ -224,6 +281,13 @@ raise_on_failed(_g)                                                     # a warn
 test_eq(failed_warnings(_g), ["share of missing values: column 'x' measured 0.3333, limit 0.1"])   # ...it is reported
 test_eq([g["key"] for g in quality_gates(_df, "y", 0.1, 1, min_rows=3, levels={"missing": "off"})], ["target", "target", "min_rows", "rows_per_class", "duplicates"])
 test_fail(lambda: quality_gates(_df, "y", levels={"nope": "error"}), contains="unknown gates ['nope']")
+test_fail(lambda: quality_gates(_df, "y", levels={"duplicates": "drop"}), contains="expected error, warning or off, got 'drop'")
+assert drops_mostly_empty(None) and not drops_mostly_empty({"missing": "error"})
+_few = pd.DataFrame({"x": range(40), "y": ["a"] * 32 + ["b"] * 8})       # 8 rows of "b": about 3 in a 45% training split
+_g = quality_gates(_few, "y", min_rows_per_class=1, min_rows=3, cv_folds=5, train_share=0.45)
+test_fail(lambda: raise_on_failed(_g), contains="class 'b' has 8 rows, about 3 of them in the training split (45% of the rows), "
+          "fewer than train.cv_folds = 5: set train.cv_folds to 3 or less")
+assert all(g["passed"] for g in quality_gates(_few, "y", min_rows_per_class=1, min_rows=3, cv_folds=3, train_share=0.45))
 _only = pd.DataFrame({"id": range(30), "k": 1, "y": [0, 1, 2] * 10})
 _os = infer_schema(_only, "y")
 test_fail(lambda: raise_on_failed(quality_gates(_only, "y", schema=_os, min_rows_per_class=1), schema=_os), contains="no usable feature")
@@ -293,9 +357,15 @@ raw = pd.read_parquet(require(raw_file, "run `mlops-nb step ingest` first"))
 manifest = read_json(Path(raw_dir)/"manifest.json") if (Path(raw_dir)/"manifest.json").exists() else {}
 same_target = manifest.get("target") == target
 schema = infer_schema(raw, target, max_categories, task=manifest.get("task") if same_target else None,
-                      task_reason=manifest.get("task_reason") if same_target else None)
+                      task_reason=manifest.get("task_reason") if same_target else None,
+                      drop_missing_above=max_missing_share if drops_mostly_empty(gate_levels) else None)
+# too little data for cross-validation is said here, where it can be acted on: train.cv_folds and the split shares
+later = load_params("params.yaml")
+cv_folds, shares = later.get("train", {}).get("cv_folds"), [later.get("split", {}).get(f"{k}_size") for k in ("test", "valid", "batch")]
+train_share = 1 - sum(shares) if None not in shares else None
+if cv_folds is None or train_share is None: print("note: train.cv_folds or a split share is not in params.yaml; the cross-validation gate is skipped")
 gates = quality_gates(raw, target, max_missing_share, min_rows_per_class, max_duplicate_share, schema=schema,
-                      min_rows=min_rows, levels=gate_levels)
+                      min_rows=min_rows, levels=gate_levels, cv_folds=cv_folds, train_share=train_share)
 warnings = failed_warnings(gates)
 write_json({"data_sha256": frame_sha256(raw), "gates": gates, "warnings": warnings,
             "passed": not any(not g["passed"] and g["level"] == "error" for g in gates)}, validation_path)
@@ -306,12 +376,18 @@ write_json(schema, schema_path)
 print(f"task: {schema['task']} ({schema['task_reason']})")
 print(f"features: {len(schema['features'])}; not used: {schema['dropped'] or 'none'}")
 for w in warnings: print(f"warning: {w}")
+dup = next((g for g in gates if g["key"] == "duplicates"), None)
+if dup and not dup["passed"]: print(f"note: repeated rows are kept (wrangle.drop_duplicates: false); {dup['value']:.1%} of the rows repeat an earlier one")
 profile = profile_report(raw, profile_path, title=f"Profile of {raw_file}", minimal=profile_minimal,
                          sample_rows=profile_sample_rows, seed=seed, interactions=profile_interactions)
+rows = row_flow(len(raw), len(raw), with_target=int(raw[target].notna().sum()),
+                duplicates=int(raw.duplicated().sum()))   # validate removes nothing; it measures
 record_step(lineage_dir, "validate", {"target": target, "max_missing_share": max_missing_share, "min_rows_per_class": min_rows_per_class,
-                                      "max_duplicate_share": max_duplicate_share, "min_rows": min_rows, "gate_levels": gate_levels},
+                                      "max_duplicate_share": max_duplicate_share, "min_rows": min_rows, "gate_levels": gate_levels,
+                                      "cv_folds": cv_folds, "train_share": train_share},
             inputs=[raw_file], outputs=[schema_path, validation_path, profile_path],
             metrics={"gates_failed": sum(not g["passed"] and g["level"] == "error" for g in gates), "warnings": len(warnings),
-                     "features": len(schema["features"])}, profile=profile)
+                     "features": len(schema["features"])}, profile=profile, rows=rows,
+            mostly_empty={c: v["missing_share"] for c, v in schema["columns"].items() if v.get("role") == "mostly_empty"})
 pd.DataFrame(gates)
 

@@ -19,7 +19,7 @@ from mlops_nb.core import frame_sha256
 from fastcore.test import test_eq, test_fail
 import os
 from pathlib import Path
-from mlops_nb.core import find_root, read_json, record_step, require, write_json, write_parquet
+from mlops_nb.core import find_root, read_json, record_step, require, row_flow, write_json, write_parquet
 
 # %% [code] tags=['parameters']
 target: str = "species"  # the column to predict (project.target)
@@ -213,7 +213,8 @@ record_step(lineage_dir, "split", {"seed": seed, "method": used, "test_size": te
                                    "group_column": group_column, "time_column": time_column},
             inputs=[clean_path], outputs=[split_dir],
             metrics={**{f"rows_{k}": len(v) for k, v in splits.items()}, **{f"leaked_{k}": v for k, v in leaks.items()}},
-            splits=manifest["splits"])
+            splits=manifest["splits"],
+            rows=row_flow(len(df), sum(len(v) for v in splits.values()), splits={k: len(v) for k, v in splits.items()}))
 print(f"method: {used}; " + ", ".join(f"{k} {v['rows']} rows (sha256 {v['sha256'][:12]})" for k, v in manifest["splits"].items()))
 for pair, o in overlap.items(): print(f"warning: {o['rows']} rows of {pair.split('/')[1]} have the same features as rows of {pair.split('/')[0]}, e.g. {o['examples'][0]}")
 pd.DataFrame({k: v[target].value_counts() for k, v in splits.items()}) if schema["task"] != "regression" else pd.DataFrame(manifest["splits"]).T

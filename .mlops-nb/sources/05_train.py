@@ -26,7 +26,7 @@ from mlops_nb.wrangle import categorical_mask, feature_plan, make_preprocessor
 from fastcore.test import test_eq, test_fail
 import os
 from pathlib import Path
-from mlops_nb.core import find_root, read_json, record_step, require, save_model
+from mlops_nb.core import find_root, read_json, record_step, require, row_flow, save_model
 
 # %% [code] tags=['parameters']
 target: str = "species"  # the column to predict
@@ -228,6 +228,36 @@ _yr = 3 * _X.x + _rng.normal(scale=0.1, size=200)
 assert search_family(make_estimator("linear", "regression", ["x"], ["c"]), {}, _X, _yr, "regression", "r2", folds=3)["r2_mean"] > 0.95
 test_fail(lambda: search_family(make_estimator("linear", "binary", ["x"], []), {}, _X, _y, "binary", "r2"), contains="not a classification metric")
 
+# %% [markdown]
+### Enough rows for the folds
+
+Stratified cross-validation puts every class in every fold. The validate step already stops a run whose smallest
+class will have fewer training rows than `train.cv_folds` (its `cv_folds` gate, naming the class). When that gate
+is set to `warning`, the folds are lowered here to the smallest class's training rows, with a printed warning;
+fewer than 2 rows of a class cannot be cross-validated at all, and that is an error naming the class.
+
+# %% [code]
+#| export
+def usable_folds(y: pd.Series, folds: int, task: str, log=print) -> int:
+    "`folds`, or fewer when the smallest class has fewer rows (with a warning); an error naming the class below 2 rows."
+    if task_kind(task) != "classification": return folds
+    counts = pd.Series(y).value_counts()
+    cls, n = counts.idxmin(), int(counts.min())
+    if n >= folds: return folds
+    if n < 2: raise ValueError(f"train.cv_folds: class {cls!r} has {n} row in the training split; cross-validation needs "
+                               "at least 2 rows of every class (gather more rows of it, or leave it out of the data)")
+    log(f"warning: class {cls!r} has {n} rows in the training split, fewer than train.cv_folds = {folds}; "
+        f"cross-validating with {n} folds instead")
+    return n
+
+# %% [code]
+_seen = []
+test_eq(usable_folds(pd.Series(["a"] * 9 + ["b"] * 3), 5, "multiclass", log=_seen.append), 3)
+assert "class 'b' has 3 rows" in _seen[0] and "with 3 folds" in _seen[0]
+test_eq(usable_folds(pd.Series(["a"] * 9 + ["b"] * 5), 5, "binary"), 5)
+test_eq(usable_folds(pd.Series(np.arange(4.0)), 5, "regression"), 5)
+test_fail(lambda: usable_folds(pd.Series(["a"] * 9 + ["b"]), 5, "binary"), contains="class 'b' has 1 row")
+
 # %% [code]
 #| export
 def select_best(results: dict, metric: str, tol: float = 1e-9) -> str:
@@ -354,16 +384,21 @@ os.chdir(find_root())
 train = pd.read_parquet(require(Path(split_dir)/"train.parquet", "run `mlops-nb step split` first"))
 schema = read_json(require(schema_path, "run `mlops-nb step validate` first"))
 X, y = train.drop(columns=[target]), train[target]
-model, chosen, results, plan = train_candidates(X, y, schema, candidates, primary_metric, spaces, cv_folds, search_iter, search,
+folds = usable_folds(y, cv_folds, schema["task"])
+model, chosen, results, plan = train_candidates(X, y, schema, candidates, primary_metric, spaces, folds, search_iter, search,
                                                 seed, time_budget_s, min_search_rows, dask_scheduler)
 save_model(model, model_path)
-settings = {"cv_folds": cv_folds, "search": search, "search_iter": search_iter, "time_budget_s": time_budget_s,
+refit = plan[chosen].get("refit_rows", len(X))
+rows = row_flow(len(X), len(X), refit_rows=refit, search_rows={f: p["rows"] for f, p in plan.items()})   # sampled, not removed
+if refit < len(X): print(f"warning: the time budget allowed a refit on {refit} of the {len(X)} training rows "
+                         "(a stratified sample); raise train.time_budget_s to train on all of them")
+settings = {"cv_folds": cv_folds, "cv_folds_used": folds, "search": search, "search_iter": search_iter, "time_budget_s": time_budget_s,
             "spaces": spaces, "candidates": candidates, "dask_scheduler": dask_scheduler}
 log_training(train_live_dir, results, chosen, plan, settings, primary_metric, schema["task"])
 record_step(lineage_dir, "train", {"seed": seed, "primary_metric": primary_metric, **settings},
             inputs=[Path(split_dir)/"train.parquet", schema_path], outputs=[model_path],
             metrics={"chosen": chosen, "tuned": results[chosen]["params"],
                      **{f"cv_{k}": v for k, v in results[chosen].items() if k.endswith("_mean") or k.endswith("_std")}},
-            budget_plan=plan)
+            budget_plan=plan, rows=rows)
 pd.DataFrame(results).T.drop(columns=["fold_scores"]).round(4)
 
