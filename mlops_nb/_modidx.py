@@ -149,7 +149,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'mlops_nb.pipeline._outputs_summary': ('pipeline.html#_outputs_summary', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._peak_rss_mib': ('pipeline.html#_peak_rss_mib', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._prepare_dirs': ('pipeline.html#_prepare_dirs', 'mlops_nb/pipeline.py'),
-                                   'mlops_nb.pipeline._show_dvc_errors': ('pipeline.html#_show_dvc_errors', 'mlops_nb/pipeline.py'),
+                                   'mlops_nb.pipeline._relay_dvc': ('pipeline.html#_relay_dvc', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline.dvc_env': ('pipeline.html#dvc_env', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline.notebook_parameters': ('pipeline.html#notebook_parameters', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline.resolve_step': ('pipeline.html#resolve_step', 'mlops_nb/pipeline.py'),

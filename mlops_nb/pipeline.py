@@ -13,7 +13,7 @@ from .params import notebook_spec, parameter_spec, validate_params
 from .report import build_index, render_html, step_records   # the reports live in 92_report
 
 # %% auto #0
-__all__ = ['STEPS', 'STAGES', 'NOTEBOOKS_DIR', 'RUN_HEADING', 'KEEP_TAG', 'EXECUTOR_ENV', 'WARM_IMPORTS', 'StepFailed',
+__all__ = ['STEPS', 'STAGES', 'NOTEBOOKS_DIR', 'RUN_HEADING', 'KEEP_TAG', 'EXECUTOR_ENV', 'WARM_IMPORTS', 'ADVICE', 'StepFailed',
            'notebook_parameters', 'resolve_step', 'step_cells', 'step_notebook', 'run_step', 'WarmKernel', 'StepServer',
            'dvc_env', 'write_sources', 'RunLock', 'run_pipeline']
 
@@ -249,7 +249,7 @@ class StepServer:
             try: f.write(json.dumps(obj) + "\n"); f.flush()
             except OSError: pass                                   # the client went away (Ctrl-C): the run carries on
         req = json.loads(f.readline() or "{}")
-        send = self.log   # our progress is printed by the run itself; DVC's own chatter is not shown
+        send = self.log   # our progress is printed by the run itself, as it happens
         if Path(req.get("cwd", "")).resolve() != self.root.resolve():
             return write({"rc": 3, "error": "not this run's project"})   # the client then runs the step itself
         if req.get("command") == "report":
@@ -264,7 +264,6 @@ class StepServer:
             write({"rc": 130, "error": "interrupted"})
             if kernel: kernel.stop()
             raise
-        if error: print(f"mlops-nb step {req['step']}: error: {error}", file=sys.stderr, flush=True)
         write({"rc": rc, "error": error})
         self.warm = WarmKernel(self.root)                          # the next step's kernel boots while DVC records this one
         if kernel: kernel.stop()
@@ -322,22 +321,28 @@ class RunLock:
         import fcntl
         os.ftruncate(self.fd, 0); fcntl.flock(self.fd, fcntl.LOCK_UN); os.close(self.fd)
 
-def _show_dvc_errors(chatter):
-    "Print DVC's error and warning lines (what it says when a stage failed), not its progress or its advice."
-    chatter.seek(0)
-    for line in chatter:
-        if line.startswith(("ERROR", "WARNING")) or "error:" in line: print(line.rstrip(), file=sys.stderr)
+ADVICE = ("To track the changes with git", "To enable auto staging", "Use `dvc push`")
+
+def _relay_dvc(stream, out=None):
+    "Pass DVC's output on as it comes (its progress and errors), without its advice about git and remotes."
+    out, advice = out or sys.stdout, False
+    for line in stream:
+        if line.startswith(ADVICE): advice = True; continue
+        if advice and (not line.strip() or line[:1].isspace()): continue   # the advice's indented commands
+        advice = False
+        out.write(line); out.flush()
 
 def _dvc(root, args: list[str], log=print) -> int:
     "Run DVC in the project, serving its steps from this process; on Ctrl-C let the running step stop cleanly."
     cmd = [str(Path(sys.executable).parent/"dvc"), *args]
     if not Path(cmd[0]).exists(): cmd[0] = "dvc"
     server = StepServer(root, log=log)
-    chatter = tempfile.TemporaryFile(mode="w+")     # DVC's own output: its errors are shown, its advice is not
-    proc = subprocess.Popen(cmd, cwd=root, env={**dvc_env(), **server.env()}, stdout=chatter, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=root, env={**dvc_env(), **server.env(), "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    relay = threading.Thread(target=_relay_dvc, args=(proc.stdout,), daemon=True); relay.start()
     try:
         rc = server.serve_until(proc)
-        if rc: _show_dvc_errors(chatter)
+        relay.join(timeout=5)
         return rc
     except KeyboardInterrupt:   # a terminal's Ctrl-C reached DVC and the step too: give them time to clean up
         try: proc.wait(timeout=5)
@@ -347,7 +352,7 @@ def _dvc(root, args: list[str], log=print) -> int:
             except subprocess.TimeoutExpired: proc.kill(); proc.wait()
         raise
     finally:
-        server.close(); chatter.close()
+        server.close()
 
 def _outputs_summary(root, params, step: str) -> str:
     "The files a step wrote, from its lineage record, folded by folder: `data/processed/ (4 files)`."
