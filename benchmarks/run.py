@@ -195,6 +195,7 @@ def fixed_costs(done_project: Path) -> dict:
         h = sh([PY, "-c", RENDER, nb, done_project.parent/"render_check.html"])[0].stdout.split()
         out["html"] = {"import_nbconvert_s": float(h[0]), "render_05_train_s": float(h[1])}
     _, noop = sh([BIN/"dvc", "repro"], cwd=done_project)
+    out["mlops_nb_run_noop_s"] = round(min(sh([BIN/"mlops-nb", "run"], cwd=done_project)[1] for _ in range(3)), 3)
     _, status = sh([BIN/"dvc", "status"], cwd=done_project)
     out["dvc"] = {"repro_nothing_to_do_s": round(noop, 3), "status_s": round(status, 3)}
     return out
@@ -307,10 +308,32 @@ def stored() -> dict:
     return out
 
 
+def targets(res: dict) -> list[dict]:
+    "Each target of issue 18 with the value this run measured and whether it is met (None: not measured in this run)."
+    o, sc, sv = res.get("overhead") or {}, res.get("scale") or {}, res.get("serving") or {}
+    ev = lambda n: ((sc.get(str(n)) or {}).get("stages") or {}).get("evaluate", {}).get("wall_s")
+    rows = [("overhead per step vs the plain process (s)", o.get("overhead_per_step_s"), 1.0),
+            ("mlops-nb run --force / plain process (x)", o.get("ratio"), 1.4),
+            ("evaluate on the bundled data, stage wall (s)", ((o.get("per_step") or {}).get("evaluate") or {}).get("stage_wall_s"), 5.0),
+            ("evaluate at 1M rows, stage wall (s)", ev(1_000_000), 15.0),
+            ("no-op `mlops-nb run` (s, best of 3)", (o.get("fixed_costs") or {}).get("mlops_nb_run_noop_s"), 1.0),
+            ("10M x 20 rows, whole pipeline (s)", (sc.get("10000000") or {}).get("wall_s"), 900.0)]
+    out = [{"target": t, "value": v, "limit": f"<= {lim:g}", "met": None if v is None else v <= lim} for t, v, lim in rows]
+    b = sv.get("batch") or {}
+    r = b.get("ratio_to_raw")
+    out.append({"target": "batch scoring into SQLite / raw predict", "value": r, "limit": ">= 0.8", "met": None if r is None else r >= 0.8})
+    out.append({"target": "the test command (s)", "value": None, "limit": "<= 900", "met": None})
+    return out
+
+
 def markdown(res: dict) -> str:
     L = [f"# mlops-nb benchmarks", "", f"{res['when']} on {res['machine']['cpu_count']} cores, {res['machine']['memory_gib']} GiB; "
          f"load average at start {res['load_average_at_start']} (a shared machine: figures vary run to run).", "",
          f"Command: `{res['command']}` ({res['wall_s']:.0f} s).", ""]
+    if res.get("targets"):
+        L += ["## Targets (issue 18)", "", "| target | measured | limit | met |", "|---|---|---|---|"]
+        L += [f"| {t['target']} | {'not measured' if t['value'] is None else t['value']} | {t['limit']} | "
+              f"{'not measured' if t['met'] is None else 'met' if t['met'] else 'NOT met'} |" for t in res["targets"]] + [""]
     o = res.get("overhead")
     if o:
         L += ["## Pipeline overhead (bundled data)", "",
@@ -398,6 +421,7 @@ def main(argv=None):
             project = work/"nb" if (work/"nb/models/package/current.json").exists() else REPO
             res["serving"] = serving(work, project, a.serve_rows or (50_000 if a.quick else 300_000), a.requests or (500 if a.quick else 2000), a.timeout)
         res["stored"] = stored()
+        res["targets"] = targets(res)
     finally:
         res["wall_s"] = round(time.perf_counter() - t0, 1)
         res["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]

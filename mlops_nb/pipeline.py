@@ -13,9 +13,9 @@ from .params import STEP_NOTEBOOKS, notebook_spec, parameter_spec, validate_para
 from .report import build_index, render_html, step_records   # the reports live in 92_report
 
 # %% auto #0
-__all__ = ['STEPS', 'STAGES', 'NOTEBOOKS_DIR', 'EXECUTOR_ENV', 'WARM_IMPORTS', 'StepFailed', 'notebook_parameters',
-           'resolve_step', 'run_step', 'WarmKernel', 'StepServer', 'dvc_env', 'write_sources', 'RunLock',
-           'run_pipeline']
+__all__ = ['STEPS', 'STAGES', 'NOTEBOOKS_DIR', 'RUN_HEADING', 'KEEP_TAG', 'EXECUTOR_ENV', 'WARM_IMPORTS', 'ADVICE', 'StepFailed',
+           'notebook_parameters', 'resolve_step', 'step_cells', 'step_notebook', 'run_step', 'WarmKernel', 'StepServer',
+           'dvc_env', 'write_sources', 'RunLock', 'run_pipeline']
 
 # %% ../notebooks/90_pipeline.ipynb #fa6db7ef
 STEPS = STEP_NOTEBOOKS   # step -> notebook, in order: defined once, in 89_params
@@ -37,6 +37,44 @@ def resolve_step(step: str, params: dict, nb_path) -> dict:
         raise ParamsError(f"params.yaml: {', '.join(f'{step}.{k}' for k in unknown)} is not a parameter of "
                           f"{Path(nb_path).name}; its parameters are {sorted(declared)}")
     return {k: v for k, v in step_params(params, step).items() if k in declared}
+
+# %% ../notebooks/90_pipeline.ipynb #b1d000f8
+RUN_HEADING = "## Run"
+KEEP_TAG = "step"
+
+def _is_import_only(src: str) -> bool:
+    import ast
+    body = "\n".join(l for l in src.splitlines() if not l.lstrip().startswith(("#|", "%", "!")))
+    try: tree = ast.parse(body)
+    except SyntaxError: return False
+    return bool(tree.body) and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in tree.body)
+
+def step_cells(nb) -> list:
+    """The cells a pipeline step executes: the `#| export` cells (the library the Run section calls), the `parameters`
+    cell, the cells that only import, cells tagged `step`, and everything from the `## Run` heading on. The examples
+    and tests between the definitions are skipped: nbval runs them. A notebook without a `## Run` heading runs whole."""
+    cells = list(nb.cells)
+    run = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"
+                and c.source.strip().splitlines()[:1] == [RUN_HEADING]), None)
+    if run is None: return cells
+    def keep(c) -> bool:
+        if c.cell_type != "code": return True
+        tags = c.get("metadata", {}).get("tags", [])
+        first = c.source.lstrip().splitlines()[:1]
+        directive = first and first[0].replace(" ", "").startswith(("#|export", "#|default_exp"))
+        return bool(directive) or "parameters" in tags or KEEP_TAG in tags or _is_import_only(c.source)
+    return [c for i, c in enumerate(cells) if i >= run or keep(c)]
+
+def step_notebook(nb_path, dest) -> Path:
+    "Write `nb_path` with only its `step_cells` to `dest`, for papermill; its metadata says what was left out."
+    import nbformat
+    nb = nbformat.read(str(nb_path), as_version=4)
+    kept = step_cells(nb)
+    nb.metadata["mlops_nb"] = {"source": Path(nb_path).name, "skipped_cells": len(nb.cells) - len(kept),
+                               "rule": "examples and tests skipped in pipeline runs (nbval runs them)"}
+    nb.cells = kept
+    nbformat.write(nb, str(dest))
+    return Path(dest)
 
 # %% ../notebooks/90_pipeline.ipynb #c3c37c9f
 def _prepare_dirs(root: Path, params: dict):
@@ -100,8 +138,8 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print, km=N
     _prepare_dirs(root, params)
     steps_dir = root/params["paths"].get("steps_dir", "reports/steps")
     out, page = steps_dir/f"{STEPS[step]}.ipynb", steps_dir/f"{STEPS[step]}.html"
-    i = STAGES.index(step) + 1
-    log(f"[{i}/{len(STAGES)}] {step}: running {nb.relative_to(root)}"); sys.stdout.flush()
+    i = list(STEPS).index(step) + 1   # the counter counts the steps, as the run's summary does
+    log(f"[{i}/{len(STEPS)}] {step}: running {nb.relative_to(root)}"); sys.stdout.flush()
     env_before = os.environ.get("YDATA_PROFILING_NO_ANALYTICS")
     os.environ["YDATA_PROFILING_NO_ANALYTICS"] = "True"   # inherited by the kernel: no analytics call
     started, t0 = now_utc(), time.perf_counter()
@@ -121,13 +159,14 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print, km=N
             except Exception: pass   # a measurement must never disturb the step
             if time.perf_counter() - last >= 30:
                 last = time.perf_counter()
-                log(f"[{i}/{len(STAGES)}] {step}: running, {last - t0:.0f} s elapsed"); sys.stdout.flush()
+                log(f"[{i}/{len(STEPS)}] {step}: running, {last - t0:.0f} s elapsed"); sys.stdout.flush()
     threading.Thread(target=heartbeat, daemon=True).start()
     fd, tmp = tempfile.mkstemp(prefix=f".{nb.stem}.", suffix=".ipynb", dir=steps_dir); os.close(fd)
+    source = step_notebook(nb, Path(tmp).with_suffix(".step.ipynb"))   # definitions, parameters, Run section
     interrupted = False
     try:
         kernel = {"km": km} if km is not None else {"kernel_manager_class": _ipc_kernel_manager()}
-        pm.execute_notebook(str(nb), tmp, parameters=values, cwd=str(root), kernel_name="python3",
+        pm.execute_notebook(str(source), tmp, parameters=values, cwd=str(root), kernel_name="python3",
                             progress_bar=False, log_output=False, **kernel)
     except KeyboardInterrupt as e:
         error, interrupted = _explain(e, None), True
@@ -136,6 +175,7 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print, km=N
     finally:   # keep the executed notebook, failed or not; never a half-written one
         done.set()
         if timer: timer.cancel()
+        source.unlink(missing_ok=True)
         if os.path.getsize(tmp) > 0: os.replace(tmp, out)
         else: os.remove(tmp)
     if env_before is None: os.environ.pop("YDATA_PROFILING_NO_ANALYTICS", None)
@@ -146,12 +186,12 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print, km=N
         try: render_html(out, page, problem=error)
         except Exception as e:   # a page we cannot render must not hide the step's outcome
             record["html_error"] = f"{type(e).__name__}: {e}"
-            log(f"[{i}/{len(STAGES)}] {step}: could not render {page.name}: {record['html_error']}")
+            log(f"[{i}/{len(STEPS)}] {step}: could not render {page.name}: {record['html_error']}")
     write_json(record, steps_dir/f"{step}.json")
     if interrupted: raise KeyboardInterrupt(f"step {step} interrupted")
     if error:
         raise StepFailed(f"step {step} {'failed' if status == 'failed' else status}: {error}\n  executed notebook: {page.relative_to(root)}")
-    log(f"[{i}/{len(STAGES)}] {step}: done in {record['seconds']:.1f} s")
+    log(f"[{i}/{len(STEPS)}] {step}: done in {record['seconds']:.1f} s")
     return record
 
 # %% ../notebooks/90_pipeline.ipynb #f2fd93b6
@@ -207,11 +247,11 @@ class StepServer:
             try: f.write(json.dumps(obj) + "\n"); f.flush()
             except OSError: pass                                   # the client went away (Ctrl-C): the run carries on
         req = json.loads(f.readline() or "{}")
-        send = lambda line="": write({"log": str(line)})
+        send = self.log   # our progress is printed by the run itself, as it happens
         if Path(req.get("cwd", "")).resolve() != self.root.resolve():
             return write({"rc": 3, "error": "not this run's project"})   # the client then runs the step itself
         if req.get("command") == "report":
-            send(f"report: {build_index(self.root)}")
+            build_index(self.root)
             return write({"rc": 0, "error": None})
         kernel, self.warm = self.warm, None
         rc, error = 0, None
@@ -281,14 +321,29 @@ class RunLock:
         import fcntl
         os.ftruncate(self.fd, 0); fcntl.flock(self.fd, fcntl.LOCK_UN); os.close(self.fd)
 
+ADVICE = ("To track the changes with git", "To enable auto staging", "Use `dvc push`")
+
+def _relay_dvc(stream, out=None):
+    "Pass DVC's output on as it comes (its progress and errors), without its advice about git and remotes."
+    out, advice = out or sys.stdout, False
+    for line in stream:
+        if line.startswith(ADVICE): advice = True; continue
+        if advice and (not line.strip() or line[:1].isspace()): continue   # the advice's indented commands
+        advice = False
+        out.write(line); out.flush()
+
 def _dvc(root, args: list[str], log=print) -> int:
     "Run DVC in the project, serving its steps from this process; on Ctrl-C let the running step stop cleanly."
     cmd = [str(Path(sys.executable).parent/"dvc"), *args]
     if not Path(cmd[0]).exists(): cmd[0] = "dvc"
     server = StepServer(root, log=log)
-    proc = subprocess.Popen(cmd, cwd=root, env={**dvc_env(), **server.env()})
+    proc = subprocess.Popen(cmd, cwd=root, env={**dvc_env(), **server.env(), "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    relay = threading.Thread(target=_relay_dvc, args=(proc.stdout,), daemon=True); relay.start()
     try:
-        return server.serve_until(proc)
+        rc = server.serve_until(proc)
+        relay.join(timeout=5)
+        return rc
     except KeyboardInterrupt:   # a terminal's Ctrl-C reached DVC and the step too: give them time to clean up
         try: proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -330,7 +385,7 @@ def run_pipeline(root=None, force: bool = False, wait: bool = False, log=print) 
                     f"{_outputs_summary(root, params, r['step'])}")
         verdict = ("interrupted: the running step was stopped; finished steps are kept, run again to resume" if interrupted
                    else "pipeline complete" if rc == 0 else "pipeline FAILED (see the step above); run again to resume from it")
-        log(f"\n{len(ran)} of {len(STAGES) - 1} steps ran, total {total:.1f} s; {verdict}")
+        log(f"\n{len(ran)} of {len(STEPS)} steps ran, total {total:.1f} s; {verdict}")
         index = root/"reports/index.html"
         if rc != 0 and records: build_index(root)   # the report links the failed step's notebook
         if index.exists(): log(f"report: {index}")

@@ -150,7 +150,7 @@ def test_ctrl_c_stops_the_run_cleanly_and_the_next_run_resumes(finished):
     champion = champion_loads(finished)
     lock_before = yaml.safe_load((finished/"dvc.lock").read_text())["stages"]["train"]
     proc = _start(finished, "--force")
-    seen = _wait_for(proc, "[5/11] train: running")
+    seen = _wait_for(proc, "[5/10] train: running")
     time.sleep(2)                                          # inside the notebook now
     os.killpg(proc.pid, signal.SIGINT)                     # what Ctrl-C in a terminal does: the whole process group
     rest, _ = proc.communicate(timeout=120)
@@ -168,7 +168,7 @@ def test_ctrl_c_stops_the_run_cleanly_and_the_next_run_resumes(finished):
 
 def test_two_runs_at_once_one_refuses_clearly_and_wait_queues(finished):
     first = _start(finished, "--force")
-    _wait_for(first, "[1/11] ingest: running")
+    _wait_for(first, "[1/10] ingest: running")
     second = run([tool("mlops-nb"), "run"], finished, check=False)
     assert second.returncode == 1
     assert "another `mlops-nb run` is running in this project (pid" in second.stderr
