@@ -29,12 +29,16 @@ def _report(a):
 
 def _serve(a):
     import uvicorn
-    from mlops_nb.serve import create_app
+    from mlops_nb.serve import TOKEN_ENV, check_listen, create_app
     root = find_root(a.project); cfg = load_params(root/"params.yaml"); P = cfg["paths"]
     host = a.host or cfg.get("serve", {}).get("host", "127.0.0.1"); port = a.port or cfg.get("serve", {}).get("port", 8000)
+    token = os.environ.get(TOKEN_ENV) or None          # never from params.yaml
+    check_listen(host, token, a.insecure_listen)
     log_db = a.log_db or root/P.get("prediction_log_db", "data/prediction_log.db")
-    app = create_app(a.package_dir or root/P["package_dir"], log_db=log_db)
-    print(f"serving {app.state.served.version} on http://{host}:{port} (prediction log: {log_db})", flush=True)
+    app = create_app(a.package_dir or root/P["package_dir"], log_db=log_db, token=token,
+                     reload_poll_s=cfg.get("serve", {}).get("reload_poll_s", 0.5))
+    print(f"serving {app.state.served.version} on http://{host}:{port} (prediction log: {log_db}; "
+          f"{'bearer token required' if token else 'no token: ' + TOKEN_ENV + ' is not set'})", flush=True)
     uvicorn.run(app, host=host, port=int(port), log_level="info", access_log=a.access_log)
     return 0
 
@@ -141,6 +145,56 @@ def _lab(a):
                             f"--ServerApp.ip={a.host}", "--ServerApp.open_browser=False" if a.no_browser else "--ServerApp.open_browser=True",
                             str(Path("notebooks"))], cwd=root)
 
+# %% ../notebooks/91_cli.ipynb #8158c8d8
+def _models(a):
+    import json
+    from mlops_nb import registry as reg
+    root = find_root(a.project); cfg = load_params(root/"params.yaml")
+    pkg = root/cfg["paths"]["package_dir"]
+    if a.action in ("promote", "rollback"):
+        if a.action == "promote":
+            e = reg.promote(a.version, root, force=a.force, why=a.why)
+            print(f"champion: {e['to']} (was {e['from']}){' FORCED' if e['forced'] else ''}: {e['why']}")
+        else:
+            e = reg.rollback(root, why=a.why)
+            print(f"champion: {e['to']} (rolled back from {e['from']})")
+        if (root/"reports"/"index.html").exists():    # the front page shows the history: bring it up to date
+            from mlops_nb.report import build_index
+            try: print(f"report: {build_index(root)}")
+            except Exception as err: print(f"the champion changed, but the report was not rebuilt: {err}", file=sys.stderr)
+        return 0
+    rows = reg.list_versions(pkg, cfg["project"].get("primary_metric", "balanced_accuracy"))
+    if a.json: print(json.dumps(rows, indent=1, default=str)); return 0
+    if not rows: print(f"no packaged versions in {pkg}: run `mlops-nb run` first"); return 0
+    print(f"{'':2}{'version':<32} {'created':<26} {'data sha256':<13} {'test ' + rows[0]['metric'] + ' (95% interval)':<38} accepted")
+    for r in rows:
+        mark = "* " if r["champion"] else "+ " if r["former_champion"] else "  "
+        ci = f" ({r['interval'][0]} to {r['interval'][1]})" if r["interval"] else ""
+        acc = {True: "yes", False: "no", None: "?"}[r["accepted"]] + (" (promoted by force)" if r["forced"] else "")
+        print(f"{mark}{r['version']:<32} {str(r['created']):<26} {str(r['data_sha256'])[:12]:<13} {str(r['test']) + ci:<38} {acc}"
+              + ("" if r["intact"] else "  TAMPERED: its model file does not match its recorded hash"))
+    print("* champion, + a former champion; `mlops-nb models promote VERSION`, `mlops-nb models rollback`")
+    return 0
+
+def _add_models(add):
+    "Register `mlops-nb models` (list), `models promote VERSION`, `models rollback`."
+    s = add("models", "list the packaged versions; promote one or roll back to the previous champion",
+            "List every packaged version (created, data hash, primary metric on test with its 95% interval, accepted, "
+            "champion, former champions); `promote VERSION` makes one the champion after the acceptance gates against the "
+            "current champion on the same test rows (--force overrides them, recorded as forced); `rollback` returns "
+            "to the previous champion. Every change goes to paths.package_dir/history.jsonl, and a running "
+            "`mlops-nb serve` follows it.")
+    s.add_argument("action", nargs="?", choices=["list", "promote", "rollback"], default="list", help="default: list")
+    s.add_argument("version", nargs="?", default=None, help="promote: the version (see `mlops-nb models`)")
+    s.add_argument("--force", action="store_true", help="promote: even if it fails an acceptance gate (recorded as forced)")
+    s.add_argument("--why", default=None, help="promote/rollback: the reason, for the history")
+    s.add_argument("--json", action="store_true", help="list: print JSON rows")
+    def run(a):
+        if a.action == "promote" and not a.version: raise ValueError("models promote: name the VERSION to promote (see `mlops-nb models`)")
+        if a.action != "promote" and a.version: raise ValueError(f"models {a.action}: takes no VERSION (got {a.version!r})")
+        return _models(a)
+    s.set_defaults(fn=run)
+
 # %% ../notebooks/91_cli.ipynb #c4a51ebf
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `mlops-nb`."
@@ -171,12 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("report", "build reports/index.html from the outputs of the last run"); s.set_defaults(fn=_report)
     s = add("serve", "serve the champion model over HTTP (FastAPI + uvicorn)",
             "Serve the champion model (paths.package_dir/current.json): GET /health, /metadata, /metrics; POST /predict. "
-            "Every prediction is logged for monitoring.")
+            "Every prediction is logged for monitoring. The service follows the champion without a restart (it checks "
+            "current.json every serve.reload_poll_s seconds, or on POST /admin/reload). With the environment variable "
+            "MLOPS_NB_TOKEN set, /predict, /metadata and /admin/reload need `Authorization: Bearer <token>`.")
     s.add_argument("--host", default=None, help="address to listen on (default: serve.host, 127.0.0.1)")
     s.add_argument("--port", type=int, default=None, help="port (default: serve.port)")
     s.add_argument("--package-dir", default=None, help="packaged models (default: paths.package_dir)")
     s.add_argument("--log-db", default=None, help="prediction log, a SQLAlchemy URL or a SQLite file path (default: paths.prediction_log_db)")
     s.add_argument("--access-log", action="store_true", help="print a line per request (off by default: it costs latency)")
+    s.add_argument("--insecure-listen", action="store_true",
+                   help="listen on a non-loopback --host without a token (MLOPS_NB_TOKEN unset): anyone who reaches it may predict")
     s.set_defaults(fn=_serve)
     s = add("predict", "score a CSV/Parquet batch into a database table",
             "Score a batch with the champion model, in chunks, into a database table (idempotent per row key).")
@@ -223,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     s.add_argument("--no-browser", action="store_true", help="do not open a browser")
     s.set_defaults(fn=_lab)
+    _add_models(add)
     return p
 
 def _relay(argv) -> int | None:

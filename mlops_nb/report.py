@@ -350,6 +350,7 @@ def build_index(root=None) -> Path:
 <h2 id="metrics">Model and metrics</h2>
 <p>Champion: <code>{_esc(cur.get('version', 'none'))}</code>{' (promoted ' + _esc(cur.get('promoted')) + ')' if cur.get('promoted') else ''}.
 This run's model: {verdict} (primary metric: <code>{_esc(acc.get('primary_metric', params['project'].get('primary_metric')))}</code>).</p>
+{_history_html(root, P)}
 <h3>Metrics with 95% bootstrap intervals</h3>{_metrics_html(withci, acc)}
 <h3 id="acceptance">Acceptance gates</h3>{_table(gates, ['gate', 'value', 'limit', 'result']) if gates else "<p class='muted'>Not run.</p>"}
 <h3>Candidates (cross-validation on the training split)</h3><div class="scroll">{_table(cand_rows, ['candidate', *heads]) if cands else "<p class='muted'>Not trained.</p>"}</div>
@@ -393,3 +394,22 @@ def row_flow_section(root, params: dict, records: dict) -> str:
               for c, why in (schema.get("dropped") or {}).items()]
     if unused: html_ += "<h3>Columns not used as features</h3>" + _table(unused, ["column", "role", "why", "missing"])
     return html_
+
+# %% ../notebooks/92_report.ipynb #d6936b71
+def _history_html(root: Path, P: dict, last: int = 20) -> str:
+    "The last `last` changes of champion, newest first, from the registry's history file (unreadable lines skipped)."
+    from mlops_nb.registry import HISTORY_FILE
+    f = root/P["package_dir"]/HISTORY_FILE
+    changes = []
+    for line in (f.read_text().splitlines() if f.is_file() else []):
+        try: e = json.loads(line)
+        except ValueError: continue
+        if isinstance(e, dict): changes.append(e)
+    head = "<h3 id='history'>Champion history</h3>"
+    if not changes: return head + "<p class='muted'>No change of champion recorded yet.</p>"
+    rows = [[_esc(e.get("time")), f"<code>{_esc(e.get('from') or '-')}</code>", f"<code>{_esc(e.get('to'))}</code>",
+             _esc(e.get("action")), _esc(e.get("why")), "<b class='bad'>forced</b>" if e.get("forced") else "no"]
+            for e in reversed(changes[-last:])]
+    more = f" <span class='muted'>(the last {last} of {len(changes)})</span>" if len(changes) > last else ""
+    return f"{head}<p>From <code>{_esc(P['package_dir'])}/{HISTORY_FILE}</code>, newest first{more}.</p>" + \
+        _table(rows, ["time", "from", "to", "action", "why", "gates overridden"])

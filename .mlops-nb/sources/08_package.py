@@ -182,7 +182,8 @@ def _champion_name(package_dir) -> str | None:
 
 def build_package(model_file, package_dir, name: str, schema: dict, metrics: dict, lineage: dict,
                   intervals: dict | None = None, X_check: pd.DataFrame | None = None) -> dict:
-    """Package `model_file` as a new version under `package_dir` and make it the champion; return its pointer.
+    """Package `model_file` as a new version under `package_dir` and make it the champion; return the champion's pointer.
+    A version packaged before is left as it is and the pointer is not moved (the registry may have promoted another since).
     The version is written to a temporary folder, flushed and renamed into place, and `current.json` is replaced last:
     an error at any point (a full disk, a folder that cannot be written) raises an OSError naming the folder and the
     file, and leaves the champion as it was."""
@@ -190,6 +191,7 @@ def build_package(model_file, package_dir, name: str, schema: dict, metrics: dic
     package_dir = Path(package_dir)
     version = model_version(name, model_file)
     final, old = package_dir/version, _champion_name(package_dir)
+    existed = (final/"model.skops").is_file()
     try:
         package_dir.mkdir(parents=True, exist_ok=True)
         if not final.exists():
@@ -207,6 +209,8 @@ def build_package(model_file, package_dir, name: str, schema: dict, metrics: dic
                 _fsync(package_dir)
             finally:
                 if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+        if existed and old is not None:   # packaged before: a re-run must not undo a promote or rollback made since
+            return read_json(package_dir/"current.json")
         pointer = {"version": version, "path": str(final), "model_sha256": file_sha256(final/"model.skops"), "promoted": now_utc()}
         write_json(pointer, package_dir/"current.json")
     except OSError as e:
@@ -224,6 +228,10 @@ with _tf.TemporaryDirectory() as d:
     test_eq(current_package(Path(d)/"pkg").name, p["version"])
     test_eq(sorted(f.name for f in current_package(Path(d)/"pkg").iterdir()), ["lineage.json", "model.skops", "model_card.md", "schema.json"])
     test_eq(load_package(current_package(Path(d)/"pkg")).predict([[1.0]]).tolist(), ["b"])
+    _p3 = build_package(save_model(LogisticRegression(C=0.3).fit([[0.0], [1.0]], ["a", "b"]), Path(d)/"m3.skops"), Path(d)/"pkg",
+                        "demo", schema, {"test": {"accuracy": 1.0}}, lin)
+    test_eq(build_package(m, Path(d)/"pkg", "demo", schema, {}, lin)["version"], _p3["version"])   # packaged before: not re-promoted
+    write_json(p, Path(d)/"pkg"/"current.json")
     with open(current_package(Path(d)/"pkg")/"model.skops", "ab") as f: f.write(b"x")      # tamper with it
     test_fail(lambda: load_package(current_package(Path(d)/"pkg")), contains="does not match the recorded")
     (Path(d)/"bad.skops").write_bytes(b"junk")

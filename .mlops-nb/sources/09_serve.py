@@ -38,6 +38,7 @@ predictions_table: str = "predictions"  # table of predictions_db the batch goes
 lineage_dir: str = "reports/lineage"    # where this step's lineage record goes
 host: str = "127.0.0.1"                 # address `mlops-nb serve` listens on
 port: int = 8000                        # port `mlops-nb serve` listens on
+reload_poll_s: float = 0.5              # `mlops-nb serve` checks current.json this often and follows a new champion
 
 # %% [markdown]
 ## Checking inputs against the schema
@@ -483,6 +484,126 @@ its type and a bad payload gets a 422 naming the field. It serves `POST /predict
 histogram, the distribution of predictions, the prediction log's queue). Each predicted row goes to the
 prediction log. `mlops-nb serve` runs it under uvicorn on 127.0.0.1.
 
+# %% [markdown]
+## Following the champion, and who may ask
+
+A service keeps answering while the champion changes. `Champion` holds the served version; `reload` loads the
+version `current.json` names in the caller's thread (the poller's or the admin request's, never a prediction
+request's), checks it (hash and trusted types, a prediction on probe rows, the same inputs as the served one) and
+swaps it in with one assignment. A request reads that reference once, so one version answers it whole; a version
+that fails a check is refused and the old one keeps serving. Each version writes its own rows to the prediction log.
+
+With a token (`MLOPS_NB_TOKEN`, never params.yaml) every route but `/health`, `/metrics` and the docs asks for it.
+Without one, `check_listen` refuses an address other than loopback unless told `insecure`.
+
+# %% [code]
+#| export
+TOKEN_ENV = "MLOPS_NB_TOKEN"   # the environment variable `mlops-nb serve` reads the bearer token from
+
+def check_listen(host: str, token: Optional[str], insecure: bool = False) -> None:
+    "Refuse to listen beyond the loopback address without a token, unless `insecure`."
+    import ipaddress
+    if token or insecure: return
+    try: loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError: loopback = host == "localhost"
+    if not loopback:
+        raise ValueError(f"--host {host}: refusing to serve beyond this machine without a token; set {TOKEN_ENV} to a "
+                         f"secret that clients send as `Authorization: Bearer <token>`, or pass --insecure-listen")
+
+class ReloadRefused(RuntimeError):
+    "The new champion could not be loaded or checked; the old version keeps serving."
+
+def _contract(served: "ServedModel") -> tuple:
+    "What the request model and the metrics are built from: features, their kinds, classifier or not."
+    return (tuple(served.features), tuple(served.schema["columns"][f]["kind"] for f in served.features), served.is_classifier)
+
+class _Live:
+    "One served version: its model, its schema checks and its prediction log, swapped together in one assignment."
+    __slots__ = ("served", "checks", "log")
+    def __init__(self, served, log): self.served, self.checks, self.log = served, _row_checks(served.schema), log
+
+class _Logs:
+    "The prediction logs of every version served so far, counted together for the metrics."
+    def __init__(self): self.all = []
+    pending = property(lambda self: sum(l.pending for l in self.all))
+    written = property(lambda self: sum(l.written for l in self.all))
+    dropped = property(lambda self: sum(l.dropped for l in self.all))
+    failures = property(lambda self: sum(l.failures for l in self.all))
+
+class Champion:
+    """The version a service answers with. `reload()` switches to the version `current.json` names (checked first,
+    refused with `ReloadRefused` if it fails); `watch(every)` polls the pointer's stat from a thread of its own."""
+    def __init__(self, package_dir, served: "ServedModel", log_db=None, fast: bool = True, on_swap=None, grace_s: float = 5.0):
+        self.package_dir, self.log_db, self.fast, self.on_swap, self.grace_s = Path(package_dir), log_db, fast, on_swap, grace_s
+        self.logs, self.last_error, self.switches = _Logs(), None, 0
+        self._lock, self._stop, self._thread, self._timers = threading.Lock(), threading.Event(), None, []
+        self._stamp = self._pointer_stamp()
+        self.live = _Live(served, self._open_log(served.version))
+
+    def _open_log(self, version: str):
+        if self.log_db is None: return None
+        log = PredictionLog(self.log_db, version)
+        self.logs.all.append(log)
+        return log
+
+    def _pointer_stamp(self):
+        import os
+        try: s = os.stat(self.package_dir/"current.json")
+        except OSError: return None
+        return (s.st_mtime_ns, s.st_size, s.st_ino)
+
+    def reload(self) -> dict:
+        "Serve the version current.json names, once loaded and checked; what changed (or ReloadRefused, nothing changed)."
+        with self._lock:
+            old, where = self.live.served, self.package_dir/"current.json"
+            try:
+                folder = current_package(self.package_dir); where = folder
+                if folder.name == old.folder.name and folder.resolve() == old.folder.resolve():
+                    return {"changed": False, "model_version": old.version}
+                new = ServedModel(folder, fast=self.fast)          # hash-checked, trusted types only
+                if _contract(new) != _contract(old):
+                    raise ValueError(f"it takes other inputs than {old.version} ({_contract(new)[:2]}); "
+                                     f"restart the service to serve it")
+                new.predict(_probe_rows(new.schema))               # it predicts, and its libraries are loaded
+                log = self._open_log(new.version)
+            except Exception as e:
+                self.last_error = f"{where}: {type(e).__name__}: {e}; still serving {old.version}"
+                raise ReloadRefused(self.last_error) from None
+            previous, self.live = self.live, _Live(new, log)
+            self.switches, self.last_error = self.switches + 1, None
+        if self.on_swap is not None: self.on_swap(new)
+        if previous.log is not None:    # requests that started before the swap may still log to it: close it later
+            t = threading.Timer(self.grace_s, previous.log.close); t.daemon = True; t.start(); self._timers.append(t)
+        return {"changed": True, "model_version": new.version, "previous": old.version}
+
+    def _watch(self, every: float):
+        import sys
+        while not self._stop.wait(every):
+            stamp = self._pointer_stamp()
+            if stamp == self._stamp: continue
+            self._stamp = stamp
+            try: self.reload()
+            except ReloadRefused as e: print(f"mlops-nb serve: {e}", file=sys.stderr, flush=True)
+
+    def watch(self, every: float) -> None:
+        "Check the pointer every `every` seconds in a background thread and follow it."
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, args=(every,), name="champion-watch", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        "Stop watching; write and close every prediction log."
+        self._stop.set()
+        if self._thread is not None: self._thread.join(10)
+        for t in self._timers: t.cancel()
+        for log in self.logs.all: log.close()
+
+# %% [code]
+check_listen("127.0.0.1", None); check_listen("::1", None); check_listen("localhost", None)
+check_listen("0.0.0.0", "s3cret"); check_listen("0.0.0.0", None, insecure=True)
+test_fail(lambda: check_listen("0.0.0.0", None), contains="--insecure-listen")
+test_fail(lambda: check_listen("10.1.2.3", ""), contains=TOKEN_ENV)
+
 # %% [code]
 #| export
 MAX_ROWS_PER_REQUEST = 10_000
@@ -523,12 +644,17 @@ class ServiceMetrics:
             lo, hi = t.get("min"), t.get("max")
             buckets = sorted(set(np.linspace(lo, hi, 11).round(6).tolist())) if lo is not None and hi is not None and hi > lo else Histogram.DEFAULT_BUCKETS
             self.values = Histogram("mlops_nb_prediction_value", "Predicted values (buckets span the training target range)", buckets=buckets, registry=r)
-        Gauge("mlops_nb_model_info", "The served model", ["model_version"], registry=r).labels(served.version).set(1)
+        self.info = Gauge("mlops_nb_model_info", "The served model", ["model_version"], registry=r)
+        self.info.labels(served.version).set(1)
         if log is not None:
             Gauge("mlops_nb_prediction_log_pending", "Requests waiting to be written to the prediction log", registry=r).set_function(lambda: log.pending)
             Gauge("mlops_nb_prediction_log_written", "Rows written to the prediction log", registry=r).set_function(lambda: log.written)
             Gauge("mlops_nb_prediction_log_dropped", "Rows the prediction log could not keep", registry=r).set_function(lambda: log.dropped)
             Gauge("mlops_nb_prediction_log_failures", "Failed attempts to write the prediction log", registry=r).set_function(lambda: log.failures)
+
+    def serving(self, version: str) -> None:
+        "The service switched to `version`."
+        self.info.clear(); self.info.labels(version).set(1)
 
     def predicted(self, preds: list, warned_columns=()) -> None:
         self.rows.inc(len(preds))
@@ -588,13 +714,17 @@ def _json_safe(v):
     return v
 
 def create_app(package_dir="models/package", log_db=None, fast: bool = True, max_rows: int = MAX_ROWS_PER_REQUEST,
-               threads: Optional[int] = 1):
+               threads: Optional[int] = 1, token: Optional[str] = None, reload_poll_s: Optional[float] = None):
     """The FastAPI app serving the champion under `package_dir`, logging predictions to `log_db` (a path or URL) if given.
     `threads` caps the process's OpenMP/BLAS threads (None: leave them): a service answers many small requests, and a
-    parallel region for one row waits on its slowest thread, which on a busy machine can stall for a time slice."""
+    parallel region for one row waits on its slowest thread, which on a busy machine can stall for a time slice.
+    `token`: `/predict`, `/metadata` and `/admin/reload` need `Authorization: Bearer <token>` (`/health` stays open).
+    `reload_poll_s`: check `current.json` this often and follow a new champion (None: only on `POST /admin/reload`)."""
 
     from contextlib import asynccontextmanager
-    from fastapi import Body, FastAPI, Header, Response
+    import hmac
+    from fastapi import Body, Depends, FastAPI, Header, HTTPException, Response
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
     from fastapi.responses import JSONResponse
     from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
@@ -605,8 +735,9 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     if threads is not None:                                    # ... so that the limit reaches them
         from threadpoolctl import threadpool_limits
         threadpool_limits(threads)
-    log = PredictionLog(log_db, served.version) if log_db is not None else None
-    metrics, checks = ServiceMetrics(served, log), _row_checks(served.schema)
+    champion = Champion(package_dir, served, log_db, fast)
+    log = champion.live.log
+    metrics = ServiceMetrics(served, champion.logs if log_db is not None else None)
     Row = request_model(served.schema)
     Label = str if served.is_classifier else float
 
@@ -621,12 +752,23 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
 
     @asynccontextmanager
     async def lifespan(app):
+        if reload_poll_s: champion.watch(reload_poll_s)
         yield
-        if log is not None: log.close()
+        champion.close()
 
     app = FastAPI(title="mlops-nb model service", version=served.version, lifespan=lifespan,
                   description=f"Predicts `{served.schema['target']}` ({served.task}) with model {served.version}.")
-    app.state.served, app.state.log, app.state.metrics = served, log, metrics
+    app.state.served, app.state.log, app.state.metrics, app.state.champion = served, log, metrics, champion
+    def swapped(new):
+        metrics.serving(new.version); app.state.served = new
+    champion.on_swap = swapped
+
+    bearer = HTTPBearer(auto_error=False)
+    async def authorized(cred: Annotated[Optional[HTTPAuthorizationCredentials], Depends(bearer)]):
+        if cred is None or not hmac.compare_digest(cred.credentials.encode(), token.encode()):
+            raise HTTPException(401, "a valid bearer token is required: Authorization: Bearer <token>",
+                                headers={"WWW-Authenticate": "Bearer"})
+    guard = [Depends(authorized)] if token else []
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc):
@@ -636,10 +778,21 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
         return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(errors))})
 
     @app.get("/health")
-    async def health() -> dict: return {"status": "ok", "model_version": served.version}
+    async def health() -> dict:
+        out = {"status": "ok", "model_version": champion.live.served.version}
+        if champion.last_error: out["reload_error"] = champion.last_error
+        return out
 
-    @app.get("/metadata")
+    @app.post("/admin/reload", dependencies=guard)
+    async def reload() -> dict:
+        "Serve the version current.json names now: loaded and checked first; refused (409) if it fails, the old one stays."
+        try: return await run_in_threadpool(champion.reload)
+        except ReloadRefused as e:
+            return JSONResponse(status_code=409, content={"detail": str(e), "model_version": champion.live.served.version})
+
+    @app.get("/metadata", dependencies=guard)
     async def metadata() -> dict:
+        served = champion.live.served
         return {"model_version": served.version, "task": served.task, "target": served.schema["target"],
                 "features": {f: served.schema["columns"][f]["kind"] for f in served.features}, "classes": served.classes,
                 "data_sha256": served.lineage.get("data", {}).get("data_sha256"), "metrics": served.lineage.get("metrics", {}),
@@ -649,9 +802,11 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     async def prometheus():
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/predict", response_model=Predictions, response_class=JSONResponse)
+    @app.post("/predict", response_model=Predictions, response_class=JSONResponse, dependencies=guard)
     async def predict(rows: Union[Row, Annotated[list[Row], Field(min_length=1, max_length=max_rows)]] = Body(...),
                       x_request_id: Annotated[Optional[str], Header(pattern=_REQUEST_ID)] = None):
+        live = champion.live              # one version answers the whole request, even if a swap happens meanwhile
+        served, checks, log = live.served, live.checks, live.log
         rows = rows if isinstance(rows, list) else [rows]
         data = [r.model_dump(by_alias=True) for r in rows]
         rid = x_request_id or uuid.uuid4().hex
@@ -667,7 +822,8 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
         metrics.predicted(preds, (c for c, _ in warned))
         if log is not None: log.log(rid, data, preds)
         return Response(json.dumps(body), media_type="application/json", headers={"x-request-id": rid})
-    app.add_middleware(_Instrument, metrics=metrics, paths=("/health", "/metadata", "/metrics", "/predict", "/openapi.json", "/docs"))
+    app.add_middleware(_Instrument, metrics=metrics, paths=("/health", "/metadata", "/metrics", "/predict", "/openapi.json", "/docs",
+                                                             "/admin/reload"))
     return app
 
 # %% [code]
@@ -689,6 +845,28 @@ with TestClient(create_app(_d/"pkg", log_db=_d/"served.db")) as _c:
     assert 'mlops_nb_predictions_total{label="p"} 2.0' in _m and "mlops_nb_request_latency_seconds_bucket" in _m, _m
 with sqlite3.connect(_d/"served.db") as _con:   # leaving the client shut the app down: the log is written
     test_eq(_con.execute("select request_id, prediction from prediction_log order by id").fetchall(), [(_r["request_id"], '"n"'), (_r["request_id"], '"p"'), ("abc", '"p"')])
+
+# %% [code]
+_m2 = Pipeline([("features", make_preprocessor(["x"], ["c"])), ("model", LogisticRegression(C=0.05))]).fit(_X, ["n", "n", "p", "p"])
+from mlops_nb.core import write_json
+_v1 = read_json(_d/"pkg"/"current.json")["version"]
+with TestClient(create_app(_d/"pkg", token="s3cret")) as _c:
+    _auth = {"authorization": "Bearer s3cret"}
+    test_eq(_c.get("/health").status_code, 200)                                   # open
+    test_eq(_c.post("/predict", json={"x": 1.0, "c": "a"}).status_code, 401)      # no token
+    test_eq(_c.post("/predict", json={"x": 1.0, "c": "a"}, headers={"authorization": "Bearer nope"}).status_code, 401)
+    test_eq(_c.post("/admin/reload").status_code, 401)
+    test_eq(_c.post("/admin/reload", headers=_auth).json(), {"changed": False, "model_version": _v1})
+    _v2 = build_package(save_model(_m2, _d/"m2.skops"), _d/"pkg", "demo", _schema, {"test": {}}, {"git": {}, "data": {}})["version"]
+    test_eq(_c.post("/admin/reload", headers=_auth).json(), {"changed": True, "model_version": _v2, "previous": _v1})
+    test_eq(_c.post("/predict", json={"x": 1.0, "c": "a"}, headers=_auth).json()["model_version"], _v2)
+    with open(_d/"pkg"/_v1/"model.skops", "ab") as f: f.write(b"x")             # a tampered version is refused
+    write_json({"version": _v1}, _d/"pkg"/"current.json")
+    _r = _c.post("/admin/reload", headers=_auth)
+    test_eq((_r.status_code, _r.json()["model_version"]), (409, _v2)); assert "does not match the recorded" in _r.json()["detail"]
+    test_eq(_c.post("/predict", json={"x": 1.0, "c": "a"}, headers=_auth).json()["model_version"], _v2)
+    assert "reload_error" in _c.get("/health").json()
+write_json({"version": _v2}, _d/"pkg"/"current.json")   # the later examples use the package folder again
 
 # %% [markdown]
 ## Precomputed predictions

@@ -84,6 +84,7 @@ def _utc(t) -> datetime | None:
     return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).to_pydatetime()
 
 # %% [code]
+from datetime import timezone
 _now = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 test_eq(parse_window("24h", _now), datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc))
 test_eq(parse_window("", _now), None)
