@@ -12,10 +12,10 @@ from .core import file_sha256, find_root, load_params, now_utc, read_json, write
 
 # %% auto #0
 __all__ = ['SERVING_REQUIREMENTS', 'SKLEARN_BUNDLE_REQUIREMENTS', 'ONNX_BUNDLE_REQUIREMENTS', 'DEV_TOOLS', 'SERVING_MODULES',
-           'ENTRYPOINT', 'PODMAN_GLOBAL', 'PODMAN_BUILD', 'PODMAN_RUN', 'HANDLER', 'read_constraints', 'pinned_closure',
-           'module_closure', 'copy_modules', 'package_folder', 'copy_package', 'image_labels', 'dockerfile',
-           'wheelhouse', 'build_image_context', 'find_engine', 'engine_cmd', 'image_exists', 'ensure_base_image',
-           'build_image', 'build_bundle', 'folder_bytes', 'unpacked_bytes']
+           'ENTRYPOINT', 'PODMAN_GLOBAL', 'PODMAN_BUILD', 'PODMAN_RUN', 'PODMAN_RUN_OPTS', 'HANDLER',
+           'read_constraints', 'pinned_closure', 'module_closure', 'copy_modules', 'package_folder', 'copy_package',
+           'image_labels', 'dockerfile', 'wheelhouse', 'build_image_context', 'find_engine', 'engine_cmd',
+           'image_exists', 'ensure_base_image', 'build_image', 'build_bundle', 'folder_bytes', 'unpacked_bytes']
 
 # %% ../notebooks/96_ship.ipynb #bb2f8494
 SERVING_REQUIREMENTS = ("fastapi", "uvicorn", "pandas", "numpy", "scipy", "scikit-learn", "skops", "pyyaml",
@@ -185,7 +185,6 @@ def dockerfile(labels: dict, base: str = "python:3.11-slim", port: int = 8000, u
 #   podman run --rm -p {port}:{port} -e MLOPS_NB_LOG_DB=/var/lib/mlops-nb/prediction_log.db NAME:VERSION
 ARG BASE={base}
 FROM ${{BASE}}
-LABEL {label}
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 MLOPS_NB_HOST=0.0.0.0 MLOPS_NB_PORT={port} \\
     MLOPS_NB_LOG_DB=/var/lib/mlops-nb/prediction_log.db MLOPS_NB_TOKEN=
 COPY requirements.txt /opt/mlops-nb/requirements.txt
@@ -194,7 +193,9 @@ RUN --mount=type=bind,source=wheelhouse,target=/tmp/wheelhouse \\
  && /opt/venv/bin/python -m pip install --no-index --no-cache-dir --find-links /tmp/wheelhouse \\
       -r /opt/mlops-nb/requirements.txt \\
  && /opt/venv/bin/python -m pip uninstall -y -q pip \\
+ && find /opt/venv/lib -depth -type d -name tests -path "*/site-packages/*/tests" -exec rm -rf {{}} + \\
  && mkdir -p /var/lib/mlops-nb && chown {uid}:{uid} /var/lib/mlops-nb
+LABEL {label}
 COPY app /opt/mlops-nb/app
 USER {uid}:{uid}
 WORKDIR /opt/mlops-nb/app
@@ -260,6 +261,7 @@ def build_image_context(root=None, version: str | None = None, out=None, base: s
 PODMAN_GLOBAL = ("--cgroup-manager=cgroupfs",)   # crun and systemd cgroups fail on hybrid-cgroup kernels; these do not
 PODMAN_BUILD = ("--isolation=chroot", "--format=docker")   # docker format: OCI images drop the HEALTHCHECK
 PODMAN_RUN = ("--runtime=runc",)
+PODMAN_RUN_OPTS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")   # runc may not raise the hard limits
 
 def find_engine(prefer: str | None = None) -> str | None:
     "`podman` or `docker` (`prefer` first) when it is installed and can answer; None otherwise."
@@ -275,7 +277,7 @@ def find_engine(prefer: str | None = None) -> str | None:
 def engine_cmd(engine: str, action: str, *args) -> list[str]:
     "The command line of `engine action args...` with the flags this machine needs."
     if engine != "podman": return [engine, action, *args]
-    extra = PODMAN_BUILD if action == "build" else ()
+    extra = PODMAN_BUILD if action == "build" else PODMAN_RUN_OPTS if action == "run" else ()
     return ["podman", *(PODMAN_RUN if action in ("run", "create", "start") else ()), *PODMAN_GLOBAL, action, *extra, *args]
 
 def image_exists(engine: str, tag: str) -> bool:
