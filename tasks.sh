@@ -42,6 +42,20 @@ ensure_chromium() {
   fi
 }
 
+# The image test (tests/test_ship.py) builds and runs the image with podman, on a base image made locally with mmdebstrap
+# (no registry needed); a fresh CI machine gets them here. Without them the test proves the build context instead.
+ensure_podman() {
+  command -v podman >/dev/null && command -v mmdebstrap >/dev/null && command -v runc >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing podman, runc and mmdebstrap for the image test (apt-get install podman runc mmdebstrap)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc mmdebstrap >/dev/null; } ||
+      echo "warning: could not install podman; the image test checks the build context without an engine" >&2
+  else
+    echo "note: the image test builds and runs the image only with podman (sudo apt-get install -y podman runc" \
+         "mmdebstrap, Debian); without it, it checks the build context in a fresh virtualenv instead" >&2
+  fi
+}
+
 case "${1:-}" in
   run)
     setup
@@ -50,6 +64,7 @@ case "${1:-}" in
   test)
     setup
     ensure_chromium
+    ensure_podman
     .venv/bin/python -m pytest tests -v -p no:cacheprovider
     ;;
   lab)

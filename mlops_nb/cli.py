@@ -195,6 +195,42 @@ def _add_models(add):
         return _models(a)
     s.set_defaults(fn=run)
 
+# %% ../notebooks/91_cli.ipynb #202e5c35
+def _build(a):
+    "`mlops-nb build image|bundle [VERSION]`: see `mlops_nb.ship`."
+    from mlops_nb.ship import build_bundle, build_image, build_image_context, folder_bytes, unpacked_bytes
+    if a.what == "image":
+        ctx = build_image_context(a.project, a.version, out=a.out, base=a.base, wheels=not a.no_wheels)
+        print(f"image build context: {ctx} ({folder_bytes(ctx) / 2**20:.1f} MiB)", flush=True)
+        if not a.build:
+            print(f"build it with: podman build --format docker -t NAME:VERSION {ctx}   (or: docker build {ctx})")
+            return 0
+        r = build_image(ctx, engine=a.engine, base=a.base)
+        print(f"image: {r['tag']} ({r['size_bytes'] / 2**20:.0f} MiB), built with {r['engine']} on {r['base']}")
+        return 0
+    z = build_bundle(a.project, a.version, out=a.out, backend=a.backend)
+    print(f"serverless bundle: {z} ({z.stat().st_size / 2**20:.1f} MiB, {unpacked_bytes(z) / 2**20:.1f} MiB unpacked); "
+          f"entry point handler.handler, dependencies in its requirements.txt")
+    return 0
+
+def _add_build(add) -> None:
+    "The `build` subcommand, on the `add` of `build_parser`."
+    s = add("build", "ship the champion: a container image build context, or a serverless .zip",
+            "`build image` writes a build context to ship.dist_dir (Dockerfile, serving-only requirements pinned from "
+            "constraints.txt, a wheelhouse so the build needs no network, the package, an entry point starting the "
+            "same app as `mlops-nb serve`); with --build it builds it with podman or docker. `build bundle` writes a "
+            ".zip with handler.handler(event, context) for a serverless platform (ONNX Runtime when the model has an "
+            "ONNX copy with parity, scikit-learn otherwise).")
+    s.add_argument("what", choices=["image", "bundle"], help="image: a build context (and the image with --build); bundle: a .zip")
+    s.add_argument("version", nargs="?", default=None, help="a packaged model version (default: the champion)")
+    s.add_argument("--build", action="store_true", help="image: build it with the container engine found")
+    s.add_argument("--engine", choices=["podman", "docker"], default=None, help="image: the engine (default: the first found)")
+    s.add_argument("--base", default=None, help="image: the FROM image (default: ship.base_image)")
+    s.add_argument("--no-wheels", action="store_true", help="image: no wheelhouse (the build then installs from an index)")
+    s.add_argument("--backend", choices=["auto", "onnx", "sklearn"], default="auto", help="bundle: the runtime (default: ONNX when it has parity)")
+    s.add_argument("--out", default=None, help="where to write it (default: ship.dist_dir/image-VERSION or bundle-VERSION.zip)")
+    s.set_defaults(fn=_build)
+
 # %% ../notebooks/91_cli.ipynb #c4a51ebf
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `mlops-nb`."
@@ -282,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-browser", action="store_true", help="do not open a browser")
     s.set_defaults(fn=_lab)
     _add_models(add)
+    _add_build(add)
     return p
 
 def _relay(argv) -> int | None:

@@ -15,7 +15,8 @@ from .core import (atomic_path, environment_info, file_sha256, git_info, load_tr
 from .contracts import TamperedModelError, current_package, load_package   # shared: 00a_contracts  # noqa: F401
 
 # %% auto #0
-__all__ = ['PARITY', 'collect_lineage', 'model_card', 'export_onnx', 'model_version', 'build_package']
+__all__ = ['ONNX_MISSING', 'PARITY', 'collect_lineage', 'model_card', 'onnx_converters', 'onnx_feeds', 'export_onnx',
+           'model_version', 'build_package']
 
 # %% ../notebooks/08_package.ipynb #59079a91
 def collect_lineage(lineage_dir, steps_dir=None, params: dict | None = None, root=".") -> dict:
@@ -56,11 +57,85 @@ def model_card(model, name: str, version: str, schema: dict, metrics: dict, line
     card.add_metrics(**{f"test {k}": (f"{v} (95% CI {ci[k][0]} to {ci[k][1]})" if k in ci else v) for k, v in metrics.items()})
     return card
 
+# %% ../notebooks/08_package.ipynb #da5016eb
+ONNX_MISSING = "__mlops_nb_missing__"   # how an ONNX model of ours takes a missing category (ONNX text has no NaN)
+
+def _swapped(convert, change):
+    "A skl2onnx converter or shape calculator that runs `convert` on a copy of the operator's estimator changed by `change`."
+    import copy
+    def run(*args):
+        operator = args[-1] if len(args) == 1 else args[1]
+        op = operator.raw_operator
+        new = change(operator, op)
+        if new is None: return convert(*args)
+        operator.raw_operator = new
+        try: return convert(*args)
+        finally: operator.raw_operator = op
+    return run
+
+def onnx_converters() -> tuple[dict, dict, dict]:
+    """The custom converters, shape calculators and parsers (by estimator type) that make our categorical branch
+    convertible; for `convert_sklearn(..., custom_conversion_functions=, custom_shape_calculators=, custom_parsers=)`."""
+    import copy
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+    from skl2onnx._parse import _parse_sklearn_simple_model
+    from skl2onnx.common.data_types import StringTensorType
+    from skl2onnx.operator_converters.function_transformer import convert_sklearn_function_transformer
+    from skl2onnx.operator_converters.imputer_op import convert_sklearn_imputer
+    from skl2onnx.operator_converters.one_hot_encoder import convert_sklearn_one_hot_encoder
+    from skl2onnx.shape_calculators.function_transformer import calculate_sklearn_function_transformer_output_shapes
+    from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
+    from skl2onnx.shape_calculators.one_hot_encoder import calculate_sklearn_one_hot_encoder_output_shapes
+    from mlops_nb.wrangle import missing_to_nan
+    def identity(operator, op):        # missing_to_nan on text that already says ONNX_MISSING: nothing to do
+        return copy.copy(op).set_params(func=None, feature_names_out=None) if op.func is missing_to_nan else None
+    def text_imputer(operator, op):    # NaN cannot be text: the model's input says ONNX_MISSING instead
+        nan = isinstance(op.missing_values, float) and op.missing_values != op.missing_values
+        if not (nan and isinstance(operator.inputs[0].type, StringTensorType)): return None
+        new = copy.copy(op); new.missing_values = ONNX_MISSING
+        return new
+    def ignore_unseen(operator, op):   # with no rare category met in training, "infrequent_if_exist" ignores unseen ones
+        rare = getattr(op, "infrequent_categories_", None) or []
+        if op.handle_unknown != "infrequent_if_exist" or any(r is not None for r in rare): return None
+        new = copy.copy(op); new.handle_unknown = "ignore"
+        return new
+    def parse(scope, model, inputs, custom_parsers=None):   # text in, text out (skl2onnx would declare floats)
+        if getattr(model, "func", None) is not missing_to_nan:
+            return _parse_sklearn_simple_model(scope, model, inputs, custom_parsers=custom_parsers)
+        op = scope.declare_local_operator("SklearnFunctionTransformer", model)
+        op.inputs = inputs
+        op.outputs.append(scope.declare_local_variable("variable", inputs[0].type.__class__()))
+        return op.outputs
+    conv = {FunctionTransformer: _swapped(convert_sklearn_function_transformer, identity),
+            SimpleImputer: _swapped(convert_sklearn_imputer, text_imputer),
+            OneHotEncoder: _swapped(convert_sklearn_one_hot_encoder, ignore_unseen)}
+    shape = {FunctionTransformer: _swapped(calculate_sklearn_function_transformer_output_shapes, identity),
+             SimpleImputer: calculate_sklearn_imputer_output_shapes,
+             OneHotEncoder: _swapped(calculate_sklearn_one_hot_encoder_output_shapes, ignore_unseen)}
+    return conv, shape, {FunctionTransformer: parse}
+
+def onnx_feeds(X: pd.DataFrame, inputs: list[dict]) -> dict:
+    "The ONNX model's inputs for the rows of `X`: numbers as float32 (NaN when missing), categories as text."
+    feeds = {}
+    for i in inputs:
+        s = X[i["feature"]]
+        if i["type"] == "float": feeds[i["name"]] = pd.to_numeric(s).to_numpy(np.float32, na_value=np.nan).reshape(-1, 1)
+        else: feeds[i["name"]] = s.astype(object).where(s.notna(), ONNX_MISSING).astype(str).to_numpy().reshape(-1, 1)
+    return feeds
+
 # %% ../notebooks/08_package.ipynb #2306be2a
 PARITY = {"min_label_agreement": 0.99, "max_abs_diff": 1e-3}
 
+def _parity_rows(X: pd.DataFrame, schema: dict) -> pd.DataFrame:
+    "`X` plus, for each categorical column, its first row with an unseen category there (ONNX must take it as scikit-learn does)."
+    cats = [f for f in schema["features"] if schema["columns"][f]["kind"] == "categorical"]
+    extra = [X.iloc[:1].assign(**{c: "__unseen__"}) for c in cats] if len(X) else []
+    return pd.concat([X, *extra], ignore_index=True) if extra else X
+
 def export_onnx(model, schema: dict, X: pd.DataFrame, dest) -> dict:
-    "Convert `model` to ONNX at `dest` if it converts and agrees with scikit-learn on `X`; say why not otherwise."
+    """Convert `model` to ONNX at `dest` if it converts and agrees with scikit-learn on `X` (missing values included, and
+    an unseen category per categorical column); say why not otherwise. The result lists the model's inputs."""
     import warnings
     try:
         import onnxruntime as ort
@@ -69,28 +144,34 @@ def export_onnx(model, schema: dict, X: pd.DataFrame, dest) -> dict:
         num = lambda f: schema["columns"][f]["kind"] == "numeric"
         types = [(f, FloatTensorType([None, 1]) if num(f) else StringTensorType([None, 1])) for f in schema["features"]]
         opts = {id(model): {"zipmap": False}} if hasattr(model, "predict_proba") else None
+        conv, shape, parsers = onnx_converters()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            onx = convert_sklearn(model, initial_types=types, options=opts, target_opset=18)
+            onx = convert_sklearn(model, initial_types=types, options=opts, target_opset=18,
+                                  custom_conversion_functions=conv, custom_shape_calculators=shape,
+                                  custom_parsers=parsers)
         sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
-        Xc = X[schema["features"]].dropna()
+        Xc = _parity_rows(X[schema["features"]].reset_index(drop=True), schema)
         names = [i.name for i in sess.get_inputs()]   # skl2onnx renames inputs that are not identifiers ("mean radius")
-        feeds = {n: (Xc[[f]].to_numpy(np.float32) if num(f) else Xc[[f]].astype(str).to_numpy())
-                 for n, f in zip(names, schema["features"])}
-        out = sess.run(None, feeds)
+        inputs = [{"feature": f, "name": n, "type": "float" if num(f) else "string"} for n, f in zip(names, schema["features"])]
+        out = sess.run(None, onnx_feeds(Xc, inputs))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # the unseen categories
+            want = model.predict(Xc), (model.predict_proba(Xc) if hasattr(model, "predict_proba") else None)
     except Exception as e:
         return {"converted": False, "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
-    if hasattr(model, "predict_proba"):
-        agree = float(np.mean(out[0] == model.predict(Xc)))
-        diff = float(np.max(np.abs(out[1] - model.predict_proba(Xc)))) if len(Xc) else 0.0
+    if want[1] is not None:
+        agree = float(np.mean(out[0] == want[0]))
+        diff = float(np.max(np.abs(out[1] - want[1]))) if len(Xc) else 0.0
         ok = agree >= PARITY["min_label_agreement"] and diff <= PARITY["max_abs_diff"]
         parity = {"rows": len(Xc), "label_agreement": round(agree, 6), "max_abs_proba_diff": diff}
     else:
-        diff = float(np.max(np.abs(out[0].ravel() - model.predict(Xc)) / (1 + np.abs(model.predict(Xc))))) if len(Xc) else 0.0
+        diff = float(np.max(np.abs(out[0].ravel() - want[0]) / (1 + np.abs(want[0])))) if len(Xc) else 0.0
         ok, parity = diff <= PARITY["max_abs_diff"], {"rows": len(Xc), "max_rel_diff": diff}
     if not ok: return {"converted": False, "reason": f"parity check failed: {parity}", "parity": parity}
     with atomic_path(dest) as tmp: Path(tmp).write_bytes(onx.SerializeToString())
-    return {"converted": True, "path": Path(dest).name, "parity": parity, "tolerance": PARITY}
+    return {"converted": True, "path": Path(dest).name, "parity": parity, "tolerance": PARITY, "inputs": inputs,
+            "missing_text": ONNX_MISSING}
 
 # %% ../notebooks/08_package.ipynb #e17772ad
 def model_version(name: str, model_file) -> str:

@@ -28,6 +28,11 @@ steps_dir: str = "reports/steps"  # executed notebooks, their HTML pages and sta
     "run": '''
 step_timeout_s: float | None = 1800  # wall-clock limit of one step in seconds: the step is stopped and reported (null: none)
 ''',
+    "ship": '''
+dist_dir: str = "dist"  # `mlops-nb build image|bundle`: where image build contexts and serverless bundles are written
+base_image: str = "python:3.11-slim"  # the image's FROM (a build argument); without it locally, --build makes a Debian base
+port: int = 8000  # the port the image's service listens on (MLOPS_NB_PORT at run time)
+''',
 }
 
 # %% ../notebooks/89_params.ipynb #fcce707b
