@@ -59,7 +59,9 @@ def _monitor(a):
     try:
         from mlops_nb.params import step_values
         root = find_root(a.project); cfg = load_params(root/"params.yaml"); P = cfg["paths"]
-        M = step_values(cfg, "monitor", root/"notebooks"/"10_monitor.ipynb")   # the step's values: no default typed here
+        nb = root/"notebooks"/"10_monitor.ipynb"   # a project without notebooks takes the kit's own
+        if not nb.is_file(): import mlops_nb; nb = Path(mlops_nb.__file__).resolve().parents[1]/"notebooks"/nb.name
+        M = step_values(cfg, "monitor", nb)   # the step's values: no default typed here
         out = Path(a.out_dir) if a.out_dir else None
         status_file = Path(a.status_file) if a.status_file else (out/"monitor.json" if out else root/P["monitor_path"])
         report = out/"drift.html" if out else root/P["drift_report"]
