@@ -32,7 +32,9 @@ def add_cell(root: Path, notebook: str, code: str):
     path = root/"notebooks"/notebook
     nb = nbformat.read(path, as_version=4)
     i = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    nb.cells.insert(i + 1, nbformat.v4.new_code_cell(code))
+    cell = nbformat.v4.new_code_cell(code)
+    cell.metadata["tags"] = ["step"]      # steps skip example cells; a cell tagged `step` is part of the step's work
+    nb.cells.insert(i + 1, cell)
     nbformat.write(nb, path)
 
 
