@@ -321,7 +321,9 @@ def build_package(model_file, package_dir, name: str, schema: dict, metrics: dic
                 _fsync(package_dir)
             finally:
                 if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
-        if existed and old is not None:   # packaged before: a re-run must not undo a promote or rollback made since
+        # packaged before and the registry has changed the champion since: a re-run must not undo that promote or
+        # rollback (a retry after a failed switch, with no registry history, still switches)
+        if existed and old is not None and (package_dir/"history.jsonl").is_file():
             return read_json(package_dir/"current.json")
         pointer = {"version": version, "path": str(final), "model_sha256": file_sha256(final/"model.skops"), "promoted": now_utc()}
         write_json(pointer, package_dir/"current.json")
