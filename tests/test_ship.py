@@ -114,7 +114,7 @@ def test_context_has_only_serving_requirements_pinned(shipped):
         version = json.loads((ctx/"app/package/current.json").read_text())["version"]
         assert f'org.opencontainers.image.version="{version}"' in df
         mods = {p.stem for p in (ctx/"app/mlops_nb").glob("*.py")}
-        assert {"serve", "core", "wrangle", "package"} <= mods and not {"pipeline", "cli", "train", "ship"} & mods
+        assert {"serve", "core", "wrangle", "contracts"} <= mods and not {"pipeline", "cli", "train", "ship"} & mods
 
 
 @pytest.fixture(scope="module")
