@@ -131,8 +131,12 @@ def retrained(project, tmp_path_factory):
     # accuracy, and the default tolerance (0.02) rejected the retrained model by 0.0015 (a clear gate failure, which
     # the first run below shows for another gate). This project tolerates 0.05, so the accepted path is tested too.
     params = (root/"params.yaml").read_text()
-    (root/"params.yaml").write_text(params.replace("max_regression_vs_champion: 0.02", "max_regression_vs_champion: 0.05"))
+    # A mostly-empty feature is dropped with a warning by default (issue 13); this project keeps the strict contract
+    # (missing: error), so that the unsexed batch below breaks a data-quality gate as a bad batch would.
+    params = params.replace("max_regression_vs_champion: 0.02", "max_regression_vs_champion: 0.05")
+    (root/"params.yaml").write_text(params.replace("{missing: drop,", "{missing: error,"))
     assert "max_regression_vs_champion: 0.05" in (root/"params.yaml").read_text()
+    assert "{missing: error," in (root/"params.yaml").read_text()
     before = json.loads((root/"models/package/current.json").read_text())["version"]
     bad = root.parent/"unsexed.csv"; gentoo_batch(root, seed=1).assign(sex=None).to_csv(bad, index=False)
     good = root.parent/"gentoo.csv"; gentoo_batch(root).to_csv(good, index=False)
