@@ -44,6 +44,15 @@ def run(cmd, cwd, timeout=900, check=True, **kw) -> subprocess.CompletedProcess:
     return r
 
 
+def mini_project(project: Path, dest: Path) -> Path:
+    "A project folder with what packaging, serving and scoring read: params.yaml, models/package, data/processed."
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(project/"params.yaml", dest/"params.yaml")
+    shutil.copytree(project/"models/package", dest/"models/package")
+    shutil.copytree(project/"data/processed", dest/"data/processed")
+    return dest
+
+
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory):
     "A project copy on which `mlops-nb run` has completed once; yields (root, first run's result, seconds)."

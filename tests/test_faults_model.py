@@ -10,19 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import free_port, run, tool
+from conftest import free_port, mini_project, run, tool
 
 # ---------------------------------------------------------------------------------------------------------------------
 # helpers
-
-
-def mini_project(project: Path, dest: Path) -> Path:
-    "A project folder with what packaging, serving and scoring read: params.yaml, models/package, data/processed."
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(project/"params.yaml", dest/"params.yaml")
-    shutil.copytree(project/"models/package", dest/"models/package")
-    shutil.copytree(project/"data/processed", dest/"data/processed")
-    return dest
 
 
 def champion(package_dir: Path) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import copy_finished, run, tool
+from conftest import copy_finished, mini_project, run, tool
 
 
 def _model(project: Path, C: float, shuffle: bool = False):
@@ -46,15 +46,6 @@ def add_versions(project: Path, root: Path) -> dict:
                                   {**lineage, "created": now_utc()}, lineage.get("intervals"))["version"]
     (pkg/"current.json").write_bytes(pointer)          # as if those had been packaged and later replaced
     return out
-
-
-def mini_project(project: Path, dest: Path) -> Path:
-    "What the registry and the service read: params.yaml, models/package, data/processed."
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(project/"params.yaml", dest/"params.yaml")
-    shutil.copytree(project/"models/package", dest/"models/package")
-    shutil.copytree(project/"data/processed", dest/"data/processed")
-    return dest
 
 
 @pytest.fixture(scope="module")

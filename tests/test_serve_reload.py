@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import requests
 
-from conftest import REPO, free_port, run, tool
-from test_registry import add_versions, mini_project
+from conftest import REPO, free_port, mini_project, run, tool
+from test_registry import add_versions
 from test_serve import stop_server
 
 CLIENTS, MAX_REQUESTS, SWITCH_LIMIT_S = 20, 60_000, 2.0
