@@ -76,13 +76,22 @@ def _monitor(a):
         else:
             source, db = a.current, None
         window = a.last if a.last is not None else M["window"]
-        current, logged, problems, described = mon.read_current(source, root/P["split_dir"], db, window, a.since, a.until)
+        current, logged, problems, described = mon.read_current(source, root/P["split_dir"], db, window, a.since, a.until,
+                                                                target=served.schema["target"])
         reference = _read_parquet(root/P["split_dir"]/"train.parquet")
-        result, table = mon.check_current(M, reference, current, served, predictions=logged, problems=problems,
-                                          source=described)   # what the notebook's Run section calls too
+        test = root/P["split_dir"]/"test.parquet"            # labelled held-out rows: what CBPE calibrates on
+        result, table = mon.check_current(M, reference, current, served, predictions=logged, problems=problems, source=described,
+                                          calibration=_read_parquet(test) if test.is_file() else None)   # as the notebook's Run section
         mon.write_monitoring(result, table, reference, current, status_file, report, live, profile, M["profile_max_rows"])
         print(f"{result['status']}: drift share {result['drift_share']}; {result['schema_violation_count']} schema violations; "
               f"status written to {status_file}")
+        iv = lambda v: f" (95% interval {v[0]:.4f} to {v[1]:.4f})" if v else ""
+        if result.get("metric_current") is not None:
+            print(f"  {result['metric']}: {result['metric_current']:.4f}{iv(result.get('metric_current_interval'))} on "
+                  f"{result['labelled_rows']} labelled rows; {result['metric_at_training']:.4f} at acceptance; decay {result['decay']}")
+        if result.get("estimated"):
+            e = result["estimated"]
+            print(f"  {e['metric']} estimated without labels (CBPE): {e['value']:.4f}{iv(e.get('interval'))} on {e['rows']} rows; decay {e['decay']}")
         for r in result["reasons"] + result["notes"]: print(f"  - {r}")
         code = result["exit_code"]
         if a.retrain and result["status"] == mon.RETRAIN:
@@ -233,6 +242,76 @@ def _add_build(add) -> None:
     s.add_argument("--out", default=None, help="where to write it (default: ship.dist_dir/image-VERSION or bundle-VERSION.zip)")
     s.set_defaults(fn=_build)
 
+# %% ../notebooks/91_cli.ipynb #79ceb40f
+def _read_labels(path: Path, id_column: str, label_column: str, numeric: bool):
+    "The (prediction_id, label) items of a CSV or Parquet file; labels as numbers when `numeric` and they parse as such."
+    import pandas as pd
+    if not path.is_file(): raise FileNotFoundError(f"--input: {path} not found")
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")): df = pd.read_parquet(path)
+        elif name.endswith((".csv", ".csv.gz")): df = pd.read_csv(path, dtype=object, keep_default_na=True)
+        else: raise ValueError(f"--input: {path}: expected a .csv or .parquet file")
+    except (ValueError, OSError) as e:
+        if str(e).startswith("--input"): raise
+        raise ValueError(f"--input: could not read {path}: {type(e).__name__}: {e}") from None
+    for opt, col in (("--id-column", id_column), ("--label-column", label_column)):
+        if col not in df.columns: raise ValueError(f"{opt}: {path} has no column {col!r}; its columns are {[str(c) for c in df.columns]}")
+    if df.empty: raise ValueError(f"--input: {path} has no rows")
+    def label(v):
+        if v is None or (isinstance(v, float) and v != v): return None
+        if numeric and isinstance(v, str):
+            try: return float(v)
+            except ValueError: return v
+        return v.item() if hasattr(v, "item") else v
+    ids = [None if (v is None or (isinstance(v, float) and v != v)) else str(v) for v in df[id_column].tolist()]
+    return [{"prediction_id": i, "label": label(v)} for i, v in zip(ids, df[label_column].tolist())]
+
+def _feedback(a):
+    "Labels from a file into the feedback table, through the same checks as `POST /feedback`; exit 1 and store nothing on any bad row."
+    from mlops_nb.logstore import store_feedback
+    root = find_root(a.project); cfg = load_params(root/"params.yaml"); P = cfg["paths"]
+    db = str(a.db or P.get("prediction_log_db", "data/prediction_log.db"))
+    db = db if "://" in db or Path(db).is_absolute() else str(root/db)
+    if "://" not in db and not Path(db).is_file():
+        raise FileNotFoundError(f"--db: {db} not found: the REST service writes the prediction log when it serves predictions")
+    task = classes = None
+    try:                                              # the champion says what a label is; without one, the logged predictions do
+        from mlops_nb.serve import load_model
+        served = load_model(a.package_dir or root/P["package_dir"])
+        task, classes = (served.task, served.classes) if served.is_classifier else ("regression", None)
+    except FileNotFoundError: pass
+    path = Path(a.input)
+    items = _read_labels(path, a.id_column, a.label_column, numeric=task in (None, "regression"))
+    out = store_feedback(db, items, task, classes)
+    if out["errors"]:
+        for e in out["errors"][:20]:
+            where = (f"{path} {'line ' + str(e['row'] + 2) + ' ' if path.name.lower().endswith(('.csv', '.csv.gz')) else ''}"
+                     f"(data row {e['row']})" if e["row"] is not None else str(path))
+            msg = e["message"].split(": ", 1)[1] if e["row"] is not None else e["message"]
+            print(f"mlops-nb feedback: {where}: {msg.replace('prediction_id', a.id_column, 1) if a.id_column != 'prediction_id' else msg}",
+                  file=sys.stderr)
+        if len(out["errors"]) > 20: print(f"mlops-nb feedback: ... and {len(out['errors']) - 20} more", file=sys.stderr)
+        print(f"mlops-nb feedback: {len(out['errors'])} of {out['received']} rows refused; nothing was stored", file=sys.stderr)
+        return 1
+    print(f"{out['stored']} labels from {path} stored in {db} (table feedback)")
+    return 0
+
+def _add_feedback(add) -> None:
+    "The `feedback` subcommand, on the `add` of `build_parser`."
+    s = add("feedback", "store labels for logged predictions (ground truth) from a CSV/Parquet file",
+            "Store the true labels of predictions the REST service logged, by the prediction_id that /predict returned, "
+            "with the same checks as POST /feedback: an unknown id, a label that does not fit the model (not one of "
+            "its classes, not a number for a regressor), an id twice in the file or already labelled is an error "
+            "naming the row; then nothing is stored (exit 1). Monitoring then measures decay on the labelled part "
+            "of the log (`mlops-nb monitor --log`).")
+    s.add_argument("--input", required=True, help="a .csv or .parquet file with an id column and a label column")
+    s.add_argument("--id-column", default="prediction_id", help="the column with the prediction ids (default: prediction_id)")
+    s.add_argument("--label-column", required=True, help="the column with the true labels (e.g. the target's name)")
+    s.add_argument("--db", default=None, help="the prediction log, a SQLite path or SQLAlchemy URL (default: paths.prediction_log_db)")
+    s.add_argument("--package-dir", default=None, help="packaged models, for the champion's classes (default: paths.package_dir)")
+    s.set_defaults(fn=_feedback)
+
 # %% ../notebooks/91_cli.ipynb #c4a51ebf
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `mlops-nb`."
@@ -321,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_lab)
     _add_models(add)
     _add_build(add)
+    _add_feedback(add)
     return p
 
 def _relay(argv) -> int | None:

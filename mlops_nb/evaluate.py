@@ -12,99 +12,11 @@ from sklearn import metrics as skm
 
 from .core import atomic_path
 from .contracts import classification_metrics, regression_metrics, task_metrics   # shared: 00a_contracts  # noqa: F401
+from .estimate import bootstrap_intervals   # shared with monitoring: 00d_estimate  # noqa: F401
 
 # %% auto #0
-__all__ = ['SCORERS', 'bootstrap_intervals', 'error_table', 'slice_table', 'confusion_png', 'curve_pngs', 'regression_pngs',
+__all__ = ['SCORERS', 'error_table', 'slice_table', 'confusion_png', 'curve_pngs', 'regression_pngs',
            'permutation_importance_table', 'importance_png', 'evaluate_split', 'log_evaluation']
-
-# %% ../notebooks/06_evaluate.ipynb #a29460c0
-def _auc_rows(ties: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """ROC AUC of each row (a resample) against the boolean `positive`: per positive, the negatives scored below it
-    plus half those tied with it. `ties`: each drawn row's rank among the distinct scores of all rows. Two integer
-    sorts per row (the sign bit puts a tie's negatives first, then last) and running counts do it."""
-    kind = np.int32 if ties.max(initial=0) < 2**29 else np.int64           # smaller keys sort faster
-    ties, pos = ties.astype(kind, copy=False), positive.astype(kind); n_pos = pos.sum(1); n_neg = pos.shape[1] - n_pos
-    below = 0
-    for key, pos_bit in ((ties * 2 + pos, 1), (ties * 2 + 1 - pos, 0)):
-        s = np.sort(key, axis=1); is_pos = (s & 1) == pos_bit
-        below = below + np.where(is_pos, np.cumsum(~is_pos, axis=1, dtype=kind), 0).sum(1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return below / 2 / (n_pos * n_neg)
-
-def _chunks(idx: np.ndarray, cells: int):
-    "Row blocks of `idx` of about `cells` cells each (memory stays bounded whatever the rounds and rows)."
-    step = max(1, cells // max(idx.shape[1], 1))
-    return [idx[lo:lo + step] for lo in range(0, len(idx), step)]
-
-def _classification_draws(y_true, y_pred, proba, classes, idx: np.ndarray, cells: int = 4_000_000) -> dict:
-    """The classification metrics of every resample (rows of `idx`) at once, from confusion matrices counted with one
-    `bincount`: the values `classification_metrics` gives each resample (NaN where it gives none; all NaN for a
-    resample it cannot score)."""
-    labels = pd.Index(pd.unique(np.concatenate([np.asarray(classes if classes is not None else [], dtype=object),
-                                                 y_true.astype(object), y_pred.astype(object)])))
-    K, codes_t, codes_p = len(labels), labels.get_indexer(y_true), labels.get_indexer(y_pred)
-    C = len(classes) if proba is not None and classes is not None and len(classes) >= 2 else 0
-    if C:
-        pos = labels.get_loc(np.unique(np.asarray(classes))[1]) if C == 2 else None   # sklearn: the greater label
-        eps = np.finfo(proba.dtype).eps
-        in_classes = pd.Index(list(classes)).get_indexer(y_true)
-        p_true = np.clip(proba, eps, 1 - eps)[np.arange(len(y_true)), np.maximum(in_classes, 0)]
-        loss = np.where(in_classes >= 0, -np.log(p_true), np.nan)      # as sklearn's log_loss: clipped, per row
-        ties = [np.unique(proba[:, k], return_inverse=True)[1].reshape(-1) for k in ([1] if C == 2 else range(C))]
-    parts = []
-    for i in _chunks(idx, cells):
-        b, m = i.shape
-        t, p = codes_t[i], codes_p[i]
-        cm = np.bincount((np.arange(b)[:, None] * K * K + t * K + p).ravel(), minlength=b * K * K).reshape(b, K, K)
-        tp, true_n, pred_n = np.einsum("bkk->bk", cm), cm.sum(2), cm.sum(1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            recall = np.where(true_n > 0, tp / true_n, np.nan)
-            f1 = np.where(true_n + pred_n > 0, 2 * tp / (true_n + pred_n), np.nan)
-        ok = (true_n > 0).sum(1) >= 2                                     # a resample with one class is not scored
-        out = {"accuracy": tp.sum(1) / m, "balanced_accuracy": np.nanmean(recall, 1), "f1_macro": np.nanmean(f1, 1)}
-        if C:
-            scored = (true_n > 0).sum(1) == C                             # every class present: AUC and log loss
-            ok &= ~scored | (true_n[:, :C] > 0).all(1)                    # a label outside `classes`: sklearn refuses
-            scored &= (true_n[:, :C] > 0).all(1)
-            auc = (_auc_rows(ties[0][i], t == pos) if C == 2
-                   else np.mean([_auc_rows(ties[k][i], t == k) for k in range(C)], 0))
-            out["roc_auc"], out["log_loss"] = np.where(scored, auc, np.nan), np.where(scored, loss[i].mean(1), np.nan)
-        parts.append({k: np.where(ok, v, np.nan) for k, v in out.items()})
-    return {k: np.concatenate([d[k] for d in parts]) for k in parts[0]} if parts else {}
-
-def _regression_draws(y_true, y_pred, idx: np.ndarray, cells: int = 4_000_000) -> dict:
-    "R², RMSE and MAE of every resample (rows of `idx`) at once."
-    y, e = y_true.astype(float), y_true.astype(float) - y_pred.astype(float)
-    parts = []
-    for i in _chunks(idx, cells):
-        yt, err = y[i], e[i]
-        ss_res, ss_tot = (err ** 2).sum(1), ((yt - yt.mean(1, keepdims=True)) ** 2).sum(1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))   # sklearn's force_finite
-        parts.append({"r2": r2, "rmse": np.sqrt((err ** 2).mean(1)), "mae": np.abs(err).mean(1)})
-    return {k: np.concatenate([d[k] for d in parts]) for k in parts[0]} if parts else {}
-
-def bootstrap_intervals(task: str, y_true, y_pred, proba=None, classes=None, rounds: int = 300, level: float = 0.95,
-                        seed: int = 42, max_rows: int | None = None, chunk_cells: int = 4_000_000) -> dict:
-    """Per metric, the (low, high) percentile-bootstrap interval at `level`. With more than `max_rows` rows, each
-    resample draws `max_rows` rows (m-out-of-n bootstrap) and the spread around the full-data value is scaled by
-    sqrt(m/n): the same interval, at a cost that no longer grows with the data. The resamples' metrics are computed
-    together in NumPy (confusion matrices, ranks), `chunk_cells` index cells at a time."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    proba = None if proba is None else np.asarray(proba, dtype=float)
-    rng = np.random.default_rng(seed)
-    n = len(y_true); m = min(n, max_rows or n)
-    idx = np.stack([rng.integers(0, n, m) for _ in range(rounds)]) if rounds else np.zeros((0, m), int)  # as before
-    draws = (_regression_draws(y_true, y_pred, idx, chunk_cells) if task == "regression"
-             else _classification_draws(y_true, y_pred, proba, classes, idx, chunk_cells))
-    draws = {k: np.round(v[~np.isnan(v)], 6) for k, v in draws.items() if (~np.isnan(v)).any()}
-    a = (1 - level) / 2
-    if m == n:
-        return {k: (round(float(np.quantile(v, a)), 6), round(float(np.quantile(v, 1 - a)), 6))
-                for k, v in draws.items()}
-    full, scale = task_metrics(task, y_true, y_pred, proba, classes), np.sqrt(m / n)
-    return {k: (round(float(full[k] + (np.quantile(v, a) - full[k]) * scale), 6),
-                round(float(full[k] + (np.quantile(v, 1 - a) - full[k]) * scale), 6)) for k, v in draws.items()}
 
 # %% ../notebooks/06_evaluate.ipynb #f78b9524
 def error_table(X: pd.DataFrame, y_true, y_pred, proba=None, classes=None, limit: int = 20) -> pd.DataFrame:

@@ -11,14 +11,15 @@ __all__ = ['TOKEN_ENV', 'MAX_ROWS_PER_REQUEST', 'LATENCY_BUCKETS', 'SchemaError'
 # %% ../notebooks/09_serve.ipynb #9a36eac2
 import json, queue, re, threading, time, uuid
 from pathlib import Path
-from typing import Annotated, Iterable, Optional, Union
+from typing import Annotated, Any, Callable, Iterable, Optional, Union
 
 import numpy as np
 import pandas as pd
 
 from .core import read_json
 from .contracts import current_package, load_package
-from .logstore import PREDICTION_LOG_TABLE, db_url, make_engine, prediction_log_table   # 00b_logstore  # noqa: F401
+from .logstore import (PREDICTION_LOG_TABLE, db_url, ensure_tables, labelled_window, make_engine,   # 00b_logstore  # noqa: F401
+                               prediction_id, prediction_log_table, store_feedback)
 from .logstore import log_time as utc_now   # the log's time stamp (the kit's one clock), under its old name
 
 # %% ../notebooks/09_serve.ipynb #8ab8b420
@@ -294,7 +295,8 @@ class PredictionLog:
     def __init__(self, db, model_version: str, max_pending: int = 200_000, batch_rows: int = 5000, interval: float = 0.05):
         self.db, self.version, self.batch_rows, self.interval = str(db), model_version, batch_rows, interval
         self.engine, self.table = make_engine(db), prediction_log_table()
-        try: self.table.metadata.create_all(self.engine)
+        try:
+            with self.engine.begin() as con: ensure_tables(con)    # an older log gets its prediction_id column
         except Exception as e: raise ValueError(f"prediction log {db}: cannot create table {PREDICTION_LOG_TABLE}: {e}") from None
         self.written = self.dropped = self.failures = 0
         self.last_error, self._closing = None, False
@@ -311,9 +313,9 @@ class PredictionLog:
         except queue.Full: self.dropped += len(rows)
 
     def _records(self, batch):
-        return [{"logged_at": t, "model_version": self.version, "request_id": rid,
+        return [{"logged_at": t, "model_version": self.version, "request_id": rid, "prediction_id": prediction_id(rid, i),
                  "features": json.dumps({k: _clean(v) for k, v in r.items()}), "prediction": json.dumps(_clean(p))}
-                for t, rid, rows, preds in batch for r, p in zip(rows, preds)]
+                for t, rid, rows, preds in batch for i, (r, p) in enumerate(zip(rows, preds))]
 
     def _write(self, batch) -> None:
         recs, delay, attempt = self._records(batch), 0.05, 0
@@ -330,15 +332,25 @@ class PredictionLog:
         stop = False
         while not stop:
             item = self._q.get()
-            batch, n = [], 0
+            batch, marks, n = [], [], 0
             while True:
                 if item is _STOP: stop = True; break
-                batch.append(item); n += len(item[2])
+                if isinstance(item, threading.Event): marks.append(item)    # a `flush` waits for what came before it
+                else: batch.append(item); n += len(item[2])
                 if n >= self.batch_rows: break
                 try: item = self._q.get_nowait()
                 except queue.Empty: break
             if batch: self._write(batch)
-            if not stop: time.sleep(self.interval)   # let rows gather: fewer, larger transactions
+            for m in marks: m.set()
+            if not stop and not marks: time.sleep(self.interval)   # let rows gather: fewer, larger transactions
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        "Wait until every row queued before this call is written (at most `timeout` seconds); whether it was."
+        if not self._thread.is_alive(): return True
+        done = threading.Event()
+        try: self._q.put(done, timeout=timeout)
+        except queue.Full: return False
+        return done.wait(timeout)
 
     def close(self, timeout: float = 60) -> None:
         "Write everything pending, then stop the thread."
@@ -479,6 +491,7 @@ class ServiceMetrics:
         self.requests = Counter("mlops_nb_requests", "HTTP requests by method, path and status code", ["method", "path", "status"], registry=r)
         self.latency = Histogram("mlops_nb_request_latency_seconds", "Time to answer a request, by path", ["path"], buckets=LATENCY_BUCKETS, registry=r)
         self.rows = Counter("mlops_nb_predicted_rows", "Rows predicted", registry=r)
+        self.feedback = Counter("mlops_nb_feedback_rows", "Feedback rows received, by outcome (stored, refused)", ["outcome"], registry=r)
         self.warnings = Counter("mlops_nb_schema_warnings", "Input values outside the schema (unseen category, out of range), by column", ["column"], registry=r)
         if served.is_classifier:
             self.labels = Counter("mlops_nb_predictions", "Predicted rows by class", ["label"], registry=r)
@@ -558,12 +571,15 @@ def _json_safe(v):
     return v
 
 def create_app(package_dir="models/package", log_db=None, fast: bool = True, max_rows: int = MAX_ROWS_PER_REQUEST,
-               threads: Optional[int] = 1, token: Optional[str] = None, reload_poll_s: Optional[float] = None):
+               threads: Optional[int] = 1, token: Optional[str] = None, reload_poll_s: Optional[float] = None,
+               on_feedback: Optional[Callable[[pd.DataFrame], Any]] = None):
     """The FastAPI app serving the champion under `package_dir`, logging predictions to `log_db` (a path or URL) if given.
     `threads` caps the process's OpenMP/BLAS threads (None: leave them): a service answers many small requests, and a
     parallel region for one row waits on its slowest thread, which on a busy machine can stall for a time slice.
     `token`: `/predict`, `/metadata` and `/admin/reload` need `Authorization: Bearer <token>` (`/health` stays open).
-    `reload_poll_s`: check `current.json` this often and follow a new champion (None: only on `POST /admin/reload`)."""
+    `reload_poll_s`: check `current.json` this often and follow a new champion (None: only on `POST /admin/reload`).
+    `on_feedback`: called with the rows of each accepted `POST /feedback` (features joined with their labels, as
+    `logstore.labelled_window` gives them), after the commit, in a thread of its own (one batch at a time, in order)."""
 
     from contextlib import asynccontextmanager
     import hmac
@@ -572,7 +588,8 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     from fastapi.responses import JSONResponse
     from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
-    from pydantic import BaseModel, Field
+    from concurrent.futures import ThreadPoolExecutor
+    from pydantic import BaseModel, ConfigDict, Field
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     served = load_model(package_dir, fast=fast)
     served.predict(_probe_rows(served.schema).iloc[:1])      # loads every library the model uses (e.g. its OpenMP runtime)
@@ -586,8 +603,15 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     Label = str if served.is_classifier else float
 
     class Prediction(BaseModel):
+        prediction_id: str
         prediction: Label
         probabilities: Optional[dict[str, float]] = None
+    class FeedbackItem(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        prediction_id: str = Field(description="as /predict returned it for the row")
+        label: Any = Field(description="the true value: one of the classes, or a number for a regressor")
+    feedback_engine = make_engine(log_db) if log_db is not None else None
+    feedback_worker = ThreadPoolExecutor(1, thread_name_prefix="on-feedback") if on_feedback is not None else None
     class Predictions(BaseModel):
         model_version: str
         request_id: str
@@ -598,11 +622,14 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     async def lifespan(app):
         if reload_poll_s: champion.watch(reload_poll_s)
         yield
+        if feedback_worker is not None: feedback_worker.shutdown(wait=True)
         champion.close()
+        if feedback_engine is not None: feedback_engine.dispose()
 
     app = FastAPI(title="mlops-nb model service", version=served.version, lifespan=lifespan,
                   description=f"Predicts `{served.schema['target']}` ({served.task}) with model {served.version}.")
     app.state.served, app.state.log, app.state.metrics, app.state.champion = served, log, metrics, champion
+    app.state.feedback_errors = []      # what `on_feedback` raised, newest last (it never fails a request)
     def swapped(new):
         metrics.serving(new.version); app.state.served = new
     champion.on_swap = swapped
@@ -660,14 +687,49 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
                                           for p in e.problems]) from None
         warned = row_warnings(data, checks)
         body = {"model_version": served.version, "request_id": rid,
-                "predictions": [{"prediction": p, "probabilities": q} for p, q in zip(preds, proba)] if proba is not None
-                               else [{"prediction": p} for p in preds],
+                "predictions": [{"prediction_id": prediction_id(rid, i), "prediction": p, "probabilities": q}
+                                for i, (p, q) in enumerate(zip(preds, proba))] if proba is not None
+                               else [{"prediction_id": prediction_id(rid, i), "prediction": p} for i, p in enumerate(preds)],
                 "warnings": [m for _, m in warned]}
         metrics.predicted(preds, (c for c, _ in warned))
         if log is not None: log.log(rid, data, preds)
         return Response(json.dumps(body), media_type="application/json", headers={"x-request-id": rid})
+
+    def _hand_on(ids: list[str]) -> None:
+        try: on_feedback(labelled_window(log_db, prediction_ids=ids))
+        except Exception as e:
+            import sys, traceback
+            app.state.feedback_errors = (app.state.feedback_errors + [f"{type(e).__name__}: {e}"])[-20:]
+            print(f"mlops-nb serve: on_feedback failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            traceback.print_exc()
+
+    def _store(items: list[dict]) -> dict:
+        served = champion.live.served
+        kind, classes = (served.task, served.classes) if served.is_classifier else ("regression", None)
+        out = store_feedback(feedback_engine, items, kind, classes)
+        if any(e["problem"] == "unknown_id" for e in out["errors"]):   # a prediction of a moment ago may still be queued
+            if all([l.flush(5.0) for l in champion.logs.all]): out = store_feedback(feedback_engine, items, kind, classes)
+        return out
+
+    @app.post("/feedback", dependencies=guard)
+    async def feedback(items: Annotated[list[FeedbackItem], Body(min_length=1, max_length=max_rows)]):
+        """Labels for logged predictions, `[{"prediction_id": ..., "label": ...}]`: all stored (200, with the counts) or,
+        if any row is wrong (unknown id, a label that does not fit the model, a duplicate, already labelled), none
+        (422, one error per bad row)."""
+        if feedback_engine is None:
+            return JSONResponse(status_code=409, content={"detail": "this service keeps no prediction log (start it with a log "
+                                                          "database), so there is nothing to attach a label to"})
+        items = [i.model_dump() for i in items]
+        try: out = await run_in_threadpool(_store, items)
+        except ValueError as e: return JSONResponse(status_code=503, content={"detail": str(e)})
+        metrics.feedback.labels("stored" if not out["errors"] else "refused").inc(len(items))
+        if out["errors"]:
+            detail = [{**e, "loc": ["body", e["row"], "label" if e["problem"] == "label_type" else "prediction_id"]} for e in out["errors"]]
+            return JSONResponse(status_code=422, content=_json_safe({"detail": detail, "received": out["received"], "stored": 0}))
+        if feedback_worker is not None and out["stored"]: feedback_worker.submit(_hand_on, [i["prediction_id"] for i in items])
+        return {"received": out["received"], "stored": out["stored"]}
     app.add_middleware(_Instrument, metrics=metrics, paths=("/health", "/metadata", "/metrics", "/predict", "/openapi.json", "/docs",
-                                                             "/admin/reload"))
+                                                             "/admin/reload", "/feedback"))
     return app
 
 # %% ../notebooks/09_serve.ipynb #48575344

@@ -1,4 +1,5 @@
-"""Every bad input the phases are meant to reject, in one table: params.yaml values, request payloads to POST /predict,
+"""Every bad input the phases are meant to reject, in one table: params.yaml values, request payloads to POST /predict
+and POST /feedback,
 command-line arguments and model files. Each case runs the real thing (the `mlops-nb` command in a subprocess, or one
 real uvicorn server on 127.0.0.1) and asserts that
 
@@ -39,6 +40,7 @@ class Case:
     code: int = 1                   # cli/model: expected exit code
     mutate: str | None = None       # model: how the package is broken
     typed: bool = False             # relies on the lead's typed validation of params.yaml (issue 8)
+    path: str = "/predict"          # payload: the route posted to
 
     def __str__(self): return self.id
 
@@ -46,8 +48,12 @@ class Case:
 def P(id, step, change, *expect, raw=None, typed=False):
     return Case(id, "params", expect, step=step, change=change, raw=raw, typed=typed)
 
-def Q(id, body, *expect, raw=None, headers=None, status=422):
-    return Case(id, "payload", expect, body=body, raw=raw, headers=headers or {}, status=status)
+def Q(id, body, *expect, raw=None, headers=None, status=422, path="/predict"):
+    return Case(id, "payload", expect, body=body, raw=raw, headers=headers or {}, status=status, path=path)
+
+def F(id, body, *expect, raw=None, status=422):
+    "A POST /feedback payload; the server's log holds the predictions SEEDED (seed-0-0 already labelled)."
+    return Q(id, body, *expect, raw=raw, status=status, path="/feedback")
 
 def C(id, args, *expect, code=1):
     return Case(id, "cli", expect, args=args, code=code)
@@ -103,6 +109,23 @@ CASES = [
     Q("a bare string", "Biscoe", "valid dictionary"),
     Q("bad request id", ROW, "x-request-id", "should match pattern", headers={"x-request-id": "no spaces allowed"}),
 
+    # --- labels sent back to POST /feedback: one error per bad row, and nothing stored ---------------------------------
+    F("feedback: unknown id", [{"prediction_id": "nope-0", "label": "Adelie"}], "row 0: prediction_id 'nope-0': no logged prediction"),
+    F("feedback: not a class", [{"prediction_id": "seed-1-0", "label": "Dragon"}], "row 0", "unknown class 'Dragon'", "Adelie"),
+    F("feedback: a number for a class", [{"prediction_id": "seed-1-0", "label": 3.5}], "row 0", "expected a class", "got 3.5"),
+    F("feedback: null label", [{"prediction_id": "seed-1-0", "label": None}], "row 0", "missing label"),
+    F("feedback: twice in a batch", [{"prediction_id": "seed-1-0", "label": "Adelie"}, {"prediction_id": "seed-1-0", "label": "Gentoo"}],
+      "row 1: prediction_id 'seed-1-0': appears twice in this batch (first in row 0)"),
+    F("feedback: already labelled", [{"prediction_id": "seed-0-0", "label": "Gentoo"}], "row 0", "already has a label"),
+    F("feedback: one bad row among good ones", [{"prediction_id": "seed-1-0", "label": "Adelie"}, {"prediction_id": "seed-2-0", "label": "Adelie"},
+                                                {"prediction_id": "nope-3", "label": "Adelie"}], "row 2: prediction_id 'nope-3'", '"stored":0'),
+    F("feedback: no label", [{"prediction_id": "seed-1-0"}], "label", "Field required"),
+    F("feedback: id not text", [{"prediction_id": 7, "label": "Adelie"}], "prediction_id", "valid string"),
+    F("feedback: extra field", [{"prediction_id": "seed-1-0", "label": "Adelie", "weight": 2}], "weight", "Extra inputs are not permitted"),
+    F("feedback: not a list", {"prediction_id": "seed-1-0", "label": "Adelie"}, "valid list"),
+    F("feedback: empty list", [], "at least 1 item"),
+    F("feedback: not JSON", None, "JSON decode error", raw="prediction_id=seed-1-0"),
+
     # --- command-line arguments -------------------------------------------------------------------------------------
     C("unknown command", ["frobnicate"], "invalid choice: 'frobnicate'", code=2),
     C("unknown step", ["step", "trian"], "invalid choice: 'trian'", code=2),
@@ -121,6 +144,17 @@ CASES = [
       "monitor.window: expected a length like '30m', '24h' or '7d'", code=2),
     C("monitor: two sources", ["monitor", "--log", "--current", "{batch}"], "not allowed with argument", code=2),
     C("serve: port not a number", ["serve", "--port", "eighty"], "invalid int value: 'eighty'", code=2),
+    C("feedback: no label column given", ["feedback", "--input", "{tmp}/labels.csv"], "the following arguments are required: --label-column", code=2),
+    C("feedback: no log", ["feedback", "--input", "{tmp}/labels.csv", "--label-column", "species", "--db", "{tmp}/nolog.db"],
+      "--db: {tmp}/nolog.db not found"),
+    C("feedback: missing input", ["feedback", "--input", "{tmp}/nothere.csv", "--label-column", "species", "--db", "{tmp}/log.db"],
+      "--input: {tmp}/nothere.csv not found"),
+    C("feedback: no such label column", ["feedback", "--input", "{tmp}/labels.csv", "--label-column", "sp", "--db", "{tmp}/log.db"],
+      "--label-column: {tmp}/labels.csv has no column 'sp'", "'prediction_id', 'species'"),
+    C("feedback: bad rows", ["feedback", "--input", "{tmp}/bad_labels.csv", "--label-column", "species", "--db", "{tmp}/log.db"],
+      "bad_labels.csv line 2 (data row 0): prediction_id 'nope-0': no logged prediction",
+      "line 3 (data row 1): prediction_id 'seed-1-0': unknown class 'Dragon'", "line 4 (data row 2)", "already has a label",
+      "3 of 4 rows refused; nothing was stored"),
 
     # --- model files: the champion is refused, never half-used --------------------------------------------------------
     M("predict: tampered model", "tampered", ["predict", "--input", "{batch}", "--db", "{tmp}/s.db"], "does not match the recorded", "refusing to load"),
@@ -190,7 +224,22 @@ def inputs(copy, tmp_path_factory) -> Path:
     batch.drop(columns="island").to_csv(d/"no_island.csv", index=False)
     batch.assign(body_mass_g=batch.body_mass_g.astype(object)).assign(body_mass_g=lambda x: x.body_mass_g.where(x.index != 3, "heavy")).to_csv(d/"text_mass.csv", index=False)
     batch.assign(id=[1, 1] + list(range(2, len(batch)))).to_csv(d/"rep_key.csv", index=False)
+    seed_log(d/"log.db")
+    pd.DataFrame({"prediction_id": ["seed-1-0", "seed-2-0"], "species": ["Adelie", "Gentoo"]}).to_csv(d/"labels.csv", index=False)
+    pd.DataFrame({"prediction_id": ["nope-0", "seed-1-0", "seed-0-0", "seed-2-0"],
+                  "species": ["Adelie", "Dragon", "Gentoo", "Adelie"]}).to_csv(d/"bad_labels.csv", index=False)
     return d
+
+
+SEEDED = [{**ROW, "bill_length_mm": 40.0 + i} for i in range(4)]
+
+
+def seed_log(db: Path) -> None:
+    "A prediction log with the rows SEEDED (prediction ids seed-0-0 ... seed-3-0), the first one labelled."
+    from mlops_nb.logstore import store_feedback
+    from mlops_nb.monitor import write_log_rows
+    write_log_rows(str(db), pd.DataFrame(SEEDED), ["Adelie"] * len(SEEDED), request_prefix="seed-")
+    assert store_feedback(db, [{"prediction_id": "seed-0-0", "label": "Adelie"}])["stored"] == 1
 
 
 def params_text(root: Path, case: Case) -> str:
@@ -230,6 +279,7 @@ def test_params(case, copy):
 def server(project, tmp_path_factory):
     "One real server on the shared project (it only reads it), logging to a database of its own."
     log_db = tmp_path_factory.mktemp("bad_payload")/"log.db"
+    seed_log(log_db)
     before = snapshot(project)
     port = free_port()
     proc = subprocess.Popen([tool("mlops-nb"), "serve", "--port", str(port), "--log-db", str(log_db)], cwd=project,
@@ -244,19 +294,20 @@ def server(project, tmp_path_factory):
     yield url, project, before
     proc.terminate(); proc.communicate(timeout=60)
     import sqlite3
-    with sqlite3.connect(log_db) as con:    # a refused request is neither predicted nor logged
-        assert con.execute("select count(*) from prediction_log").fetchone() == (0,)
+    with sqlite3.connect(log_db) as con:    # a refused request is neither predicted nor logged, a refused label not stored
+        assert con.execute("select count(*) from prediction_log").fetchone() == (len(SEEDED),)
+        assert con.execute("select prediction_id, label from feedback").fetchall() == [("seed-0-0", '"Adelie"')]
 
 
 @pytest.mark.parametrize("case", cases("payload"))
 def test_payload(case, server):
     url, project, before = server
     if case.raw is not None:
-        r = requests.post(f"{url}/predict", data=case.raw.encode(), headers={"content-type": "application/json", **case.headers}, timeout=30)
+        r = requests.post(f"{url}{case.path}", data=case.raw.encode(), headers={"content-type": "application/json", **case.headers}, timeout=30)
     elif case.body is None:
-        r = requests.post(f"{url}/predict", headers=case.headers, timeout=30)
+        r = requests.post(f"{url}{case.path}", headers=case.headers, timeout=30)
     else:
-        r = requests.post(f"{url}/predict", json=case.body, headers=case.headers, timeout=30)
+        r = requests.post(f"{url}{case.path}", json=case.body, headers=case.headers, timeout=30)
     assert r.status_code == case.status, f"{case.id}: HTTP {r.status_code}: {r.text[:2000]}"
     assert r.headers["content-type"].startswith("application/json")
     assert_names_problem(r.text if len(r.text) < 100_000 else r.text[:2000] + r.text[-2000:], case)
@@ -277,6 +328,10 @@ def test_cli(case, copy, inputs, tmp_path):
     assert_names_problem(r.stderr, case, **kw)
     assert_nothing_written(before, snapshot(copy))
     assert not (tmp_path/"s.db").exists()
+    if case.args[0] == "feedback":      # the refused labels left the log's feedback as it was
+        import sqlite3
+        with sqlite3.connect(tmp_path/"log.db") as con:
+            assert con.execute("select prediction_id from feedback").fetchall() == [("seed-0-0",)]
 
 
 def break_package(pkg: Path, how: str):

@@ -17,8 +17,10 @@ import pandas as pd
 from scipy import stats
 
 from mlops_nb.core import now_utc, read_json, require, utc_time, write_json, write_text
-from mlops_nb.logstore import LOG_COLUMNS, PREDICTION_LOG_TABLE as LOG_TABLE, db_url, make_engine, prediction_log_table   # 00b
-from mlops_nb.contracts import check_schema
+from mlops_nb.logstore import (PREDICTION_LOG_TABLE as LOG_TABLE, ensure_tables, labelled_window, make_engine,   # 00b
+                               prediction_id, prediction_log_table, read_prediction_log, _utc)
+from mlops_nb.contracts import LOWER_IS_BETTER, check_schema
+from mlops_nb.estimate import ESTIMABLE, CBPE, bootstrap_intervals   # 00d: intervals and CBPE, shared with evaluate and online learning
 from mlops_nb.pages import html_page
 
 # %% [code]
@@ -46,7 +48,9 @@ min_jensen_shannon: float = 0.05  # categorical: smallest material Jensen-Shanno
 psi_threshold: float = 0.2  # a PSI at or above this is material too
 max_drift_share: float = 0.0  # retrain recommended when the share of drifted features exceeds this (0: any)
 max_decay: float = 0.05  # retrain recommended when the primary metric got worse by more (scores: absolute; neg_* errors: relative)
-min_rows: int = 30  # fewer current rows: could not evaluate
+min_rows: int = 30  # fewer current rows: could not evaluate; fewer labelled rows: decay not measured
+bootstrap_rounds: int = 200  # resamples for the 95% interval of the measured and of the estimated metric
+estimate_performance: bool = True  # classifiers: estimate the primary metric without labels (CBPE), calibrated on the test split
 profile_compare: bool = True  # ydata-profiling comparison report of reference vs current
 profile_max_rows: int = 5000  # rows sampled from each side for it
 
@@ -78,11 +82,6 @@ def parse_window(window: str | None, now: datetime | None = None) -> datetime | 
     unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
     return (now or utc_time()) - timedelta(**{unit: float(m.group(1))})
 
-def _utc(t) -> datetime | None:
-    if t is None or t == "": return None
-    t = pd.Timestamp(t)
-    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).to_pydatetime()
-
 # %% [code]
 from datetime import timezone
 _now = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
@@ -94,75 +93,16 @@ with tempfile.TemporaryDirectory() as d:
     test_fail(lambda: read_batch(Path(d)/"none.csv"), contains="none.csv not found")
     (Path(d)/"x.txt").write_text("a"); test_fail(lambda: read_batch(Path(d)/"x.txt"), contains="expected a .csv or .parquet")
 
-# %% [code]
-#| export
-def _parse_features(texts: pd.Series) -> tuple[pd.DataFrame, np.ndarray]:
-    "Expand JSON objects into columns; the boolean mask says which rows were readable objects."
-    import pyarrow as pa, pyarrow.json as pj
-    texts = texts.fillna("").astype(str)
-    try:   # fast path: the whole column as JSON lines, parsed by Arrow on every core
-        if texts.str.contains("\n", regex=False).any() or not texts.str.startswith("{").all(): raise ValueError("not one object per row")
-        frame = pj.read_json(io.BytesIO("\n".join(texts).encode())).to_pandas()
-        if len(frame) == len(texts): return frame.set_axis(texts.index), np.ones(len(texts), bool)
-    except (pa.ArrowInvalid, ValueError): pass
-    rows, ok = [], np.zeros(len(texts), bool)
-    for i, t in enumerate(texts):   # slow path: row by row, so one bad row does not hide the others
-        try: obj = json.loads(t)
-        except ValueError: obj = None
-        if isinstance(obj, dict): rows.append(obj); ok[i] = True
-        else: rows.append({})
-    return pd.DataFrame(rows, index=texts.index), ok
-
-def _parse_predictions(texts: pd.Series) -> pd.Series:
-    try: return pd.Series(json.loads("[" + ",".join(texts.fillna("null")) + "]"), index=texts.index)
-    except ValueError:
-        def one(t):
-            try: return json.loads(t)
-            except (TypeError, ValueError): return None
-        return texts.map(one)
-
-def read_prediction_log(db: str, since=None, until=None, table: str = LOG_TABLE, model_version: str | None = None
-                        ) -> tuple[pd.DataFrame, pd.Series, list[str]]:
-    """The logged rows with `since <= logged_at < until` (UTC; None: unbounded): the feature frame (with `logged_at`,
-    `model_version`, `request_id`), the logged predictions, and problems found while reading."""
-    import sqlalchemy as sa
-    if "://" not in str(db) and not Path(db).is_file():
-        raise FileNotFoundError(f"paths.prediction_log_db: {db} not found: the REST service writes it when it serves predictions")
-    since, until = _utc(since), _utc(until)
-    engine = sa.create_engine(db_url(db))   # a reader: no pragmas, no folder
-    try:
-        with engine.connect() as conn:
-            if not sa.inspect(conn).has_table(table): raise ValueError(f"{db}: no table {table!r}; the REST service's log is the table {LOG_TABLE!r}")
-            cols = {c["name"] for c in sa.inspect(conn).get_columns(table)}
-            missing = [c for c in LOG_COLUMNS if c not in cols]
-            if missing: raise ValueError(f"{db}: table {table!r} lacks the columns {missing}; expected {list(LOG_COLUMNS)}")
-            where, args = [], {}
-            # ISO 8601 text compares in time order; the seconds-only bound keeps rows with fractions, filtered exactly below
-            if since: where.append("logged_at >= :since"); args["since"] = since.strftime("%Y-%m-%dT%H:%M:%S")
-            if until: where.append("logged_at <= :until"); args["until"] = (until + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
-            if model_version: where.append("model_version = :mv"); args["mv"] = model_version
-            q = f"SELECT logged_at, model_version, request_id, features, prediction FROM {table}" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id"
-            raw = pd.DataFrame(conn.execute(sa.text(q), args).fetchall(), columns=["logged_at", "model_version", "request_id", "features", "prediction"])
-    finally: engine.dispose()
-    problems = []
-    at = pd.to_datetime(raw["logged_at"], utc=True, errors="coerce", format="ISO8601")
-    keep = at.notna() & (at >= since if since else True) & (at < until if until else True)
-    if at.isna().any(): problems.append(f"{LOG_TABLE}.logged_at: {int(at.isna().sum())} rows with an unreadable time, left out")
-    raw, at = raw[keep].reset_index(drop=True), at[keep].reset_index(drop=True)
-    feats, ok = _parse_features(raw["features"])
-    if not ok.all(): problems.append(f"{LOG_TABLE}.features: {int((~ok).sum())} rows not a JSON object, left out")
-    meta = pd.DataFrame({"logged_at": at[ok], "model_version": raw["model_version"][ok], "request_id": raw["request_id"][ok]})
-    frame = pd.concat([feats[ok].reset_index(drop=True), meta.reset_index(drop=True)], axis=1)
-    return frame, _parse_predictions(raw["prediction"][ok]).reset_index(drop=True), problems
-
 # %% [markdown]
-A log made here in the contract's format: the reader knows only the table, never the writer.
+The log is read by `logstore.read_prediction_log` (00b, the one definition of the table, shared with serving and
+feedback). A log made here in the contract's format: the reader knows only the table, never the writer.
 
 # %% [code]
 #| export
 def write_log_rows(db: str, rows: pd.DataFrame, predictions, model_version: str = "demo", start=None,
-                   step_seconds: float = 1.0, table: str = LOG_TABLE) -> int:
-    "Append `rows` (feature frame) and their `predictions` to a prediction log in the contract's format (for tests and benchmarks)."
+                   step_seconds: float = 1.0, table: str = LOG_TABLE, request_prefix: str = "req-") -> int:
+    """Append `rows` (feature frame) and their `predictions` to a prediction log in the contract's format (for tests and
+    benchmarks): row i is request `{request_prefix}{i}`, prediction id `{request_prefix}{i}-0`."""
     start = _utc(start) or utc_time()
     feats = [json.dumps({k: (None if (v is None or (isinstance(v, float) and np.isnan(v))) else v) for k, v in r.items()})
              for r in rows.astype(object).to_dict("records")]
@@ -171,9 +111,10 @@ def write_log_rows(db: str, rows: pd.DataFrame, predictions, model_version: str 
     engine, t = make_engine(db), prediction_log_table(name=table)   # the table the REST service writes
     try:
         with engine.begin() as con:
-            t.metadata.create_all(con)
-            con.execute(t.insert(), [{"logged_at": at, "model_version": model_version, "request_id": f"req-{i}", "features": f,
-                                      "prediction": p} for i, (at, f, p) in enumerate(zip(times, feats, preds))])
+            ensure_tables(con, table)
+            con.execute(t.insert(), [{"logged_at": at, "model_version": model_version, "request_id": f"{request_prefix}{i}",
+                                      "prediction_id": prediction_id(f"{request_prefix}{i}", 0), "features": f, "prediction": p}
+                                     for i, (at, f, p) in enumerate(zip(times, feats, preds))])
     finally: engine.dispose()
     return len(rows)
 
@@ -315,7 +256,7 @@ def drift_table(reference: pd.DataFrame, current: pd.DataFrame, schema: dict, p_
     return pd.DataFrame(rows, columns=cols)
 
 def drift_signal(table: pd.DataFrame, max_drift_share: float = 0.0, prediction_drift: bool = False,
-                 decay: float | None = None, max_decay: float = 0.05) -> tuple[str, float, list[str]]:
+                 decay: float | None = None, max_decay: float = 0.05, estimated_decay: float | None = None) -> tuple[str, float, list[str]]:
     "The retraining signal, the share of drifted features, and the reasons for the signal."
     ev = table[table["evaluated"]] if len(table) else table
     if ev.empty: return UNKNOWN, float("nan"), ["no feature of the model could be compared"]
@@ -326,6 +267,8 @@ def drift_signal(table: pd.DataFrame, max_drift_share: float = 0.0, prediction_d
                        + ", ".join(ev.loc[ev.drifted, "feature"]))
     if prediction_drift: reasons.append("the distribution of predictions drifted")
     if decay is not None and decay > max_decay: reasons.append(f"the primary metric decayed by {decay:.4g} (> {max_decay})")
+    if estimated_decay is not None and estimated_decay > max_decay:
+        reasons.append(f"the primary metric estimated without labels (CBPE) decayed by {estimated_decay:.4g} (> {max_decay})")
     return (RETRAIN if reasons else NO_DRIFT), share, reasons
 
 # %% [code]
@@ -344,6 +287,7 @@ _big = pd.DataFrame({"x": _rng.normal(size=20_000), "c": "a"})
 _tiny = drift_table(_big, _big.assign(x=_big.x + 0.07), _sch)                  # significant with 20 000 rows, but too small to matter
 test_eq((bool(_tiny.significant[0]), bool(_tiny.drifted[0])), (True, False))
 test_eq(drift_signal(drift_table(_R, _same, _sch), decay=0.2)[0], RETRAIN)
+test_eq(drift_signal(drift_table(_R, _same, _sch), estimated_decay=0.2)[2], ["the primary metric estimated without labels (CBPE) decayed by 0.2 (> 0.05)"])
 _c, _probs = coerce_to_schema(pd.DataFrame({"x": ["1.5", "heavy", None], "c": [1, None, "a"]}), _sch)
 test_eq((_c["x"].tolist()[0], _c["c"].tolist()), (1.5, ["1", None, "a"]))
 test_eq(_probs, ["column 'x': 1 values are not numbers (e.g. 'heavy'), counted as missing"])
@@ -351,10 +295,16 @@ test_eq(_probs, ["column 'x': 1 values are not numbers (e.g. 'heavy'), counted a
 # %% [markdown]
 ## Performance decay
 
-When the current batch has labels, the primary metric on it is compared with the metric the model was
-accepted on, both oriented as the acceptance gates orient them (higher is better; the `neg_*` error
-metrics negated). Decay is how much worse it got: scores such as accuracy or R² in their own units,
-errors (RMSE, MAE) relative to their value at training, since their scale is the target's.
+When the current rows have labels (a labelled batch, or the part of the service's log that received feedback), the
+primary metric on them is compared with the metric the model was accepted on, both oriented as the acceptance gates
+orient them (higher is better; the `neg_*` error metrics negated). Decay is how much worse it got: scores such as
+accuracy or R² in their own units, errors (RMSE, MAE) relative to their value at training, since their scale is the
+target's. The measured metric comes with its 95% bootstrap interval (`00d_estimate`, the same code as evaluation's),
+and so does the decay: a drop measured on forty labels is not one measured on forty thousand.
+
+Without labels, a classifier's metric is estimated from its probabilities (CBPE, `00d_estimate`), calibrated on the
+test split; a drop of the estimate beyond `max_decay` raises the signal too. With labels, both are reported side by
+side.
 
 # %% [code]
 #| export
@@ -363,6 +313,14 @@ def oriented(metrics: dict, metric: str) -> float | None:
     from mlops_nb.contracts import score
     try: return float(score(metrics or {}, metric))
     except KeyError: return None
+
+def oriented_interval(intervals: dict, metric: str) -> tuple | None:
+    "The bootstrap interval of `metric` (from `bootstrap_intervals`), oriented as `oriented` orients the metric."
+    if metric in LOWER_IS_BETTER:
+        iv = intervals.get(LOWER_IS_BETTER[metric])
+        return None if iv is None else (-iv[1], -iv[0])
+    iv = intervals.get(metric)
+    return None if iv is None else tuple(iv)
 
 def decay(metric: str, now: float | None, at_training: float | None) -> float | None:
     "How much worse the oriented `metric` is now than at training (positive: worse); relative for error metrics (neg_*)."
@@ -378,6 +336,37 @@ test_eq(oriented({"r2": 0.4}, "accuracy"), None)
 test_eq(decay("balanced_accuracy", 0.8, 0.95), 0.15)
 test_eq(decay("neg_root_mean_squared_error", -60.0, -50.0), 0.2)     # RMSE up by a fifth
 test_eq(decay("accuracy", 0.9, None), None)
+test_eq(oriented_interval({"rmse": (40.0, 60.0)}, "neg_root_mean_squared_error"), (-60.0, -40.0))
+test_eq(oriented_interval({"accuracy": (0.8, 0.9)}, "accuracy"), (0.8, 0.9)); test_eq(oriented_interval({}, "r2"), None)
+
+# %% [code]
+#| export
+def estimate_current(served, current: pd.DataFrame, calibration: pd.DataFrame | None = None, rounds: int = 200,
+                     labelled=None) -> dict:
+    """CBPE's estimate of the champion's metrics on `current` (its probabilities, calibrated on the labelled rows of
+    `calibration`), with intervals; `labelled` (a boolean mask): the estimate on those rows too, to set beside the measured."""
+    tgt, classes = served.schema["target"], served.classes
+    cols = [f"proba_{c}" for c in classes]
+    est = CBPE(classes)
+    if calibration is not None and tgt in calibration and calibration[tgt].notna().sum() >= 2 * len(classes):
+        cal = calibration[calibration[tgt].notna()]
+        est.fit(served.predict(cal)[cols].to_numpy(), cal[tgt].astype(str))
+    p = served.predict(current)
+    out = est.estimate(p[cols].to_numpy(), p["prediction"].astype(str), rounds=rounds)
+    if labelled is not None and np.asarray(labelled).any():
+        m = np.asarray(labelled)
+        out["labelled"] = est.estimate(p[cols].to_numpy()[m], p["prediction"].astype(str).to_numpy()[m], rounds=0)
+    return out
+
+# %% [code]
+_root = find_root()
+if (_root/package_dir/"current.json").is_file() and (_root/split_dir/"test.parquet").is_file():   # the finished project's champion
+    _sv = load_model(_root/package_dir)
+    _test = pd.read_parquet(_root/split_dir/"test.parquet")
+    _e = estimate_current(_sv, _test.drop(columns=[target]), _test, rounds=50, labelled=np.ones(len(_test), bool))
+    _measured = _sv.lineage["metrics"]["test"][primary_metric] if primary_metric in ESTIMABLE else None
+    print(f"CBPE on the test split: {_e['metrics']}, measured {_measured}")
+    assert _e["calibrated"] and _e["rows"] == len(_test) and set(_e["metrics"]) == set(ESTIMABLE)
 
 # %% [markdown]
 ## Monitoring a batch
@@ -391,8 +380,12 @@ service are used as they are; a batch file is predicted by the champion.
 def monitor(reference: pd.DataFrame, current: pd.DataFrame, served, p_value: float = 0.01, psi_threshold: float = 0.2,
             max_drift_share: float = 0.0, metric: str | None = None, metric_at_training: float | None = None,
             min_wasserstein: float = 0.15, min_jensen_shannon: float = 0.05, max_decay: float = 0.05, min_rows: int = 30,
-            predictions: pd.Series | None = None, problems: list[str] | None = None, source: str = "") -> tuple[dict, pd.DataFrame]:
-    "Everything the monitor measures on `current` against `reference`, and the per-feature drift table."
+            predictions: pd.Series | None = None, problems: list[str] | None = None, source: str = "",
+            calibration: pd.DataFrame | None = None, rounds: int = 200, estimate: bool = True) -> tuple[dict, pd.DataFrame]:
+    """Everything the monitor measures on `current` against `reference`, and the per-feature drift table. Labelled rows
+    of `current` (its target column) give the measured metric and its decay with their intervals (`rounds` resamples);
+    for a classifier, `estimate` adds the CBPE estimate of the metric on all rows, calibrated on `calibration` (labelled
+    held-out rows, e.g. the test split; None: the probabilities are taken as they are)."""
     t0 = time.perf_counter()
     schema = served.schema
     task, tgt = schema.get("task"), schema["target"]
@@ -404,8 +397,8 @@ def monitor(reference: pd.DataFrame, current: pd.DataFrame, served, p_value: flo
                         n_tests=len(compared) + 1)
     result = {"status": UNKNOWN, "checked": now_utc(), "source": source, "model_version": served.version, "task": task,
               "rows_reference": len(reference), "rows_current": len(current), "p_value": p_value,
-              "bonferroni_tests": len(compared) + 1, "p_threshold": p_value / (len(compared) + 1)}
-    pred_drift, dec, notes = False, None, []
+              "bonferroni_tests": len(compared) + 1, "p_threshold": p_value / (len(compared) + 1), "max_decay": max_decay}
+    pred_drift, dec, est_dec, notes = False, None, None, []
     if len(current) < min_rows:
         notes.append(f"the current data has {len(current)} rows, fewer than monitor.min_rows = {min_rows}")
     elif len(compared) == len(schema["features"]) or predictions is not None:
@@ -415,17 +408,39 @@ def monitor(reference: pd.DataFrame, current: pd.DataFrame, served, p_value: flo
         floor = min_wasserstein if task == "regression" else min_jensen_shannon
         pred_drift = bool(pr["p_value"] < result["p_threshold"] and (pr["distance"] >= floor or pr["psi"] >= psi_threshold))
         result["prediction_drift"] = {**pr, "p_threshold": result["p_threshold"], "distance_threshold": floor, "drifted": pred_drift}
-        if metric and tgt in current and current[tgt].notna().sum() >= min_rows:
+        n_lab = int(current[tgt].notna().sum()) if tgt in current else 0
+        lab = current[tgt].notna().to_numpy() if n_lab else None
+        if metric and n_lab >= min_rows:
             from mlops_nb.contracts import task_metrics
-            lab = current[tgt].notna().to_numpy()
             y, yp = current.loc[lab, tgt], pd.Series(np.asarray(pcur)[lab])
             y, yp = (pd.to_numeric(y, errors="coerce"), pd.to_numeric(yp, errors="coerce")) if task == "regression" else (y.astype(str), yp.astype(str))
             now = oriented(task_metrics(task, y, yp), metric)
             dec = decay(metric, now, metric_at_training)
-            result.update(metric=metric, metric_current=now, metric_at_training=metric_at_training, decay=dec, labelled_rows=int(lab.sum()))
+            iv = oriented_interval(bootstrap_intervals(task, y.to_numpy(), yp.to_numpy(), rounds=rounds, max_rows=20_000), metric) if rounds else None
+            result.update(metric=metric, metric_current=now, metric_current_interval=list(iv) if iv else None,
+                          metric_at_training=metric_at_training, decay=dec, labelled_rows=n_lab,
+                          decay_interval=sorted([decay(metric, iv[0], metric_at_training), decay(metric, iv[1], metric_at_training)])
+                          if iv and dec is not None else None)
+        elif metric and n_lab:
+            notes.append(f"{n_lab} labelled rows, fewer than monitor.min_rows = {min_rows}: decay not measured")
+            result["labelled_rows"] = n_lab
+        if metric and estimate and served.is_classifier:
+            if metric not in ESTIMABLE:
+                notes.append(f"CBPE estimates {', '.join(ESTIMABLE)}; the primary metric {metric} is not estimated")
+            elif len(compared) < len(schema["features"]):
+                notes.append("CBPE not evaluated: feature columns are missing, so the model cannot give probabilities")
+            else:
+                est = estimate_current(served, current, calibration, rounds, labelled=lab)
+                value = est["metrics"][metric]
+                est_dec = decay(metric, value, metric_at_training)
+                result["estimated"] = {"method": "CBPE", "metric": metric, "value": value, "interval": est["intervals"].get(metric),
+                                       "decay": est_dec, "rows": est["rows"], "calibration_rows": est["calibration_rows"],
+                                       **({"value_on_labelled_rows": est["labelled"]["metrics"][metric]} if "labelled" in est else {})}
+                result.update(metric=metric, metric_at_training=metric_at_training, metric_estimated=value, estimated_decay=est_dec)
+                if not est["calibrated"]: notes.append("CBPE: no labelled held-out rows to calibrate on; the model's probabilities are taken as they are")
     else:
         notes.append("prediction drift not evaluated: feature columns are missing, so the model cannot predict")
-    status, share, reasons = drift_signal(table, max_drift_share, pred_drift, dec, max_decay)
+    status, share, reasons = drift_signal(table, max_drift_share, pred_drift, dec, max_decay, est_dec)
     if len(current) < min_rows: status, reasons = UNKNOWN, notes[:1]
     result.update(status=status, exit_code=EXIT_CODES[status], reasons=reasons, notes=notes, drift_share=share,
                   drifted_features=table.loc[table.drifted, "feature"].tolist(),
@@ -462,6 +477,23 @@ def _plot_png(ref: pd.Series, cur: pd.Series, kind: str, title: str) -> str:
 
 def _num(v, fmt): return "" if v is None or v != v else format(v, fmt)
 
+def performance_html(result: dict) -> str:
+    "The report's performance section: the metric measured on the labelled rows and CBPE's estimate, each with its interval."
+    if result.get("metric") is None: return ""
+    esc, m, rows = html.escape, result["metric"], []
+    iv = lambda v: f" (95% interval {_num(v[0], '.4f')} to {_num(v[1], '.4f')})" if v else ""
+    if result.get("metric_current") is not None:
+        rows.append(f"<tr><td>measured on {result.get('labelled_rows')} labelled rows</td><td>{_num(result['metric_current'], '.4f')}"
+                    f"{iv(result.get('metric_current_interval'))}</td><td>{_num(result.get('decay'), '.4f')}{iv(result.get('decay_interval'))}</td></tr>")
+    e = result.get("estimated")
+    if e:
+        lab = f"; {_num(e['value_on_labelled_rows'], '.4f')} on the labelled rows" if e.get("value_on_labelled_rows") is not None else ""
+        rows.append(f"<tr><td>estimated without labels (CBPE) on {e['rows']} rows, calibrated on {e['calibration_rows']}</td>"
+                    f"<td>{_num(e['value'], '.4f')}{iv(e.get('interval'))}{lab}</td><td>{_num(e.get('decay'), '.4f')}</td></tr>")
+    return (f"<h2>Performance: {esc(m)}</h2><p>At acceptance (test split): {_num(result.get('metric_at_training'), '.4f')}; "
+            f"decay is how much worse (positive: worse), the signal fires above {esc(str(result.get('max_decay', '')))}.</p>"
+            "<table><thead><tr><th>how</th><th>value</th><th>decay</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
 def drift_html(table: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFrame, result: dict, dest,
                profile_href: str | None = None) -> Path:
     "Write the drift report to `dest` atomically."
@@ -476,14 +508,15 @@ def drift_html(table: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFra
     pdrift = result.get("prediction_drift")
     pred = (f"<p>Predictions: {esc(pdrift['test'])} p = {pdrift['p_value']:.4g} (threshold {pdrift['p_threshold']:.3g}), "
             f"{esc(pdrift['distance_name'])} {pdrift['distance']:.3f}: <b>{'drift' if pdrift['drifted'] else 'no drift'}</b></p>") if pdrift else ""
-    skip = {"features", "prediction_drift", "reasons", "schema_violations", "notes"}
+    perf = performance_html(result)
+    skip = {"features", "prediction_drift", "reasons", "schema_violations", "notes", "estimated"}
     facts = "".join(f"<li><b>{esc(str(k))}</b>: {esc(str(v))}</li>" for k, v in result.items() if k not in skip)
     lst = lambda xs: "<ul>" + "".join(f"<li>{esc(str(x))}</li>" for x in xs) + "</ul>" if xs else "<p>none</p>"
     prof = f"<p><a href='{esc(profile_href)}'>ydata-profiling comparison of reference and current</a></p>" if profile_href else ""
     css = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse}\n"
            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left} tr.drift{background:#fde2e2}")
     body = f"""<h1>Drift report: {esc(result['status'])}</h1><h2>Why</h2>{lst(result.get('reasons', []) + result.get('notes', []))}
-{pred}<h2>Schema violations ({len(result.get('schema_violations', []))})</h2>{lst(result.get('schema_violations', []))}
+{pred}{perf}<h2>Schema violations ({len(result.get('schema_violations', []))})</h2>{lst(result.get('schema_violations', []))}
 <h2>Features</h2><p>A feature drifted when its p-value is below the threshold (Bonferroni over {result.get('bonferroni_tests')} tests)
 and its distance or PSI reaches its threshold.</p>
 <table><thead><tr><th>feature</th><th>kind</th><th>test</th><th>statistic</th><th>p-value</th><th>threshold</th><th>distance</th>
@@ -516,7 +549,8 @@ def log_monitoring(live_dir, result: dict) -> int:
         if result["drift_share"] == result["drift_share"]: live.log_metric("drift_share", result["drift_share"])
         live.log_metric("drifted_features", len(result.get("drifted_features", [])))
         live.log_metric("signal", result.get("exit_code", EXIT_CODES[result["status"]]))
-        if result.get("decay") is not None: live.log_metric("decay", result["decay"])
+        for k in ("decay", "metric_current", "metric_estimated", "estimated_decay"):
+            if result.get(k) is not None: live.log_metric(k, result[k])
         live.make_summary()
     return step
 
@@ -525,6 +559,10 @@ with tempfile.TemporaryDirectory() as d:
     _res, _tab = {"status": RETRAIN, "drift_share": 1.0, "drifted_features": ["x", "c"], "reasons": ["x moved"], "exit_code": 1}, drift_table(_R, _moved, _sch)
     _page = drift_html(_tab, _R, _moved, _res, Path(d)/"drift.html", "p.html").read_text()
     assert "Kolmogorov-Smirnov" in _page and "Jensen-Shannon" in _page and "x moved" in _page and "data:image/png" in _page
+    _perf = performance_html({"metric": "accuracy", "metric_at_training": 0.9, "metric_current": 0.8, "metric_current_interval": [0.75, 0.85],
+                              "decay": 0.1, "decay_interval": [0.05, 0.15], "labelled_rows": 120, "max_decay": 0.05,
+                              "estimated": {"value": 0.82, "interval": [0.8, 0.84], "decay": 0.08, "rows": 400, "calibration_rows": 70}})
+    assert "measured on 120 labelled rows" in _perf and "0.7500 to 0.8500" in _perf and "CBPE" in _perf and "0.8200" in _perf, _perf
     test_eq([log_monitoring(Path(d)/"live", _res) for _ in range(2)], [0, 1])    # successive runs are successive steps
     test_eq(len(pd.read_csv(Path(d)/"live/plots/metrics/drift_share.tsv", sep="\t")), 2)
 
@@ -537,15 +575,21 @@ log over a window (`log`), or a file.
 # %% [code]
 #| export
 def read_current(source: str, split_dir="data/processed", prediction_log_db="data/prediction_log.db", window: str | None = "7d",
-                 since=None, until=None) -> tuple[pd.DataFrame, pd.Series | None, list[str], str]:
-    "The current data of `source` ('batch', 'log' or a file): frame, logged predictions (or None), problems, and a description."
+                 since=None, until=None, target: str | None = None) -> tuple[pd.DataFrame, pd.Series | None, list[str], str]:
+    """The current data of `source` ('batch', 'log' or a file): frame, logged predictions (or None), problems, and a
+    description. From the log, the labels sent back as feedback are the `target` column (missing where none arrived)."""
     if source == "batch":
         p = Path(split_dir)/"batch.parquet"
         return pd.read_parquet(require(p, "run `mlops-nb step split` first")), None, [], str(p)
     if source == "log":
         since = since or parse_window(window)
-        frame, preds, problems = read_prediction_log(prediction_log_db, since, until)
-        return frame, preds, problems, f"{prediction_log_db} {LOG_TABLE} from {since or 'the start'} to {until or 'now'}"
+        frame = labelled_window(prediction_log_db, since, until)
+        preds, problems, labels = frame.pop("prediction"), frame.attrs.get("problems", []), frame.pop("label")
+        frame = frame.drop(columns=["label_received_at"])
+        if target is not None and target not in frame: frame[target] = labels
+        n = int(labels.notna().sum())
+        return frame, preds, problems, (f"{prediction_log_db} {LOG_TABLE} from {since or 'the start'} to {until or 'now'}"
+                                        f" ({n} of {len(frame)} rows labelled by feedback)")
     return read_batch(source), None, [], str(source)
 
 def metric_at_training(served, metric: str | None) -> float | None:
@@ -571,18 +615,26 @@ values by name (the `parameters` cell above, with params.yaml over it): the defa
 # %% [code]
 #| export
 def check_current(values: dict, reference: pd.DataFrame, current: pd.DataFrame, served, predictions=None, problems=(),
-                  source: str = "") -> tuple[dict, pd.DataFrame]:
-    "`monitor` with the monitor step's parameter `values` (`p_value`, `primary_metric`... as the parameters cell names them)."
+                  source: str = "", calibration: pd.DataFrame | None = None) -> tuple[dict, pd.DataFrame]:
+    """`monitor` with the monitor step's parameter `values` (`p_value`, `primary_metric`... as the parameters cell names
+    them); `calibration`: labelled held-out rows (the test split) that CBPE calibrates the probabilities on."""
     v, metric = values, values["primary_metric"]
     return monitor(reference, current, served, v["p_value"], v["psi_threshold"], v["max_drift_share"], metric,
                    metric_at_training(served, metric), v["min_wasserstein"], v["min_jensen_shannon"], v["max_decay"],
-                   v["min_rows"], predictions=predictions, problems=list(problems), source=source)
+                   v["min_rows"], predictions=predictions, problems=list(problems), source=source, calibration=calibration,
+                   rounds=v["bootstrap_rounds"], estimate=v["estimate_performance"])
 
 # %% [code]
 _root = find_root()
 _served, _ref = load_model(_root/package_dir), pd.read_parquet(_root/split_dir/"train.parquet")
 _res, _tab = check_current(globals(), _ref, _ref.sample(min(len(_ref), 200), random_state=0), _served)
 test_eq((_res["status"], _res["exit_code"]), (NO_DRIFT, 0))          # the training data against a sample of itself
+_test = pd.read_parquet(_root/split_dir/"test.parquet")
+_res, _ = check_current(globals(), _ref, _test, _served, calibration=_test)   # labelled: measured, with its interval, beside CBPE's estimate
+_lo, _hi = _res["metric_current_interval"]
+assert _lo <= _res["metric_current"] <= _hi and _res["labelled_rows"] == len(_test) and _res["estimated"]["method"] == "CBPE"
+test_close(_res["metric_current"], _res["metric_at_training"], eps=1e-6)     # the test split is what the champion was accepted on
+assert abs(_res["estimated"]["value"] - _res["metric_current"]) < 0.1, _res["estimated"]
 test_fail(lambda: check_current({"primary_metric": primary_metric}, _ref, _ref, _served), contains="p_value")
 
 # %% [markdown]
@@ -595,9 +647,10 @@ service's prediction log over `window`, or a file) with the training split.
 os.chdir(find_root())
 served = load_model(package_dir)
 reference = pd.read_parquet(require(Path(split_dir)/"train.parquet", "run `mlops-nb step split` first"))
-current, logged, problems, described = read_current(current_source, split_dir, prediction_log_db, window)
+current, logged, problems, described = read_current(current_source, split_dir, prediction_log_db, window, target=target)
+calibration = pd.read_parquet(Path(split_dir)/"test.parquet") if (Path(split_dir)/"test.parquet").is_file() else None
 result, table = check_current(globals(), reference, current, served, predictions=logged, problems=problems,
-                              source=described)   # globals(): the parameters cell's values, as papermill set them
+                              source=described, calibration=calibration)   # globals(): the parameters cell's values, as papermill set them
 write_monitoring(result, table, reference, current, monitor_path, drift_report, monitor_live_dir,
                  drift_profile if profile_compare else None, profile_max_rows)
 record_step(lineage_dir, "monitor", {"current_source": current_source, "p_value": p_value, "max_drift_share": max_drift_share},
