@@ -161,6 +161,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'mlops_nb.online.OnlineLearner._run': ('online.html#onlinelearner._run', 'mlops_nb/online.py'),
                                  'mlops_nb.online.OnlineLearner._window_score': ( 'online.html#onlinelearner._window_score',
                                                                                   'mlops_nb/online.py'),
+                                 'mlops_nb.online.OnlineLearner.brief': ('online.html#onlinelearner.brief', 'mlops_nb/online.py'),
                                  'mlops_nb.online.OnlineLearner.close': ('online.html#onlinelearner.close', 'mlops_nb/online.py'),
                                  'mlops_nb.online.OnlineLearner.flush': ('online.html#onlinelearner.flush', 'mlops_nb/online.py'),
                                  'mlops_nb.online.OnlineLearner.learn': ('online.html#onlinelearner.learn', 'mlops_nb/online.py'),
