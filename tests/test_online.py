@@ -36,8 +36,9 @@ def wait_idle(url: str, sent: int, timeout: float = 30) -> dict:
     "Wait until the learner has taken every row sent so far and has nothing queued."
     deadline = time.time() + timeout
     while time.time() < deadline:
-        h = requests.get(f"{url}/health", timeout=10).json()["online"]
-        if h["received"] + h["buffered"] >= sent and h["idle"]: return h
+        health = requests.get(f"{url}/health", timeout=10).json()
+        h = health["online"]     # every row taken, and the service serves what the learner last promoted
+        if h["received"] + h["buffered"] >= sent and h["idle"] and health["model_version"] == h["model_version"]: return h
         time.sleep(0.02)
     raise AssertionError(f"the learner did not take {sent} rows within {timeout} s: {h}")
 
