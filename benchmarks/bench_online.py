@@ -10,7 +10,9 @@ online one also learns them (mini-batches of online.batch_rows, a promotion deci
 batches, each promotion a new package version the service reloads). Meanwhile the client times one-row requests,
 alternating between the two services so that the machine's load falls on both alike. Bounded by --requests per
 service and --max-seconds. Target: the online service's median and p95 within 20% of the static one's. Prints the
-figures and writes them to benchmarks/results/online.json. Not part of the test suite.
+figures and writes them to benchmarks/results/online.json. Also the notebook's drift demo (static champion vs
+online model, prequential balanced accuracy per batch) with its figure, benchmarks/results/online_drift.png.
+Not part of the test suite.
 """
 import argparse, http.client, json, os, shutil, subprocess, sys, tempfile, threading, time
 from pathlib import Path
@@ -77,6 +79,17 @@ def feeder(port: int, stop: threading.Event, every: float, counts: dict):
         stop.wait(max(every - (time.perf_counter() - t0), 0))
 
 
+def curves(work: Path, png: Path) -> dict:
+    "The notebook's demo, in process: prequential balanced accuracy per batch, static champion vs the online model."
+    from mlops_nb.online import drift_stream, plot_curves, prequential_curves, recovery, stream_package
+    stream_package(work/"package", drift_stream(batches=20, drift_at=None, seed=1))
+    c = prequential_curves(work/"package", drift_stream(batches=40, drift_at=10, angle=60, seed=4), promote_every=2)
+    plot_curves(c, 10, dest=png)
+    return {"stream": "50-row batches, boundary turned by 60 degrees at batch 10", "figure": png.name,
+            "online": recovery(c, 10, "online"), "static": recovery(c, 10, "static"),
+            "per_batch": {"static": c.static.round(3).tolist(), "online": c.online.round(3).tolist()}}
+
+
 def stats(ms: list) -> dict:
     a = np.asarray(ms)
     return {"requests": len(a), "mean_ms": round(float(a.mean()), 3), "p50_ms": round(float(np.percentile(a, 50)), 3),
@@ -90,6 +103,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-seconds", type=float, default=90, help="stop timing after this long")
     ap.add_argument("--feed-every", type=float, default=0.25, help="seconds between labelled batches of 50 rows, per service")
     ap.add_argument("--promote-every", type=int, default=None, help="online.promote_every (default: params.yaml's)")
+    ap.add_argument("--skip-curves", action="store_true", help="leave out the drift demo (figure benchmarks/results/online_drift.png)")
     ap.add_argument("--out", default=str(REPO/"benchmarks/results/online.json"))
     a = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-online-"))
@@ -124,6 +138,7 @@ def main(argv=None) -> int:
                "within_target": bool(ratio["p50_ms"] <= 1 + TARGET and ratio["p95_ms"] <= 1 + TARGET),
                "learner": {k: online[k] for k in ("learned", "rejected", "held", "batches", "promotions", "frozen", "model_version")},
                "load_average": os.getloadavg(), "cpus": os.cpu_count()}
+        if not a.skip_curves: out["drift_curves"] = curves(work/"curves", Path(a.out).with_name("online_drift.png"))
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(out, indent=2) + "\n")
         print(json.dumps(out, indent=2))
