@@ -155,3 +155,20 @@ def test_serve_online_refuses_a_champion_that_cannot_learn(tmp_path):
                        text=True, timeout=120)
     assert r.returncode != 0 and "cannot learn online (no partial_fit)" in r.stderr + r.stdout, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
+
+
+def test_bad_online_parameters_are_named(tmp_path):
+    "A wrong type in the online section is refused by `mlops-nb params --check`; a wrong value by `serve --online`."
+    import subprocess
+    from conftest import tool
+    root = make_project(tmp_path/"p")
+    shutil.copytree(REPO/"notebooks", root/"notebooks")          # the typed definition `params --check` reads
+    p = yaml.safe_load((root/"params.yaml").read_text())
+    for change, says in (({"batch_rows": "fifty"}, "online.batch_rows"), ({"window_rows": 10}, "online.window_rows: expected at least")):
+        q = {**p, "online": {**p["online"], **change}}
+        (root/"params.yaml").write_text(yaml.safe_dump(q, sort_keys=False))
+        cmd = ["params", "--check"] if "batch_rows" in change else ["serve", "--online", "--port", "1"]
+        r = subprocess.run([tool("mlops-nb"), *cmd, "--project", str(root)] if cmd[0] == "serve" else [tool("mlops-nb"), *cmd],
+                           cwd=root, capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and says in r.stderr, (change, r.stdout[-1000:], r.stderr[-1000:])
+        assert "Traceback" not in r.stderr
