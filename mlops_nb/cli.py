@@ -350,10 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_step)
     s = add("report", "build reports/index.html from the outputs of the last run"); s.set_defaults(fn=_report)
     s = add("serve", "serve the champion model over HTTP (FastAPI + uvicorn)",
-            "Serve the champion model (paths.package_dir/current.json): GET /health, /metadata, /metrics; POST /predict. "
+            "Serve the champion model (paths.package_dir/current.json): GET /health, /metadata, /metrics; POST /predict, "
+            "POST /feedback (true labels for logged predictions, by the prediction_id /predict returned). "
             "Every prediction is logged for monitoring. The service follows the champion without a restart (it checks "
             "current.json every serve.reload_poll_s seconds, or on POST /admin/reload). With the environment variable "
-            "MLOPS_NB_TOKEN set, /predict, /metadata and /admin/reload need `Authorization: Bearer <token>`.")
+            "MLOPS_NB_TOKEN set, /predict, /feedback, /metadata and /admin/reload need `Authorization: Bearer <token>`.")
     s.add_argument("--host", default=None, help="address to listen on (default: serve.host, 127.0.0.1)")
     s.add_argument("--port", type=int, default=None, help="port (default: serve.port)")
     s.add_argument("--package-dir", default=None, help="packaged models (default: paths.package_dir)")

@@ -237,6 +237,7 @@ def store_feedback(engine_or_db, items: list[dict], task: str | None = None, cla
                          f"{getattr(e, 'orig', None) or e}; nothing was stored") from None
     finally:
         if engine is not engine_or_db: engine.dispose()
+    errors.sort(key=lambda e: e["row"])     # in the order of the rows
     return {"received": len(items), "stored": 0 if errors else len(rows), "errors": errors}
 
 # %% ../notebooks/00b_logstore.ipynb #bf8d5ca6
