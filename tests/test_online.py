@@ -104,6 +104,16 @@ def test_a_poisoned_stream_freezes_learning_and_no_poisoned_challenger_is_ever_s
         health = requests.get(f"{url}/health", timeout=10).json()
         # resuming is an operator's decision; while the poison goes on, the next batch freezes it again
         assert requests.post(f"{url}/admin/online/resume", timeout=10).json()["event"] == "resumed"
+        # an online version is rolled back like any other: the service and the learner follow the pointer
+        from mlops_nb.registry import rollback
+        back = rollback(package_dir=root/"models/package")
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            h = requests.get(f"{url}/health", timeout=10).json()
+            if h["model_version"] == back["to"]: break
+            time.sleep(0.05)
+        assert h["model_version"] == back["to"] != back["from"], (h, back)
+        requests.post(f"{url}/predict", json=stream[["x1", "x2", "c"]].head(1).to_dict("records"), timeout=10).raise_for_status()
     finally: stop_server(proc)
     print(f"\npoisoned from batch 10: frozen={st['frozen']}, learned={st['learned']}, held={st['held']}, "
           f"promotions={st['promotions']}; reason: {st['freeze_reason']}")
