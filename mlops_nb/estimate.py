@@ -164,18 +164,20 @@ class CBPE:
         K = len(self.classes)
         return self._cells(proba, y_pred).sum(0).reshape(K, K)
 
-    def estimate(self, proba, y_pred=None, rounds: int = 200, level: float = 0.95, seed: int = 0) -> dict:
-        "The expected metrics of the rows and their bootstrap intervals: {metric: value}, {metric: (low, high)}, rows."
+    def estimate(self, proba, y_pred=None, rounds: int = 200, level: float = 0.95, seed: int = 0, max_rows: int | None = 20_000) -> dict:
+        """The expected metrics of the rows and their bootstrap intervals: {metric: value}, {metric: (low, high)}, rows.
+        Beyond `max_rows` rows, resamples of `max_rows` rows with the spread scaled by sqrt(m/n), as `bootstrap_intervals`."""
         cells, K = self._cells(proba, y_pred), len(self.classes)
         n = len(cells)
         if n == 0: raise ValueError("CBPE: no rows to estimate on")
         point = {k: round(float(v), 6) for k, v in confusion_metrics(cells.sum(0).reshape(K, K)).items()}
-        rng, draws = np.random.default_rng(seed), {k: [] for k in point}
-        for lo in range(0, rounds, 16):       # resample weights (counts per row), 16 rounds per matrix product
-            w = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(min(16, rounds - lo))]).astype(float)
-            for k, v in confusion_metrics((w @ cells).reshape(-1, K, K)).items(): draws[k].append(v)
-        a = (1 - level) / 2
-        iv = {k: (round(float(np.nanquantile(np.concatenate(v), a)), 6), round(float(np.nanquantile(np.concatenate(v), 1 - a)), 6))
+        rng, draws, m = np.random.default_rng(seed), {k: [] for k in point}, min(n, max_rows or n)
+        block = max(1, min(64, 4_000_000 // (m * K * K)))     # rounds per block: memory stays bounded
+        for lo in range(0, rounds, block):
+            C = cells[rng.integers(0, n, (min(block, rounds - lo), m))].sum(1).reshape(-1, K, K)
+            for k, v in confusion_metrics(C).items(): draws[k].append(v)
+        a, scale = (1 - level) / 2, np.sqrt(m / n)
+        iv = {k: tuple(round(float(point[k] + (np.nanquantile(np.concatenate(v), q) - point[k]) * scale), 6) for q in (a, 1 - a))
               for k, v in draws.items() if rounds}
         return {"method": "CBPE", "rows": n, "calibrated": bool(getattr(self, "calibrators_", None)),
                 "calibration_rows": getattr(self, "fitted_rows_", 0), "metrics": point, "intervals": iv}
