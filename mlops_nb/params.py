@@ -28,6 +28,10 @@ steps_dir: str = "reports/steps"  # executed notebooks, their HTML pages and sta
     "run": '''
 step_timeout_s: float | None = 1800  # wall-clock limit of one step in seconds: the step is stopped and reported (null: none)
 ''',
+    "tracking": '''
+mlflow_uri: str | None = None  # MLflow tracking URI (sqlite:///mlflow.db, http://...): runs, packages and the `champion` alias go there (pip install mlops-nb[mlflow]); null: MLflow is not used
+experiment: str | None = None  # the MLflow experiment (null: package.model_name)
+''',
     "ship": '''
 dist_dir: str = "dist"  # `mlops-nb build image|bundle`: where image build contexts and serverless bundles are written
 base_image: str = "python:3.11-slim"  # the image's FROM (a build argument); without it locally, --build makes a Debian base
