@@ -340,6 +340,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'mlops_nb.storage.remote_info': ('storage.html#remote_info', 'mlops_nb/storage.py')},
             'mlops_nb.tracking': { 'mlops_nb.tracking._client': ('tracking.html#_client', 'mlops_nb/tracking.py'),
                                    'mlops_nb.tracking._experiment': ('tracking.html#_experiment', 'mlops_nb/tracking.py'),
+                                   'mlops_nb.tracking._mlflow_type': ('tracking.html#_mlflow_type', 'mlops_nb/tracking.py'),
                                    'mlops_nb.tracking._pyfunc_class': ('tracking.html#_pyfunc_class', 'mlops_nb/tracking.py'),
                                    'mlops_nb.tracking._requirements': ('tracking.html#_requirements', 'mlops_nb/tracking.py'),
                                    'mlops_nb.tracking.flat_metrics': ('tracking.html#flat_metrics', 'mlops_nb/tracking.py'),
