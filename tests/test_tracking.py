@@ -52,7 +52,7 @@ def test_runs_packages_and_the_champion_alias_in_a_local_mlflow_store(project, t
 
     v = add_versions(project, root)
     out = run([tool("mlops-nb"), "models", "promote", v["good"], "--force"], root, timeout=600)
-    assert "warning" not in out.stderr, out.stderr
+    assert "alias 'champion' was not moved" not in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert champion_predicts_like_load_model(root, uri, name) == v["good"]
     run([tool("mlops-nb"), "models", "rollback"], root, timeout=600)
     assert champion_predicts_like_load_model(root, uri, name) == pipeline
