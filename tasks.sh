@@ -18,7 +18,7 @@ setup() {
   if [ "$(cat .venv/.mlops-nb-installed 2>/dev/null)" != "$stamp" ]; then
     echo "== installing mlops-nb and its pinned dependencies into .venv"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+    .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,mlflow]'   # mlflow: tests/test_tracking.py
     echo "$stamp" > .venv/.mlops-nb-installed
   fi
   export PATH="$PWD/.venv/bin:$PATH" DVC_NO_ANALYTICS=1 YDATA_PROFILING_NO_ANALYTICS=True

@@ -321,6 +321,42 @@ def _add_feedback(add) -> None:
     s.add_argument("--package-dir", default=None, help="packaged models, for the champion's classes (default: paths.package_dir)")
     s.set_defaults(fn=_feedback)
 
+# %% ../notebooks/91_cli.ipynb #31bcde50
+def _storage(a):
+    "`mlops-nb push` / `mlops-nb pull`: see `mlops_nb.storage`."
+    from mlops_nb import storage
+    root = find_root(a.project)
+    if a.command == "push":
+        r = storage.push(root, remote=a.remote, jobs=a.jobs)
+        print(f"pushed {r['pushed']} file(s) to DVC remote {r['remote']!r} ({r['url']}) in {r['seconds']:.1f} s"
+              + ("" if r["pushed"] else " (everything was there already)"))
+        return 0
+    r = storage.pull(root, remote=a.remote, jobs=a.jobs, force=a.force)
+    print(f"pulled {r['fetched']} file(s) from DVC remote {r['remote']!r} ({r['url']}) in {r['seconds']:.1f} s")
+    from mlops_nb.registry import champion_version
+    pkg = root/load_params(root/"params.yaml")["paths"]["package_dir"]
+    print(f"champion: {champion_version(pkg) or 'none'} ({pkg})")
+    if r["changes"]:
+        print(f"still different from dvc.lock: {', '.join(sorted(r['changes']))} (see `dvc status`)", file=sys.stderr)
+        return 1
+    return 0
+
+def _add_storage(add) -> None:
+    "The `push` and `pull` subcommands, on the `add` of `build_parser`."
+    for name, text in [("push", "send the data snapshots and model packages of the last run to the DVC remote"),
+                       ("pull", "get the data snapshots and model packages dvc.lock records from the DVC remote")]:
+        s = add(name, text,
+                f"{text[0].upper() + text[1:]} (`dvc {name}` underneath). The remote is the default of .dvc/config: "
+                "`storage`, a folder beside the project unless set otherwise (`dvc remote modify storage url URL`; any "
+                "DVC remote URL works). " + ("Pull fetches everything first and changes the workspace only when all of "
+                "it arrived; afterwards `mlops-nb serve` serves the same champion without re-running a step."
+                if name == "pull" else "What is pushed is what dvc.lock records: commit dvc.lock (and dvc.yaml, "
+                "params.yaml) with git so that a clone knows what to pull."))
+        s.add_argument("--remote", default=None, help="a DVC remote named in .dvc/config (default: the default remote)")
+        s.add_argument("--jobs", "-j", type=int, default=None, help="parallel transfers (default: DVC's)")
+        if name == "pull": s.add_argument("--force", action="store_true", help="replace outputs changed here")
+        s.set_defaults(fn=_storage)
+
 # %% ../notebooks/91_cli.ipynb #c4a51ebf
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `mlops-nb`."
@@ -414,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(add)
     _add_build(add)
     _add_feedback(add)
+    _add_storage(add)
     return p
 
 def _relay(argv) -> int | None:

@@ -38,6 +38,10 @@ max_drop: float = 0.5  # freeze learning when a batch scores this much below the
 range_slack: float = 1.0  # a number beyond the training range by more than this many ranges is refused, not learned
 onnx: bool = False  # export ONNX (with its parity check) for every online version too
 ''',
+    "tracking": '''
+mlflow_uri: str | None = None  # MLflow tracking URI (sqlite:///mlflow.db, http://...): runs, packages and the `champion` alias go there (pip install mlops-nb[mlflow]); null: MLflow is not used
+experiment: str | None = None  # the MLflow experiment (null: package.model_name)
+''',
     "ship": '''
 dist_dir: str = "dist"  # `mlops-nb build image|bundle`: where image build contexts and serverless bundles are written
 base_image: str = "python:3.11-slim"  # the image's FROM (a build argument); without it locally, --build makes a Debian base

@@ -398,4 +398,8 @@ def run_pipeline(root=None, force: bool = False, wait: bool = False, log=print) 
         index = root/"reports/index.html"
         if rc != 0 and records: build_index(root)   # the report links the failed step's notebook
         if index.exists(): log(f"report: {index}")
+    if rc == 0 and (params.get("tracking") or {}).get("mlflow_uri"):   # unset: mlflow is not imported
+        from mlops_nb.tracking import log_run
+        try: log_run(root, log=log)
+        except Exception as e: log(f"warning: the run is complete, but it was not logged to MLflow: {type(e).__name__}: {e}")
     return rc

@@ -97,9 +97,17 @@ def champion_chain(history: list[dict]) -> list[str]:
 
 # %% ../notebooks/95_registry.ipynb #e17ae604
 def _on_champion_change(package_dir, previous: str | None, version: str, entry: dict) -> None:
-    """Called after every change of champion, once `current.json` names `version`: the hook where the MLflow
-    registry alias `champion` is moved (issue 15, tracking). A no-op until that is wired in."""
-    return None
+    """Called after every change of champion, once `current.json` names `version`: with `tracking.mlflow_uri` set,
+    the MLflow registry alias `champion` moves to it (`mlops_nb.tracking`; a pipeline run's own packaging is logged by
+    `mlops-nb run` instead). The change of champion stands even if MLflow fails: that is reported as a warning."""
+    import sys
+    if entry.get("action") == "package": return None
+    from mlops_nb.tracking import on_champion_change, settings_near
+    if settings_near(package_dir) is None: return None          # not set: mlflow is not imported
+    try: on_champion_change(package_dir, version)
+    except Exception as e:
+        print(f"warning: {version} is the champion, but the MLflow alias 'champion' was not moved: {type(e).__name__}: {e}",
+              file=sys.stderr)
 
 @contextlib.contextmanager
 def registry_lock(package_dir):

@@ -155,6 +155,15 @@ CASES = [
       "bad_labels.csv line 2 (data row 0): prediction_id 'nope-0': no logged prediction",
       "line 3 (data row 1): prediction_id 'seed-1-0': unknown class 'Dragon'", "line 4 (data row 2)", "already has a label",
       "3 of 4 rows refused; nothing was stored"),
+    # the registry and shared storage (issue 15): refused, named, nothing changed
+    C("models promote: unknown version", ["models", "promote", "nosuch-000000000000"], "no packaged version 'nosuch-000000000000'",
+      "the versions are ['penguins-species-"),
+    C("models promote: no version", ["models", "promote"], "models promote: name the VERSION to promote"),
+    C("models rollback: no earlier champion", ["models", "rollback"], "no earlier champion to roll back to"),
+    C("pull: remote folder missing", ["pull"], "DVC remote 'storage' (", "mlops-nb-storage): the folder does not exist",
+      "nothing was changed"),
+    C("push: unknown remote", ["push", "--remote", "backup"], "no DVC remote 'backup' (the remotes are ['storage'])"),
+    C("pull: unknown remote", ["pull", "--remote", "backup"], "no DVC remote 'backup'", "dvc remote add backup URL"),
 
     # --- model files: the champion is refused, never half-used --------------------------------------------------------
     M("predict: tampered model", "tampered", ["predict", "--input", "{batch}", "--db", "{tmp}/s.db"], "does not match the recorded", "refusing to load"),
@@ -163,6 +172,8 @@ CASES = [
     M("predict: broken current.json", "broken pointer", ["predict", "--input", "{batch}", "--db", "{tmp}/s.db"], "current.json: not a champion pointer"),
     M("predict: pointer to a missing version", "dangling pointer", ["predict", "--input", "{batch}", "--db", "{tmp}/s.db"],
       "names the version 'gone-000000000000'", "holds no packaged model"),
+    M("models promote: tampered version", "tampered", ["models", "promote", "{champion}"], "does not match the recorded",
+      "refusing to use {champion}"),
     M("serve: tampered model", "tampered", ["serve", "--port", "{port}", "--log-db", "{tmp}/log.db"], "does not match the recorded"),
     M("serve: no current.json", "no pointer", ["serve", "--port", "{port}", "--log-db", "{tmp}/log.db"], "no model is packaged yet"),
     M("monitor: untrusted type", "untrusted", ["monitor", "--current", "{batch}", "--out-dir", "{tmp}/mon"],
@@ -361,9 +372,10 @@ def test_model(case, project, inputs, tmp_path):
     shutil.copytree(project/"data/processed", root/"data/processed")
     (root/"reports").mkdir()
     shutil.copy2(inputs/"batch.csv", tmp_path/"batch.csv")
+    champion = json.loads((root/"models/package/current.json").read_text())["version"]
     break_package(root/"models/package", case.mutate)
     before = snapshot(root)
-    kw = dict(tmp=tmp_path, batch=tmp_path/"batch.csv", root=root, port=free_port())
+    kw = dict(tmp=tmp_path, batch=tmp_path/"batch.csv", root=root, port=free_port(), champion=champion)
     r = run([tool("mlops-nb"), *fill(case.args, **kw)], root, check=False, timeout=300)
     assert r.returncode == case.code, f"{case.id}: exit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
     assert_names_problem(r.stderr, case, **kw)

@@ -98,3 +98,58 @@ def test_no_token_means_loopback_only(built, tmp_path, monkeypatch):
     url, proc = start(root, "--log-db", str(tmp_path/"log2.db"), host="0.0.0.0", token=TOKEN)
     try: assert requests.post(f"{url}/predict", json=_rows(root)[0], timeout=10).status_code == 401
     finally: stop_server(proc)
+
+
+def _narrower(project: Path, root: Path) -> tuple[str, str]:
+    """Package into `root` a version whose model takes one feature fewer than the champion's (its schema changed);
+    like a pipeline run, packaging points current.json at it. (version, the dropped feature)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from mlops_nb.core import now_utc, read_json, save_model
+    from mlops_nb.package import build_package
+    from mlops_nb.wrangle import feature_columns, make_preprocessor
+    pkg = root/"models/package"
+    champion = read_json(pkg/"current.json")["version"]
+    schema, lineage = read_json(pkg/champion/"schema.json"), read_json(pkg/champion/"lineage.json")
+    drop = schema["features"][0]
+    narrow = {**schema, "features": [f for f in schema["features"] if f != drop],
+              "columns": {k: v for k, v in schema["columns"].items() if k != drop}}
+    train = pd.read_parquet(project/"data/processed/train.parquet")
+    X, y = train[narrow["features"]], train[narrow["target"]]
+    model = Pipeline([("features", make_preprocessor(*feature_columns(narrow, X.columns))),
+                      ("model", LogisticRegression(max_iter=500))]).fit(X, y)
+    v = build_package(save_model(model, root/"narrow.skops"), pkg, champion.rsplit("-", 1)[0], narrow, lineage["metrics"],
+                      {**lineage, "created": now_utc()}, lineage.get("intervals"))["version"]
+    assert read_json(pkg/"current.json")["version"] == v
+    return v, drop
+
+
+def test_a_version_with_other_inputs_is_refused_by_hot_reload(built, project, tmp_path):
+    "A new champion whose schema differs is not swapped in (the request model would be wrong): refused, named; a restart serves it."
+    import shutil
+    root = tmp_path/"p"; shutil.copytree(built[0], root); v = built[1]
+    row = _rows(root)[0]
+    url, proc = start(root, "--log-db", str(tmp_path/"log.db"))
+    try:
+        narrow, dropped = _narrower(project, root)
+        r = requests.post(f"{url}/admin/reload", timeout=30)
+        assert r.status_code == 409 and r.json()["model_version"] == v["pipeline"], r.text
+        detail = r.json()["detail"]
+        assert f"its inputs differ from those of {v['pipeline']} (columns no longer taken ['{dropped}'])" in detail, detail
+        assert f"restart it to serve {narrow}" in detail, detail
+        time.sleep(1.5)                                   # the poller saw the pointer, and refused it as well
+        h = requests.get(f"{url}/health", timeout=10).json()
+        assert h["model_version"] == v["pipeline"] and "its inputs differ" in h["reload_error"], h
+        p = requests.post(f"{url}/predict", json=row, timeout=10)
+        assert p.status_code == 200 and p.json()["model_version"] == v["pipeline"], p.text
+    finally:
+        out = stop_server(proc)
+    assert f"its inputs differ from those of {v['pipeline']}" in out and "Traceback" not in out, out
+    url, proc = start(root, "--log-db", str(tmp_path/"log2.db"))       # the explicit way: a restart
+    try:
+        narrow_row = {k: x for k, x in row.items() if k != dropped}
+        assert requests.post(f"{url}/predict", json=narrow_row, timeout=10).json()["model_version"] == narrow
+        r = requests.post(f"{url}/predict", json=row, timeout=10)
+        assert r.status_code == 422 and dropped in r.text, r.text     # the old input is refused by the new request model
+    finally:
+        stop_server(proc)

@@ -533,6 +533,16 @@ def _contract(served: "ServedModel") -> tuple:
     "What the request model and the metrics are built from: features, their kinds, classifier or not."
     return (tuple(served.features), tuple(served.schema["columns"][f]["kind"] for f in served.features), served.is_classifier)
 
+def _contract_change(old: "ServedModel", new: "ServedModel") -> str:
+    "How `new` takes other inputs than `old`, in words (columns added, removed, of another kind; classifier or not)."
+    (fo, ko, co), (fn, kn, cn) = _contract(old), _contract(new)
+    kinds_o, kinds_n = dict(zip(fo, ko)), dict(zip(fn, kn))
+    parts = [f"{what} {cols}" for what, cols in [
+        ("new columns", [f for f in fn if f not in kinds_o]), ("columns no longer taken", [f for f in fo if f not in kinds_n]),
+        ("columns of another kind", [f"{f} ({kinds_o[f]} -> {kinds_n[f]})" for f in fn if f in kinds_o and kinds_o[f] != kinds_n[f]])] if cols]
+    if co != cn: parts.append("a classifier replaced by a regressor" if co else "a regressor replaced by a classifier")
+    return "; ".join(parts) or f"the column order changed ({list(fo)} -> {list(fn)})"
+
 class _Live:
     "One served version: its model, its schema checks and its prediction log, swapped together in one assignment."
     __slots__ = ("served", "checks", "log")
@@ -578,8 +588,8 @@ class Champion:
                     return {"changed": False, "model_version": old.version}
                 new = ServedModel(folder, fast=self.fast)          # hash-checked, trusted types only
                 if _contract(new) != _contract(old):
-                    raise ValueError(f"it takes other inputs than {old.version} ({_contract(new)[:2]}); "
-                                     f"restart the service to serve it")
+                    raise ValueError(f"its inputs differ from those of {old.version} ({_contract_change(old, new)}); a running "
+                                     f"service keeps its request schema: restart it to serve {new.version}")
                 new.predict(_probe_rows(new.schema))               # it predicts, and its libraries are loaded
                 log = self._open_log(new.version)
             except Exception as e:
