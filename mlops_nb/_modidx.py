@@ -68,6 +68,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'mlops_nb.core.write_text': ('core.html#write_text', 'mlops_nb/core.py'),
                                'mlops_nb.core.yaml_round_trip': ('core.html#yaml_round_trip', 'mlops_nb/core.py')},
             'mlops_nb.deps': { 'mlops_nb.deps._is_module': ('deps.html#_is_module', 'mlops_nb/deps.py'),
+                               'mlops_nb.deps._module_imports': ('deps.html#_module_imports', 'mlops_nb/deps.py'),
                                'mlops_nb.deps.import_closure': ('deps.html#import_closure', 'mlops_nb/deps.py'),
                                'mlops_nb.deps.module_imports': ('deps.html#module_imports', 'mlops_nb/deps.py'),
                                'mlops_nb.deps.notebook_modules': ('deps.html#notebook_modules', 'mlops_nb/deps.py'),

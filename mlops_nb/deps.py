@@ -4,7 +4,7 @@
 
 # %% ../notebooks/90a_deps.ipynb #ea21cb4c
 from __future__ import annotations
-import ast, io, json, re
+import ast, functools, io, json, re
 from pathlib import Path
 
 import yaml
@@ -21,6 +21,10 @@ PACKAGE = "mlops_nb"
 
 def module_imports(source: str) -> set[str]:
     "The names of the `mlops_nb` modules `source` imports, at the top or inside a function."
+    return set(_module_imports(source))
+
+@functools.lru_cache(maxsize=1024)   # keyed by the text itself: a module shared by many stages is parsed once per process
+def _module_imports(source: str) -> frozenset[str]:
     text = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
     out = set()
     for node in ast.walk(ast.parse(text)):
@@ -32,7 +36,7 @@ def module_imports(source: str) -> set[str]:
             else: out.update(a.name for a in node.names)          # from mlops_nb import monitor / from . import x
         elif isinstance(node, ast.Import):
             out.update(a.name.split(".")[1] for a in node.names if a.name.startswith(PACKAGE + "."))
-    return out
+    return frozenset(out)
 
 # %% ../notebooks/90a_deps.ipynb #b9a8260a
 def notebook_modules(nb_path) -> set[str]:

@@ -85,6 +85,11 @@ CASES = [
     P("missing source file", "ingest", {"ingest.source": "data/nope.csv"}, "ingest.source: file data/nope.csv not found"),
     P("source of the wrong kind", "ingest", {"ingest.source": "params.yaml"}, "ingest.source: params.yaml: expected a .csv or .parquet file, got '.yaml'"),
     P("unknown target column", "validate", {"project.target": "beak"}, "project.target: column 'beak' not in the data"),
+    P("too small for cross-validation", "validate",          # said at validate, where it can be acted on, not deep in train
+      {"train.cv_folds": 40, "validate.gate_levels": {"missing": "drop", "rows_per_class": "error", "duplicates": "warning",
+                                                      "min_rows": "error", "dropped_columns": "warning", "cv_folds": "error"}},
+      "training rows per class for cross-validation", "class 'Chinstrap' has 68 rows, about 30 of them in the training split",
+      "fewer than train.cv_folds = 40", "set train.cv_folds to 30 or less"),
     P("drop an unknown column", "wrangle", {"wrangle.drop_columns": ["beak"]}, "wrangle.drop_columns: ['beak'] not in the data"),
     # wrong types: refused before the notebook runs by the typed definition (the notebooks' parameters cells)
     P("wrong type: folds as text", "train", {"train.cv_folds": "five"}, "train.cv_folds", "int", typed=True),
