@@ -984,17 +984,21 @@ model again replaces their rows instead of duplicating them.
 
 # %% [code]
 #| export
+from itertools import repeat
+
 def row_keys(X: pd.DataFrame, seen: Optional[dict] = None) -> list[str]:
     """A stable key per row: the hash of its feature values, with `-n` for the n-th repeat of an identical row
     (`seen` carries the counts from earlier chunks of the same batch)."""
     h = pd.Series(pd.util.hash_pandas_object(X, index=False).to_numpy())
     occ = h.groupby(h, sort=False).cumcount().to_numpy()
-    if seen is not None:
-        hs = h.tolist()
-        occ = occ + np.array([seen.get(k, 0) for k in hs], dtype=np.int64)
-        for k, n in h.value_counts().items(): seen[k] = seen.get(k, 0) + int(n)
+    if seen is not None:      # vectorised: one dict look-up per distinct hash, done by C loops (map, update)
+        uniq, inv, cnt = np.unique(h.to_numpy(), return_inverse=True, return_counts=True)
+        u = uniq.tolist()
+        prior = np.fromiter(map(seen.get, u, repeat(0)), dtype=np.int64, count=len(u))
+        occ = occ + prior[inv]
+        seen.update(zip(u, (prior + cnt).tolist()))
     hx = h.to_numpy().astype(">u8").tobytes().hex()          # each key: 16 hex digits of the 64-bit hash
-    keys = [hx[i:i + 16] for i in range(0, 16 * len(h), 16)]
+    keys = np.array(hx).reshape(1).view("U16").tolist() if len(h) else []   # split into keys by a view, not a loop
     for i in np.flatnonzero(occ): keys[i] = f"{keys[i]}-{occ[i]}"
     return keys
 
@@ -1019,15 +1023,17 @@ def _upsert(con, table):
 def score_chunks(served: ServedModel, chunks: Iterable[pd.DataFrame], db, table: str = "predictions",
                  key: Optional[str] = None, proba: bool = False) -> int:
     """Predict every row of every chunk and write the predictions to `table` in `db`, all in one transaction;
-    return the row count. `key` names a column that identifies rows (default: a hash of the features)."""
+    return the row count. `key` names a column that identifies rows (default: a hash of the features).
+    The database write of one chunk runs in a helper thread while the next chunk is checked and predicted (the driver
+    releases the GIL while it writes); only one thread uses the connection at a time."""
     import sqlalchemy as sa
-    from itertools import repeat
+    from concurrent.futures import ThreadPoolExecutor
     engine = make_engine(db)
     t = scores_table(table, not served.is_classifier)
     n, seen, keys_seen, stamp = 0, {}, set(), utc_now()
     file = engine.url.database if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:") else None
     new_file = file is not None and not Path(file).exists()    # made by this call: removed again if it fails
-    ok = False
+    ok, pool, pending = False, ThreadPoolExecutor(1, thread_name_prefix="score-write"), None
     try:
         with engine.begin() as con:
             if con.dialect.name == "sqlite": con.exec_driver_sql("PRAGMA cache_size=-262144")   # 256 MiB: keys arrive in hash order
@@ -1038,37 +1044,43 @@ def score_chunks(served: ServedModel, chunks: Iterable[pd.DataFrame], db, table:
                                      f"(made by an older mlops-nb?); pick another table or drop it")
             else: t.create(con)
             ins, sql, cols = _upsert(con, t), None, ["model_version", "row_key", "scored_at", "prediction", "probabilities"]
-            for chunk in chunks:
-                if key is not None:
-                    if key not in chunk.columns: raise SchemaError([_problem(key, "missing", "the key column is missing")])
-                    keys = chunk[key].astype(str).tolist()
-                    if len(set(keys)) < len(keys) or keys_seen.intersection(keys):
-                        raise SchemaError([_problem(key, "key", "repeated values; a key column must identify rows")])
-                    keys_seen.update(keys)
-                Xc, errors, _ = conform(chunk, served.schema)
-                if errors:
-                    raise SchemaError([{**p, "message": f"rows {n}-{n + len(chunk) - 1}: {p['message']}"} for p in errors])
-                if key is None: keys = row_keys(Xc, seen)
-                pred, pr = served._predict_conformed(Xc, proba)
-                pred = pred.astype(float).tolist() if not served.is_classifier else pred.astype(str).tolist()
-                probs = ([json.dumps(dict(zip(served.classes, p))) for p in pr.round(6).tolist()] if proba and pr is not None
-                         else [None] * len(pred))
-                if ins is None:
-                    for i in range(0, len(keys), 500):
-                        con.execute(t.delete().where(t.c.model_version == served.version, t.c.row_key.in_(keys[i:i+500])))
-                if sql is None:      # compiled once; rows go to the driver's executemany as they are (no per-row dicts)
-                    compiled = (ins if ins is not None else t.insert()).compile(dialect=con.dialect, column_keys=cols)
-                    sql, order = str(compiled), compiled.positiontup
-                recs = zip(repeat(served.version), keys, repeat(stamp), pred, probs)
-                recs = ([tuple(r[cols.index(c)] for c in order) for r in recs] if order and list(order) != cols else list(recs)) \
-                    if order else [dict(zip(cols, r)) for r in recs]
-                if recs: con.exec_driver_sql(sql, recs)
-                n += len(recs)
+            try:
+                for chunk in chunks:
+                    if key is not None:
+                        if key not in chunk.columns: raise SchemaError([_problem(key, "missing", "the key column is missing")])
+                        keys = chunk[key].astype(str).tolist()
+                        if len(set(keys)) < len(keys) or keys_seen.intersection(keys):
+                            raise SchemaError([_problem(key, "key", "repeated values; a key column must identify rows")])
+                        keys_seen.update(keys)
+                    Xc, errors, _ = conform(chunk, served.schema)
+                    if errors:
+                        raise SchemaError([{**p, "message": f"rows {n}-{n + len(chunk) - 1}: {p['message']}"} for p in errors])
+                    if key is None: keys = row_keys(Xc, seen)
+                    pred, pr = served._predict_conformed(Xc, proba)
+                    pred = pred.astype(float).tolist() if not served.is_classifier else pred.astype(str).tolist()
+                    probs = ([json.dumps(dict(zip(served.classes, p))) for p in pr.round(6).tolist()] if proba and pr is not None
+                             else [None] * len(pred))
+                    if pending is not None: pending.result(); pending = None   # the previous chunk's write: done, or its error
+                    if ins is None:
+                        for i in range(0, len(keys), 500):
+                            con.execute(t.delete().where(t.c.model_version == served.version, t.c.row_key.in_(keys[i:i+500])))
+                    if sql is None:      # compiled once; rows go to the driver's executemany as they are (no per-row dicts)
+                        compiled = (ins if ins is not None else t.insert()).compile(dialect=con.dialect, column_keys=cols)
+                        sql, order = str(compiled), compiled.positiontup
+                    recs = zip(repeat(served.version), keys, repeat(stamp), pred, probs)
+                    recs = ([tuple(r[cols.index(c)] for c in order) for r in recs] if order and list(order) != cols else list(recs)) \
+                        if order else [dict(zip(cols, r)) for r in recs]
+                    if recs: pending = pool.submit(con.exec_driver_sql, sql, recs)
+                    n += len(recs)
+                if pending is not None: pending.result(); pending = None
+            finally:                  # an error here or in the write: wait for the write before the rollback
+                if pending is not None: pending.exception()
         ok = True
     except sa.exc.SQLAlchemyError as e:   # cannot open or write the database: nothing was committed
         raise ValueError(f"database {db}: {type(getattr(e, 'orig', None) or e).__name__}: {getattr(e, 'orig', None) or e}; "
                          f"nothing was written") from None
     finally:
+        pool.shutdown(wait=True)
         engine.dispose()
         if new_file and not ok:
             for f in (file, f"{file}-wal", f"{file}-shm", f"{file}-journal"): Path(f).unlink(missing_ok=True)
