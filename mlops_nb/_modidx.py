@@ -262,6 +262,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'mlops_nb.reproduce.load_step': ('reproduce.html#load_step', 'mlops_nb/reproduce.py'),
                                     'mlops_nb.reproduce.reproduce': ('reproduce.html#reproduce', 'mlops_nb/reproduce.py')},
             'mlops_nb.retrain': { 'mlops_nb.retrain.append_current': ('retrain.html#append_current', 'mlops_nb/retrain.py'),
+                                  'mlops_nb.retrain.read_recipe': ('retrain.html#read_recipe', 'mlops_nb/retrain.py'),
                                   'mlops_nb.retrain.retrain': ('retrain.html#retrain', 'mlops_nb/retrain.py'),
                                   'mlops_nb.retrain.set_param': ('retrain.html#set_param', 'mlops_nb/retrain.py')},
             'mlops_nb.serve': { 'mlops_nb.serve.Champion': ('serve.html#champion', 'mlops_nb/serve.py'),
