@@ -145,6 +145,7 @@ def test_drift_notifies_retrains_and_the_service_follows_the_new_champion(projec
                                             .head(3).to_json(orient="records")))
         assert out and out["model_version"] == new, out
         assert t.failures == [], t.failures[:5]
+        assert events(hook, "job_failed") == [], events(hook, "job_failed")
         from mlops_nb.registry import read_history
         assert read_history(root/"models/package")[-1]["to"] == new and read_history(root/"models/package")[-1]["action"] == "retrain"
         print(f"\nloop: {t.sent} requests, none failed; drift onset -> notification {at - onset:.1f} s, -> new champion "
