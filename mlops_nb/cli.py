@@ -35,11 +35,20 @@ def _serve(a):
     token = os.environ.get(TOKEN_ENV) or None          # never from params.yaml
     check_listen(host, token, a.insecure_listen)
     log_db = a.log_db or root/P.get("prediction_log_db", "data/prediction_log.db")
-    app = create_app(a.package_dir or root/P["package_dir"], log_db=log_db, token=token,
-                     reload_poll_s=cfg.get("serve", {}).get("reload_poll_s", 0.5))
+    package_dir, poll = a.package_dir or root/P["package_dir"], cfg.get("serve", {}).get("reload_poll_s", 0.5)
+    O = dict(cfg.get("online") or {})
+    if a.online or O.pop("enabled", False):
+        from mlops_nb.online import online_app
+        O.pop("enabled", None)
+        app = online_app(package_dir, log_db, cfg["project"]["primary_metric"], token=token, reload_poll_s=poll,
+                         margin=cfg.get("acceptance", {}).get("max_regression_vs_champion", 0.02), **O)
+        mode = f"; learning online from POST /feedback, batches of {app.state.online.batch_rows} rows"
+    else: app, mode = create_app(package_dir, log_db=log_db, token=token, reload_poll_s=poll), ""
     print(f"serving {app.state.served.version} on http://{host}:{port} (prediction log: {log_db}; "
-          f"{'bearer token required' if token else 'no token: ' + TOKEN_ENV + ' is not set'})", flush=True)
-    uvicorn.run(app, host=host, port=int(port), log_level="info", access_log=a.access_log)
+          f"{'bearer token required' if token else 'no token: ' + TOKEN_ENV + ' is not set'}{mode})", flush=True)
+    try: uvicorn.run(app, host=host, port=int(port), log_level="info", access_log=a.access_log)
+    finally:
+        if getattr(app.state, "online", None) is not None: app.state.online.close()
     return 0
 
 def _predict(a):
@@ -390,10 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_step)
     s = add("report", "build reports/index.html from the outputs of the last run"); s.set_defaults(fn=_report)
     s = add("serve", "serve the champion model over HTTP (FastAPI + uvicorn)",
-            "Serve the champion model (paths.package_dir/current.json): GET /health, /metadata, /metrics; POST /predict. "
+            "Serve the champion model (paths.package_dir/current.json): GET /health, /metadata, /metrics; POST /predict, "
+            "POST /feedback (true labels for logged predictions, by the prediction_id /predict returned). "
             "Every prediction is logged for monitoring. The service follows the champion without a restart (it checks "
             "current.json every serve.reload_poll_s seconds, or on POST /admin/reload). With the environment variable "
-            "MLOPS_NB_TOKEN set, /predict, /metadata and /admin/reload need `Authorization: Bearer <token>`.")
+            "MLOPS_NB_TOKEN set, /predict, /feedback, /metadata and /admin/reload need `Authorization: Bearer <token>`.")
     s.add_argument("--host", default=None, help="address to listen on (default: serve.host, 127.0.0.1)")
     s.add_argument("--port", type=int, default=None, help="port (default: serve.port)")
     s.add_argument("--package-dir", default=None, help="packaged models (default: paths.package_dir)")
@@ -401,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--access-log", action="store_true", help="print a line per request (off by default: it costs latency)")
     s.add_argument("--insecure-listen", action="store_true",
                    help="listen on a non-loopback --host without a token (MLOPS_NB_TOKEN unset): anyone who reaches it may predict")
+    s.add_argument("--online", action="store_true",
+                   help="learn online from POST /feedback (as online.enabled: true): a challenger copy of the champion (sgd "
+                        "family) learns labelled mini-batches and replaces it through the registry when not worse; see GET /online")
     s.set_defaults(fn=_serve)
     s = add("predict", "score a CSV/Parquet batch into a database table",
             "Score a batch with the champion model, in chunks, into a database table (idempotent per row key).")

@@ -61,8 +61,9 @@ def make_engine(db):
             cur = con.cursor()
             for p in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000"): cur.execute(f"PRAGMA {p}")
             cur.close()
-        @sa.event.listens_for(engine, "begin")
-        def _begin(con): con.exec_driver_sql("BEGIN")
+        @sa.event.listens_for(engine, "begin")   # `immediate=True` in a connection's execution options: a writer that
+        def _begin(con):                         # reads first takes the write lock at once, so it waits its turn
+            con.exec_driver_sql("BEGIN IMMEDIATE" if con.get_execution_options().get("immediate") else "BEGIN")
     return engine
 
 # %% ../notebooks/00b_logstore.ipynb #ba87a26a
@@ -209,7 +210,9 @@ def store_feedback(engine_or_db, items: list[dict], task: str | None = None, cla
             err(i, pid if isinstance(pid, str) else None, "invalid", "expected an object with a prediction_id (text) and a label"); ids.append(None)
         else: ids.append(pid)
     try:
-        with engine.begin() as con:
+        # it reads, then writes: without the write lock from the start, SQLite refuses the write ("database is locked")
+        # when the service's log writer committed meanwhile, instead of waiting (busy_timeout cannot help a stale read)
+        with engine.connect().execution_options(immediate=True) as con, con.begin():
             ensure_tables(con, table)
             log, fb = prediction_log_table(name=table), feedback_table()
             wanted = sorted({p for p in ids if p is not None})
@@ -237,6 +240,7 @@ def store_feedback(engine_or_db, items: list[dict], task: str | None = None, cla
                          f"{getattr(e, 'orig', None) or e}; nothing was stored") from None
     finally:
         if engine is not engine_or_db: engine.dispose()
+    errors.sort(key=lambda e: e["row"])     # in the order of the rows
     return {"received": len(items), "stored": 0 if errors else len(rows), "errors": errors}
 
 # %% ../notebooks/00b_logstore.ipynb #bf8d5ca6

@@ -242,7 +242,7 @@ def monitor(reference: pd.DataFrame, current: pd.DataFrame, served, p_value: flo
         elif metric and n_lab:
             notes.append(f"{n_lab} labelled rows, fewer than monitor.min_rows = {min_rows}: decay not measured")
             result["labelled_rows"] = n_lab
-        if metric and estimate and served.is_classifier:
+        if metric and estimate and getattr(served, "is_classifier", False):
             if metric not in ESTIMABLE:
                 notes.append(f"CBPE estimates {', '.join(ESTIMABLE)}; the primary metric {metric} is not estimated")
             elif len(compared) < len(schema["features"]):
@@ -376,8 +376,8 @@ def read_current(source: str, split_dir="data/processed", prediction_log_db="dat
         frame = labelled_window(prediction_log_db, since, until)
         preds, problems, labels = frame.pop("prediction"), frame.attrs.get("problems", []), frame.pop("label")
         frame = frame.drop(columns=["label_received_at"])
-        if target is not None and target not in frame: frame[target] = labels
         n = int(labels.notna().sum())
+        if target is not None and target not in frame and n: frame[target] = labels      # no feedback yet: no target column
         return frame, preds, problems, (f"{prediction_log_db} {LOG_TABLE} from {since or 'the start'} to {until or 'now'}"
                                         f" ({n} of {len(frame)} rows labelled by feedback)")
     return read_batch(source), None, [], str(source)

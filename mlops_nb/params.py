@@ -28,6 +28,16 @@ steps_dir: str = "reports/steps"  # executed notebooks, their HTML pages and sta
     "run": '''
 step_timeout_s: float | None = 1800  # wall-clock limit of one step in seconds: the step is stopped and reported (null: none)
 ''',
+    "online": '''
+enabled: bool = False  # `mlops-nb serve` learns online from POST /feedback (as --online); the champion must be of the sgd family
+batch_rows: int = 50  # labelled rows per mini-batch the challenger learns
+window_rows: int = 200  # the rolling window of recent rows, scored before they were learned, that decides a promotion
+min_window_rows: int = 50  # no promotion and no freeze before the window holds this many rows
+promote_every: int = 5  # mini-batches between promotion decisions (each promotion is a new package version)
+max_drop: float = 0.5  # freeze learning when a batch scores this much below the window (scores: absolute; neg_* errors: relative)
+range_slack: float = 1.0  # a number beyond the training range by more than this many ranges is refused, not learned
+onnx: bool = False  # export ONNX (with its parity check) for every online version too
+''',
     "ship": '''
 dist_dir: str = "dist"  # `mlops-nb build image|bundle`: where image build contexts and serverless bundles are written
 base_image: str = "python:3.11-slim"  # the image's FROM (a build argument); without it locally, --build makes a Debian base

@@ -13,9 +13,9 @@ from .params import STEP_NOTEBOOKS, notebook_spec, parameter_spec, validate_para
 from .report import build_index, render_html, step_records   # the reports live in 92_report
 
 # %% auto #0
-__all__ = ['STEPS', 'STAGES', 'NOTEBOOKS_DIR', 'RUN_HEADING', 'KEEP_TAG', 'EXECUTOR_ENV', 'WARM_IMPORTS', 'ADVICE', 'StepFailed',
-           'notebook_parameters', 'resolve_step', 'step_cells', 'step_notebook', 'run_step', 'WarmKernel', 'StepServer',
-           'dvc_env', 'write_sources', 'RunLock', 'run_pipeline']
+__all__ = ['STEPS', 'STAGES', 'NOTEBOOKS_DIR', 'RUN_HEADING', 'KEEP_TAG', 'KERNEL_LOG', 'EXECUTOR_ENV', 'WARM_IMPORTS', 'ADVICE',
+           'StepFailed', 'notebook_parameters', 'resolve_step', 'step_cells', 'step_notebook', 'run_step', 'WarmKernel',
+           'StepServer', 'dvc_env', 'write_sources', 'RunLock', 'run_pipeline']
 
 # %% ../notebooks/90_pipeline.ipynb #fa6db7ef
 STEPS = STEP_NOTEBOOKS   # step -> notebook, in order: defined once, in 89_params
@@ -83,12 +83,21 @@ def _prepare_dirs(root: Path, params: dict):
         p = root/rel
         (p if key.endswith("_dir") else p.parent).mkdir(parents=True, exist_ok=True)
 
+KERNEL_LOG = ".mlops-nb/kernel.log"
+
 def _ipc_kernel_manager():
-    "A kernel manager that talks to the kernel over local IPC sockets (not TCP): private to this user, and no warning."
+    """A kernel manager that talks to the kernel over local IPC sockets (not TCP): private to this user, and no warning.
+    The kernel's own stderr (ipykernel's and ZMQ's internal logging, e.g. a shutdown race after a failed cell) goes to
+    `KERNEL_LOG` in the project, not into the step's output: what a cell prints still reaches the notebook."""
     from jupyter_client.manager import AsyncKernelManager
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kw):
             super().__init__(**kw); self.transport = "ipc"
+        async def start_kernel(self, **kw):
+            log = Path(kw.get("cwd") or ".")/KERNEL_LOG
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "ab") as f:   # the kernel process keeps its own copy of the descriptor
+                return await super().start_kernel(**{"stderr": f, **kw})
     return IPCKernelManager
 
 def _kernel_processes():
@@ -118,7 +127,7 @@ def _explain(e: BaseException, timed_out: float | None) -> str:
         if e.ename == "KeyboardInterrupt": return "interrupted (Ctrl-C)"
         return f"{e.ename}: {e.evalue} (in cell {e.exec_count})"
     if type(e).__name__ == "DeadKernelError":
-        return "the kernel died (killed by a signal, or out of memory) before the notebook finished"
+        return f"the kernel died (killed by a signal, or out of memory) before the notebook finished; its own messages are in {KERNEL_LOG}"
     return f"{type(e).__name__}: {e}"
 
 def run_step(step: str, root=None, timeout: float | None = None, log=print, km=None) -> dict:

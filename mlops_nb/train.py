@@ -12,7 +12,7 @@ from sklearn.base import clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import (HistGradientBoostingClassifier, HistGradientBoostingRegressor,
                               RandomForestClassifier, RandomForestRegressor)
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LogisticRegression, Ridge, SGDClassifier, SGDRegressor
 from sklearn.model_selection import KFold, ParameterGrid, RandomizedSearchCV, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
@@ -24,7 +24,7 @@ __all__ = ['FAMILIES', 'METRICS', 'task_kind', 'make_estimator', 'search_space',
            'log_training']
 
 # %% ../notebooks/05_train.ipynb #ac6e4ee8
-FAMILIES = ("dummy", "linear", "random_forest", "hist_gradient_boosting")
+FAMILIES = ("dummy", "linear", "sgd", "random_forest", "hist_gradient_boosting")
 METRICS = {"classification": ("accuracy", "balanced_accuracy", "f1_macro"),
            "regression": ("r2", "neg_root_mean_squared_error", "neg_mean_absolute_error")}
 
@@ -37,6 +37,9 @@ def make_estimator(family: str, task: str, numeric, categorical, seed: int = 42,
     reg = task_kind(task) == "regression"
     if family == "dummy": model, enc = (DummyRegressor() if reg else DummyClassifier(strategy="prior")), "ordinal"  # cheapest encoding
     elif family == "linear": model, enc = (Ridge() if reg else LogisticRegression(max_iter=2000)), "onehot"
+    elif family == "sgd":      # incremental: the final estimator has partial_fit (online learning, 97_online)
+        model = (SGDRegressor(random_state=seed) if reg else SGDClassifier(loss="log_loss", random_state=seed))
+        enc = "onehot"
     elif family == "random_forest":
         model, enc = (RandomForestRegressor if reg else RandomForestClassifier)(random_state=seed, n_jobs=-1), "ordinal"
     elif family == "hist_gradient_boosting":
@@ -45,7 +48,7 @@ def make_estimator(family: str, task: str, numeric, categorical, seed: int = 42,
             random_state=seed, categorical_features=mask if categorical else None)
         enc = "ordinal"
     else: raise ValueError(f"train.candidates: unknown model family {family!r}; expected one of {list(FAMILIES)}")
-    pre = make_preprocessor(numeric, categorical, scale=family == "linear", encoding=enc, datetime=datetime, text=text)
+    pre = make_preprocessor(numeric, categorical, scale=family in ("linear", "sgd"), encoding=enc, datetime=datetime, text=text)
     return Pipeline([("features", pre), ("model", model)])
 
 def search_space(family: str, task: str, spaces: dict) -> dict:

@@ -101,3 +101,66 @@ def test_cli_round_trip(site, tmp_path):
     assert {i: got[i] for i in ids} == dict(zip(ids, rows["species"]))
     r = run([tool("mlops-nb"), *args], root, check=False, timeout=120)     # again: every row is already labelled
     assert r.returncode == 1 and r.stderr.count("already has a label") == 10, r.stderr
+
+
+def test_monitor_measures_decay_on_the_labelled_log(site, tmp_path):
+    """Decay on live traffic: rows predicted by the service, then labelled through /feedback. Right labels: the metric
+    is about the one at acceptance; wrong labels (another class for every row): the decay raises the signal. Both come
+    with their interval, and CBPE's estimate (which sees only the inputs) stays where it was."""
+    root, url, log_db, batch = site
+    test = pd.read_parquet(root/"data/processed/test.parquet")
+    rows = pd.concat([test, batch], ignore_index=True)
+    def window(labels) -> tuple[str, str]:
+        start = pd.Timestamp.now(tz="UTC").isoformat()
+        ids = predict(url, rows)
+        r = requests.post(f"{url}/feedback", json=[{"prediction_id": i, "label": y} for i, y in zip(ids, labels)], timeout=60)
+        assert r.status_code == 200, r.text
+        time.sleep(0.01)
+        return start, pd.Timestamp.now(tz="UTC").isoformat()
+    classes = sorted(rows["species"].unique())
+    right = window(rows["species"].tolist())
+    wrong = window([classes[(classes.index(y) + 1) % len(classes)] for y in rows["species"]])
+    out = {}
+    for name, (since, until) in (("right", right), ("wrong", wrong)):
+        r = run([tool("mlops-nb"), "monitor", "--log", "--db", str(log_db), "--since", since, "--until", until,
+                 "--out-dir", str(tmp_path/name), "--no-profile"], root, check=False, timeout=300)
+        assert r.returncode in (0, 1), r.stdout + r.stderr
+        out[name] = json.loads((tmp_path/name/"monitor.json").read_text())
+        print(f"\n{name} labels: {r.stdout}")
+    for res in out.values():
+        assert res["labelled_rows"] == len(rows) and res["rows_current"] == len(rows)
+        lo, hi = res["metric_current_interval"]
+        assert lo <= res["metric_current"] <= hi and res["estimated"]["method"] == "CBPE"
+        assert res["estimated"]["interval"][0] <= res["estimated"]["value"] <= res["estimated"]["interval"][1]
+        assert "Performance: balanced_accuracy" in (tmp_path/("right" if res is out["right"] else "wrong")/"drift.html").read_text()
+    ok, bad = out["right"], out["wrong"]
+    assert abs(ok["decay"]) < 0.1 and not any("decayed" in r for r in ok["reasons"]), ok
+    assert bad["metric_current"] < 0.2 and bad["decay"] > 0.5 and bad["status"] == "drift: retrain recommended"
+    assert any(r.startswith("the primary metric decayed by") for r in bad["reasons"]), bad["reasons"]
+    assert bad["decay_interval"][0] <= bad["decay"] <= bad["decay_interval"][1]
+    assert ok["estimated"]["value"] == bad["estimated"]["value"]           # the same inputs: the same estimate
+    assert abs(ok["estimated"]["value"] - ok["metric_current"]) < 0.1, ok["estimated"]
+
+
+def test_cbpe_raises_the_signal_without_labels(site, tmp_path):
+    """Performance without labels: the service receives rows halfway between an Adelie and a Chinstrap penguin of the
+    training split (a region the model never saw, where it is unsure), and no label at all. CBPE's estimate of the
+    primary metric drops by more than monitor.max_decay, and that alone is a reason of the signal."""
+    root, url, log_db, batch = site
+    train = pd.read_parquet(root/"data/processed/train.parquet")
+    a = train[train.species == "Adelie"].reset_index(drop=True); c = train[train.species == "Chinstrap"].reset_index(drop=True)
+    n, num = min(len(a), len(c)), ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+    rows = a.iloc[:n].copy()
+    rows[num] = 0.5 * a.loc[:n - 1, num].to_numpy() + 0.5 * c.loc[:n - 1, num].to_numpy()
+    rows["island"] = "Dream"
+    since = pd.Timestamp.now(tz="UTC").isoformat()
+    predict(url, rows)
+    r = run([tool("mlops-nb"), "monitor", "--log", "--db", str(log_db), "--since", since, "--out-dir", str(tmp_path),
+             "--no-profile"], root, check=False, timeout=300)
+    print(f"\n{r.stdout}")
+    res = json.loads((tmp_path/"monitor.json").read_text())
+    assert r.returncode == 1 and res["rows_current"] == n and "labelled_rows" not in res and res.get("metric_current") is None
+    est = res["estimated"]
+    assert est["method"] == "CBPE" and est["rows"] == n and est["calibration_rows"] > 0
+    assert est["decay"] > res["max_decay"] and est["decay"] == res["estimated_decay"]
+    assert any(x.startswith("the primary metric estimated without labels (CBPE) decayed by") for x in res["reasons"]), res["reasons"]

@@ -140,7 +140,10 @@ def test_prediction_log_follows_the_contract(server, project, log_db):
         cols = {c[1]: (c[2], c[5]) for c in con.execute("pragma table_info(prediction_log)")}
         ddl = con.execute("select sql from sqlite_master where name = 'prediction_log'").fetchone()[0]
     assert cols == {"id": ("INTEGER", 1), "logged_at": ("TEXT", 0), "model_version": ("TEXT", 0), "request_id": ("TEXT", 0),
-                    "features": ("TEXT", 0), "prediction": ("TEXT", 0)} and "AUTOINCREMENT" in ddl
+                    "features": ("TEXT", 0), "prediction": ("TEXT", 0), "prediction_id": ("TEXT", 0)} and "AUTOINCREMENT" in ddl
+    with sqlite3.connect(log_db) as con:   # each row's prediction_id is the one /predict returned: <request id>-<row index>
+        ids = [i for (i,) in con.execute("select prediction_id from prediction_log where request_id = ? order by id", (rid,))]
+    assert ids == [p["prediction_id"] for p in r.json()["predictions"]] == [f"{rid}-{i}" for i in range(7)]
     version = load_model(project/"models/package").version
     expected = load_model(project/"models/package").predict(batch.iloc[:7])["prediction"].tolist()
     for (id_, at, ver, req, feats, pred), sent, label in zip(got, rows[:7], expected):

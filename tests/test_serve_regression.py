@@ -43,7 +43,7 @@ def test_service_logs_and_counts_numeric_predictions(reg_project, tmp_path):
         r = requests.post(f"{url}/predict", json=rows, headers={"X-Request-ID": "reg-1"}, timeout=30)
         assert r.status_code == 200, r.text
         preds = [p["prediction"] for p in r.json()["predictions"]]
-        assert all(set(p) == {"prediction"} for p in r.json()["predictions"])
+        assert [set(p) for p in r.json()["predictions"]] == [{"prediction_id", "prediction"}] * len(rows)   # no probabilities
         assert requests.get(f"{url}/metadata", timeout=5).json()["task"] == "regression"
         metrics = requests.get(f"{url}/metrics", timeout=5).text
         assert "mlops_nb_prediction_value_bucket" in metrics and f"mlops_nb_prediction_value_count {float(len(rows))}" in metrics

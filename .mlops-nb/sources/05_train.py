@@ -16,7 +16,7 @@ from sklearn.base import clone
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import (HistGradientBoostingClassifier, HistGradientBoostingRegressor,
                               RandomForestClassifier, RandomForestRegressor)
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LogisticRegression, Ridge, SGDClassifier, SGDRegressor
 from sklearn.model_selection import KFold, ParameterGrid, RandomizedSearchCV, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
@@ -43,6 +43,7 @@ search: str = "random"  # random | halving (successive halving) | none
 search_iter: int = 6  # settings tried per family (capped at the size of its space)
 spaces: dict = {
     "linear": {"C": [0.01, 0.1, 1.0, 10.0]},
+    "sgd": {"alpha": [0.00001, 0.0001, 0.001, 0.01]},
     "random_forest": {"n_estimators": [50, 100], "max_depth": [4, 8, None], "min_samples_leaf": [1, 3]},
     "hist_gradient_boosting": {"learning_rate": [0.05, 0.1, 0.2], "max_leaf_nodes": [15, 31], "max_iter": [100, 200]}}  # per family: model parameter -> values to try
 time_budget_s: float = 150  # the whole search + refit; slow families search on a subsample or are skipped
@@ -57,9 +58,19 @@ preprocessing. Linear models get scaled numbers and one-hot categories; trees ge
 (HistGradientBoosting treats them as categorical). Families are listed from the simplest to the most
 complex, and ties go to the simpler one.
 
+The `sgd` family is the incremental one: `SGDClassifier(loss="log_loss")` (so that it has class probabilities) or
+`SGDRegressor`, behind the same scaled, one-hot feature pipeline as `linear`. It is trained, evaluated, accepted and
+packaged like the others; what sets it apart is that its final estimator has `partial_fit`, so that the online
+learner (`97_online`) can keep training a copy of it on labelled mini-batches while the feature pipeline stays as it
+was fitted here. We chose scikit-learn's `partial_fit` estimators over `river` because the model then stays one
+scikit-learn `Pipeline` that every later phase already handles (skops packaging with trusted types, ONNX export, the
+fast serving path, acceptance and monitoring) with no second feature-engineering stack. `river` learns one row at a
+time with its own transformers and model format, which would duplicate preprocessing between training and serving and
+need its own packaging, while mini-batches of feedback are what the service receives anyway.
+
 # %% [code]
 #| export
-FAMILIES = ("dummy", "linear", "random_forest", "hist_gradient_boosting")
+FAMILIES = ("dummy", "linear", "sgd", "random_forest", "hist_gradient_boosting")
 METRICS = {"classification": ("accuracy", "balanced_accuracy", "f1_macro"),
            "regression": ("r2", "neg_root_mean_squared_error", "neg_mean_absolute_error")}
 
@@ -72,6 +83,9 @@ def make_estimator(family: str, task: str, numeric, categorical, seed: int = 42,
     reg = task_kind(task) == "regression"
     if family == "dummy": model, enc = (DummyRegressor() if reg else DummyClassifier(strategy="prior")), "ordinal"  # cheapest encoding
     elif family == "linear": model, enc = (Ridge() if reg else LogisticRegression(max_iter=2000)), "onehot"
+    elif family == "sgd":      # incremental: the final estimator has partial_fit (online learning, 97_online)
+        model = (SGDRegressor(random_state=seed) if reg else SGDClassifier(loss="log_loss", random_state=seed))
+        enc = "onehot"
     elif family == "random_forest":
         model, enc = (RandomForestRegressor if reg else RandomForestClassifier)(random_state=seed, n_jobs=-1), "ordinal"
     elif family == "hist_gradient_boosting":
@@ -80,7 +94,7 @@ def make_estimator(family: str, task: str, numeric, categorical, seed: int = 42,
             random_state=seed, categorical_features=mask if categorical else None)
         enc = "ordinal"
     else: raise ValueError(f"train.candidates: unknown model family {family!r}; expected one of {list(FAMILIES)}")
-    pre = make_preprocessor(numeric, categorical, scale=family == "linear", encoding=enc, datetime=datetime, text=text)
+    pre = make_preprocessor(numeric, categorical, scale=family in ("linear", "sgd"), encoding=enc, datetime=datetime, text=text)
     return Pipeline([("features", pre), ("model", model)])
 
 def search_space(family: str, task: str, spaces: dict) -> dict:
@@ -97,6 +111,10 @@ assert isinstance(make_estimator("linear", "regression", ["x"], []).named_steps[
 test_eq(search_space("linear", "regression", {"linear": {"C": [0.5, 2.0]}}), {"model__alpha": [2.0, 0.5]})
 test_eq(search_space("random_forest", "binary", {"random_forest": {"max_depth": [4, None]}}), {"model__max_depth": [4, None]})
 test_fail(lambda: make_estimator("svm", "binary", ["x"], []), contains="unknown model family 'svm'")
+_s = make_estimator("sgd", "binary", ["x"], ["c"]).named_steps["model"]
+assert isinstance(_s, SGDClassifier) and _s.loss == "log_loss" and hasattr(_s, "partial_fit")   # probabilities, incremental
+assert isinstance(make_estimator("sgd", "regression", ["x"], []).named_steps["model"], SGDRegressor)
+test_eq(search_space("sgd", "binary", {"sgd": {"alpha": [1e-4]}}), {"model__alpha": [1e-4]})
 
 # %% [markdown]
 ## The time budget

@@ -923,6 +923,7 @@ with TestClient(create_app(_d/"pkg", token="s3cret")) as _c:
     test_eq(_c.post("/predict", json={"x": 1.0, "c": "a"}).status_code, 401)      # no token
     test_eq(_c.post("/predict", json={"x": 1.0, "c": "a"}, headers={"authorization": "Bearer nope"}).status_code, 401)
     test_eq(_c.post("/admin/reload").status_code, 401)
+    test_eq(_c.post("/feedback", json=[{"prediction_id": "a-0", "label": "n"}]).status_code, 401)   # the same guard as /predict
     test_eq(_c.post("/admin/reload", headers=_auth).json(), {"changed": False, "model_version": _v1})
     _v2 = build_package(save_model(_m2, _d/"m2.skops"), _d/"pkg", "demo", _schema, {"test": {}}, {"git": {}, "data": {}})["version"]
     test_eq(_c.post("/admin/reload", headers=_auth).json(), {"changed": True, "model_version": _v2, "previous": _v1})

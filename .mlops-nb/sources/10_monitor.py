@@ -424,7 +424,7 @@ def monitor(reference: pd.DataFrame, current: pd.DataFrame, served, p_value: flo
         elif metric and n_lab:
             notes.append(f"{n_lab} labelled rows, fewer than monitor.min_rows = {min_rows}: decay not measured")
             result["labelled_rows"] = n_lab
-        if metric and estimate and served.is_classifier:
+        if metric and estimate and getattr(served, "is_classifier", False):
             if metric not in ESTIMABLE:
                 notes.append(f"CBPE estimates {', '.join(ESTIMABLE)}; the primary metric {metric} is not estimated")
             elif len(compared) < len(schema["features"]):
@@ -586,8 +586,8 @@ def read_current(source: str, split_dir="data/processed", prediction_log_db="dat
         frame = labelled_window(prediction_log_db, since, until)
         preds, problems, labels = frame.pop("prediction"), frame.attrs.get("problems", []), frame.pop("label")
         frame = frame.drop(columns=["label_received_at"])
-        if target is not None and target not in frame: frame[target] = labels
         n = int(labels.notna().sum())
+        if target is not None and target not in frame and n: frame[target] = labels      # no feedback yet: no target column
         return frame, preds, problems, (f"{prediction_log_db} {LOG_TABLE} from {since or 'the start'} to {until or 'now'}"
                                         f" ({n} of {len(frame)} rows labelled by feedback)")
     return read_batch(source), None, [], str(source)
@@ -607,6 +607,18 @@ def write_monitoring(result: dict, table: pd.DataFrame, reference: pd.DataFrame,
     if live_dir is not None: result["dvclive_step"] = log_monitoring(live_dir, result)
     write_json(result, status_path)
     return result
+
+# %% [code]
+with tempfile.TemporaryDirectory() as d:      # the log's labels (sent back as feedback) become the target column
+    from mlops_nb.logstore import store_feedback
+    _db = str(Path(d)/"log.db")
+    write_log_rows(_db, pd.DataFrame({"x": [1.0, 2.0, 3.0]}), ["p", "q", "p"])
+    _cur, _pred, _, _what = read_current("log", prediction_log_db=_db, window="", target="y")
+    assert "y" not in _cur and _what.endswith("(0 of 3 rows labelled by feedback)")          # no feedback yet: no target
+    test_eq(store_feedback(_db, [{"prediction_id": "req-1-0", "label": "p"}])["stored"], 1)
+    _cur, _pred, _, _what = read_current("log", prediction_log_db=_db, window="", target="y")
+    test_eq((_cur["y"].isna().tolist(), _pred.tolist()), ([True, False, True], ["p", "q", "p"]))
+    assert "label" not in _cur and _what.endswith("(1 of 3 rows labelled by feedback)")
 
 # %% [markdown]
 The Run section below and `mlops-nb monitor` both check a batch with `check_current`, given the step's parameter
@@ -654,7 +666,8 @@ result, table = check_current(globals(), reference, current, served, predictions
 write_monitoring(result, table, reference, current, monitor_path, drift_report, monitor_live_dir,
                  drift_profile if profile_compare else None, profile_max_rows)
 record_step(lineage_dir, "monitor", {"current_source": current_source, "p_value": p_value, "max_drift_share": max_drift_share},
-            inputs=[Path(split_dir)/"train.parquet"] + ([Path(split_dir)/"batch.parquet"] if current_source == "batch" else []),
+            inputs=[Path(split_dir)/"train.parquet"] + ([Path(split_dir)/"batch.parquet"] if current_source == "batch" else [])
+                   + ([Path(split_dir)/"test.parquet"] if calibration is not None else []),
             outputs=[monitor_path, drift_report], metrics={k: v for k, v in result.items() if isinstance(v, (int, float))})
 print(f"{result['status']}: {result['drift_share']:.0%} of features drifted; {result['schema_violation_count']} schema violations")
 for r in result["reasons"] + result["notes"]: print(" -", r)
