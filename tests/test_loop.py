@@ -163,10 +163,10 @@ def test_drift_notifies_retrains_and_the_service_follows_the_new_champion(projec
 
 def test_a_retrained_model_that_fails_acceptance_keeps_the_champion_and_is_notified(project, tmp_path, hook):
     root = loop_project(project, tmp_path/"p")
-    p = yaml.safe_load((root/"params.yaml").read_text()); p["acceptance"]["min_primary_metric"] = 0.95
+    p = yaml.safe_load((root/"params.yaml").read_text()); p["acceptance"]["min_primary_metric"] = 1.01
     (root/"params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-    # the drifted rows come with random labels (not a learnable mapping: the drift would make it learnable), and the
-    # floor is 0.95: about a quarter of the new test split is noise, so the retrained model cannot reach it
+    # a gate no model can pass (balanced accuracy <= 1), so the outcome does not hang on how many noisy rows the window
+    # held when the signal fired; the drifted rows also come with random labels
     url, serve, w, t, before, onset = run_loop(root, hook, poison=True)
     try:
         at, fail = wait_for(lambda: next(iter(events(hook, "gate_failed")), None), CHAMPION_LIMIT_S, "a gate_failed notification", w)
