@@ -357,6 +357,55 @@ def _add_storage(add) -> None:
         if name == "pull": s.add_argument("--force", action="store_true", help="replace outputs changed here")
         s.set_defaults(fn=_storage)
 
+# %% ../notebooks/91_cli.ipynb #4a75b549
+def _watch(a):
+    "`mlops-nb watch`: the jobs of params.yaml watch.jobs on their schedule, or each once (`--once`); see `mlops_nb.watch`."
+    import threading
+    from mlops_nb.watch import Watcher, install_stop
+    root = find_root(a.project)
+    w = Watcher(root, log=lambda m: print(m, flush=True))
+    if a.once or a.job:
+        recs = w.once(a.job or None)
+        return 1 if any(r["outcome"] == "failed" for r in recs) else 0
+    stop = threading.Event(); install_stop(stop, log=lambda m: print(m, flush=True))
+    w.forever(stop)
+    print("watch: stopped", flush=True)
+    return 0
+
+def _schedule(a):
+    "`mlops-nb schedule --crontab | --ci github`: the same jobs for cron or GitHub Actions."
+    from mlops_nb.watch import crontab_lines, github_workflow
+    root = find_root(a.project); cfg = load_params(root/"params.yaml")
+    text = crontab_lines(root, cfg) if a.crontab else github_workflow(cfg)
+    if a.write:
+        from mlops_nb.core import write_text
+        dest = Path(a.write) if Path(a.write).is_absolute() else root/a.write
+        write_text(text, dest); print(f"written: {dest}")
+    else: print(text, end="")
+    return 0
+
+def _add_watch(add) -> None:
+    "The `watch` and `schedule` subcommands, on the `add` of `build_parser`."
+    s = add("watch", "run the jobs of params.yaml watch.jobs on their schedule (monitor, score, retrain)",
+            "Run the jobs declared in params.yaml `watch.jobs` on their schedule (APScheduler; `every: 5m` or `cron: "
+            "\"*/5 * * * *\"`, UTC): monitor the service's prediction log window, score a batch into the database, retrain "
+            "on the monitor's signal (feedback appended, the gated pipeline run, the new model promoted only if it passes "
+            "acceptance). Every run is a line of watch.jobs_log; drift, decay, a failed gate, a new champion and a failed "
+            "job are sent to the webhooks of notify.webhooks. One job's failure never stops the others; Ctrl-C or SIGTERM "
+            "stops after the running jobs.")
+    s.add_argument("--once", action="store_true", help="run every configured job once (monitor, score, retrain) and exit; 1 if one failed")
+    s.add_argument("--job", action="append", choices=["monitor", "score", "retrain"], default=None,
+                   help="with --once (implied): only this job (repeatable)")
+    s.set_defaults(fn=_watch)
+    s = add("schedule", "print (or write) a crontab line or a CI workflow running the watch jobs",
+            "The alternatives to a long-running `mlops-nb watch`: crontab lines, or a GitHub Actions workflow, that run "
+            "each scheduled job of watch.jobs as `mlops-nb watch --once --job NAME` on the same schedule.")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--crontab", action="store_true", help="crontab lines (install with `crontab -e`)")
+    g.add_argument("--ci", choices=["github"], help="a CI workflow file: github (GitHub Actions YAML)")
+    s.add_argument("--write", default=None, help="write it to this file (e.g. .github/workflows/watch.yml) instead of printing it")
+    s.set_defaults(fn=_schedule)
+
 # %% ../notebooks/91_cli.ipynb #c4a51ebf
 def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `mlops-nb`."
@@ -451,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_build(add)
     _add_feedback(add)
     _add_storage(add)
+    _add_watch(add)
     return p
 
 def _relay(argv) -> int | None:

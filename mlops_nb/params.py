@@ -47,6 +47,20 @@ dist_dir: str = "dist"  # `mlops-nb build image|bundle`: where image build conte
 base_image: str = "python:3.11-slim"  # the image's FROM (a build argument); without it locally, --build makes a Debian base
 port: int = 8000  # the port the image's service listens on (MLOPS_NB_PORT at run time)
 ''',
+    "notify": '''
+webhooks: list[str] = []  # names of environment variables holding webhook URLs (the URLs are secrets: never in this file)
+events: list[str] = ["drift", "decay", "gate_failed", "new_champion", "job_failed"]  # the events sent
+timeout_s: float = 5.0  # per HTTP attempt
+retries: int = 2  # more attempts after a failed one, the wait doubling from backoff_s
+backoff_s: float = 0.5  # first wait before a retry (seconds)
+budget_s: float = 20.0  # all attempts to one webhook together take at most this long
+log: str = "reports/notifications.jsonl"  # the delivery log (JSON lines; URLs redacted)
+''',
+    "watch": '''
+jobs: dict = {}  # `mlops-nb watch`: monitor / score / retrain, each {every: 5m} or {cron: "*/5 * * * *"} (empty: no jobs)
+jobs_log: str = "reports/jobs.jsonl"  # one JSON line per job run: start, end, outcome, message
+reports_dir: str = "reports/watch"  # the monitor job's status file and drift report
+''',
 }
 
 # %% ../notebooks/89_params.ipynb #fcce707b

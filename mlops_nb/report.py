@@ -358,6 +358,7 @@ This run's model: {verdict} (primary metric: <code>{_esc(acc.get('primary_metric
 <h2 id="monitoring">Monitoring</h2><p>Status: <b>{_esc(mon.get('status', 'not run'))}</b>; share of drifted features:
 {_esc(mon.get('drift_share'))}; schema violations: {len(mon.get('schema_violations', []))}.</p>
 {"<ul>" + "".join(f"<li>{_esc(r)}</li>" for r in mon.get("reasons", [])) + "</ul>" if mon.get("reasons") else ""}
+{_jobs_html(root, params)}
 <h2 id="reports">Reports</h2><ul>{link_html}</ul>
 <h2 id="steps">Steps</h2>{_table([step_row(r) for r in steps], ['step', 'status', 'time', 'started', 'notebook', 'error'])}"""
     return write_text(_page("mlops-nb run summary", body), reports/"index.html")
@@ -413,3 +414,25 @@ def _history_html(root: Path, P: dict, last: int = 20) -> str:
     more = f" <span class='muted'>(the last {last} of {len(changes)})</span>" if len(changes) > last else ""
     return f"{head}<p>From <code>{_esc(P['package_dir'])}/{HISTORY_FILE}</code>, newest first{more}.</p>" + \
         _table(rows, ["time", "from", "to", "action", "why", "gates overridden"])
+
+# %% ../notebooks/92_report.ipynb #2eda32fb
+def _jobs_html(root: Path, params: dict, last: int = 20) -> str:
+    "The last `last` job runs of `mlops-nb watch` (watch.jobs_log), newest first, with a count per job and outcome; '' without the file."
+    f = Path(root)/((params.get("watch") or {}).get("jobs_log") or "reports/jobs.jsonl")
+    if not f.is_file(): return ""
+    runs = []
+    for line in f.read_text(errors="replace").splitlines():
+        try: e = json.loads(line)
+        except ValueError: continue
+        if isinstance(e, dict) and "job" in e: runs.append(e)
+    counts = {}
+    for e in runs: counts.setdefault(e["job"], {}).setdefault(e.get("outcome"), 0); counts[e["job"]][e.get("outcome")] += 1
+    summary = "; ".join(f"{_esc(j)}: " + ", ".join(f"{n} {_esc(o)}" for o, n in sorted(c.items(), key=lambda x: str(x[0])))
+                        for j, c in sorted(counts.items()))
+    cls = {"failed": "bad", "ok": "ok", "signal": "bad"}
+    rows = [[_esc(e.get("job")), _esc(e.get("start")), _esc(e.get("end")), _esc(e.get("seconds")),
+             f"<b class='{cls.get(e.get('outcome'), 'muted')}'>{_esc(e.get('outcome'))}</b>", _esc(str(e.get("message", ""))[:300])]
+            for e in reversed(runs[-last:])]
+    return (f"<h2 id='jobs'>Jobs</h2><p>From <code>{_esc(f.relative_to(root) if f.is_relative_to(root) else f)}</code> "
+            f"(`mlops-nb watch`): {summary or 'no runs yet'}. The last {min(last, len(runs))}, newest first:</p>"
+            + _table(rows, ["job", "start", "end", "seconds", "outcome", "message"]))

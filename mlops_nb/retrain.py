@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from .core import frame_sha256, load_params, now_utc, read_json, write_parquet, write_text, yaml_round_trip
-from .ingest import read_source
+from .ingest import is_sql_url, read_source
 from .pipeline import run_pipeline, step_records
 
 # %% auto #0
-__all__ = ['append_current', 'set_param', 'retrain']
+__all__ = ['append_current', 'set_param', 'read_recipe', 'retrain']
 
 # %% ../notebooks/94_retrain.ipynb #c12976cf
 def append_current(raw: pd.DataFrame, current: pd.DataFrame, target: str) -> pd.DataFrame:
@@ -41,13 +41,21 @@ def set_param(text: str, section: str, key: str, value) -> str:
     buf = io.StringIO(); y.dump(doc, buf)
     return buf.getvalue()
 
+# %% ../notebooks/94_retrain.ipynb #7efe2d6e
+def read_recipe(root, params: dict) -> pd.DataFrame:
+    """The champion's training data as `ingest` reads it: `ingest.source` (not the last raw snapshot: a failed run may have
+    left another) with the same query (SQL) and CSV options (separator, encoding, decimal mark, missing-value markers)."""
+    ing = params.get("ingest", {}); src = str(ing["source"])
+    if not (src.startswith("bundled:") or is_sql_url(src) or Path(src).is_absolute()): src = str(Path(root)/src)
+    csv = {k: ing[k] for k in ("sep", "encoding", "decimal", "na_values", "drop_index_column") if ing.get(k) is not None}
+    return read_source(src, ing.get("query"), **csv)
+
 # %% ../notebooks/94_retrain.ipynb #a8cda96b
 def retrain(root, current: pd.DataFrame, log=print) -> dict:
     "Append `current` to the raw data, run the pipeline, and say whether a new model was accepted."
     root = Path(root); params = load_params(root/"params.yaml"); P = params["paths"]
     target = params["project"]["target"]
-    src = str(params["ingest"]["source"])   # the champion's recipe, not the last raw snapshot (a failed run may have left another)
-    raw = read_source(src if src.startswith("bundled:") or Path(src).is_absolute() else str(root/src))
+    raw = read_recipe(root, params)
     combined = append_current(raw, current, target)
     dest = Path(P.get("retrain_dir", "data/retrain"))/f"combined-{frame_sha256(combined)[:12]}.parquet"
     write_parquet(combined, root/dest)
