@@ -38,9 +38,11 @@ def _serve(a):
     package_dir, poll = a.package_dir or root/P["package_dir"], cfg.get("serve", {}).get("reload_poll_s", 0.5)
     O = dict(cfg.get("online") or {})
     if a.online or O.pop("enabled", False):
-        from mlops_nb.online import online_app
+        from mlops_nb.notify import notify_settings
+        from mlops_nb.online import WebhookNotifier, online_app
         O.pop("enabled", None)
-        app = online_app(package_dir, log_db, cfg["project"]["primary_metric"], token=token, reload_poll_s=poll,
+        hooks = WebhookNotifier(root, notify_settings(cfg), project=cfg.get("package", {}).get("model_name", ""))
+        app = online_app(package_dir, log_db, cfg["project"]["primary_metric"], token=token, reload_poll_s=poll, notify=hooks,
                          margin=cfg.get("acceptance", {}).get("max_regression_vs_champion", 0.02), **O)
         mode = f"; learning online from POST /feedback, batches of {app.state.online.batch_rows} rows"
     else: app, mode = create_app(package_dir, log_db=log_db, token=token, reload_poll_s=poll), ""

@@ -16,9 +16,10 @@ __all__ = ['EVENTS', 'NOTIFY_DEFAULTS', 'drifted_stats', 'build_payload', 'redac
            'deliver', 'notify_settings', 'notify']
 
 # %% ../notebooks/00e_notify.ipynb #50ed98ce
-EVENTS = ("drift", "decay", "gate_failed", "new_champion", "job_failed")
+EVENTS = ("drift", "decay", "gate_failed", "new_champion", "job_failed", "online_frozen")
 _TITLES = {"drift": "Data drift", "decay": "Performance decay", "gate_failed": "Retrained model failed acceptance",
-           "new_champion": "New champion", "job_failed": "Job failed"}
+           "new_champion": "New champion", "job_failed": "Job failed",
+           "online_frozen": "Online learning frozen"}
 _STATS = ("feature", "kind", "test", "statistic", "p_value", "distance_name", "distance", "psi")
 
 def drifted_stats(result: dict) -> list[dict]:

@@ -14,14 +14,15 @@ import pandas as pd
 
 from .contracts import LOWER_IS_BETTER, current_package, load_package, score, task_metrics
 from .core import now_utc, read_json, save_model, write_text
+from .notify import notify
 from .package import build_package
 from .registry import change_champion, champion_version, registry_lock, sync_history
 from .serve import conform
 
 # %% auto #0
 __all__ = ['EVENTS_FILE', 'is_incremental', 'learn_batch', 'check_rows', 'batch_score', 'dropped_by', 'drift_stream',
-           'stream_package', 'OnlineLearner', 'LearnerProcess', 'prequential_curves', 'recovery', 'plot_curves',
-           'feedback_rows', 'online_app']
+           'stream_package', 'OnlineLearner', 'WebhookNotifier', 'LearnerProcess', 'prequential_curves', 'recovery',
+           'plot_curves', 'feedback_rows', 'online_app']
 
 # %% ../notebooks/97_online.ipynb #5194bd85
 def is_incremental(model) -> bool:
@@ -349,6 +350,19 @@ class OnlineLearner:
                     **self.counts, "pending_rows": sum(len(b) for b in self._buf), "window": win,
                     "rejections": dict(sorted(self.rejections.items(), key=lambda kv: -kv[1])[:20]), "last_error": self.last_error}
 
+# %% ../notebooks/97_online.ipynb #0e1f7a02
+class WebhookNotifier:
+    "A learner's `notify`: a freeze → `online_frozen`, a promotion → `new_champion`, through `notify.notify` (background)."
+    EVENTS = {"frozen": "online_frozen", "promoted": "new_champion"}
+    def __init__(self, root, settings: dict, project: str = ""): self.root, self.settings, self.project = str(root), settings, project
+    def __call__(self, e: dict):
+        kind = self.EVENTS.get(e.get("event"))
+        if kind is None: return None
+        what = (f"learning stopped: {e.get('reason')}; POST /admin/online/resume after a look at the labels" if kind == "online_frozen"
+                else f"online learning promoted a challenger learned from {e.get('learned_rows')} rows (parent {e.get('parent')})")
+        return notify(kind, self.settings, self.root, model_version=e.get("model_version"), message=what, project=self.project,
+                      online={k: v for k, v in e.items() if k in ("batch_score", "window_score", "rows", "window", "parent")})
+
 # %% ../notebooks/97_online.ipynb #3f0bd254
 def _learner_main(package_dir, metric: str, options: dict, q, status_path) -> None:
     "The learner process: feed what arrives on `q` to an OnlineLearner, publish its status to `status_path` after each item."
@@ -378,7 +392,8 @@ class LearnerProcess:
     follows its promotions through `current.json`, as it follows any promotion. Same `submit/brief/status/resume/close`."""
     def __init__(self, package_dir, metric: str, start_timeout_s: float = 120, **options):
         import multiprocessing as mp
-        options = {k: v for k, v in options.items() if k not in ("on_promote", "notify")}   # nothing to call across processes
+        options = {k: v for k, v in options.items() if k != "on_promote"}   # the service follows current.json instead
+        if options.get("notify") is None: options.pop("notify", None)      # a notify must pickle (e.g. WebhookNotifier)
         probe = OnlineLearner(package_dir, metric, **options)      # refuses a champion that cannot learn, here and now
         self.batch_rows, self.version = probe.batch_rows, probe.version
         del probe
@@ -493,13 +508,14 @@ def feedback_rows(rows: pd.DataFrame, target: str) -> pd.DataFrame:
     return rows.drop(columns=[target], errors="ignore").rename(columns={"label": target})
 
 def online_app(package_dir, log_db, metric: str, token: Optional[str] = None, reload_poll_s: Optional[float] = 0.5,
-               fast: bool = True, process: bool = True, **learner):
+               fast: bool = True, process: bool = True, notify: Optional[Callable] = None, **learner):
     """`serve.create_app` with an `OnlineLearner` hooked to `POST /feedback`: accepted labels are queued for the learner
     (the request never waits for learning). `process` (the default): the learner runs in a process of its own
     (`LearnerProcess`) and the service follows its promotions by polling `current.json` every `reload_poll_s`;
     otherwise in a thread of the service, which reloads at once after a promotion.
     Adds `GET /online` (the learner's status) and `POST /admin/online/resume`, both behind the token when there is one,
-    and an `online` entry in `/health` (frozen or not, rows learned and rejected)."""
+    and an `online` entry in `/health` (frozen or not, rows learned and rejected). `notify`: told of every learner event
+    (e.g. a `WebhookNotifier`; in a process of its own, it must pickle)."""
     import hmac
     from fastapi import Depends, HTTPException
     from fastapi.security import HTTPBearer
@@ -508,8 +524,8 @@ def online_app(package_dir, log_db, metric: str, token: Optional[str] = None, re
     def promoted(version):
         try: holder["app"].state.champion.reload()
         except ReloadRefused: pass            # the poller keeps trying; /health shows the error
-    if process: L = LearnerProcess(package_dir, metric, **learner)      # refuses a champion that cannot learn, first
-    else: L = OnlineLearner(package_dir, metric, on_promote=promoted, **learner)
+    if process: L = LearnerProcess(package_dir, metric, notify=notify, **learner)      # refuses a champion that cannot learn, first
+    else: L = OnlineLearner(package_dir, metric, on_promote=promoted, notify=notify, **learner)
     target = read_json(current_package(package_dir)/"schema.json")["target"]
     app = create_app(package_dir, log_db=log_db, fast=fast, token=token, reload_poll_s=reload_poll_s,
                      on_feedback=lambda rows: L.submit(feedback_rows(rows, target)))

@@ -49,7 +49,7 @@ port: int = 8000  # the port the image's service listens on (MLOPS_NB_PORT at ru
 ''',
     "notify": '''
 webhooks: list[str] = []  # names of environment variables holding webhook URLs (the URLs are secrets: never in this file)
-events: list[str] = ["drift", "decay", "gate_failed", "new_champion", "job_failed"]  # the events sent
+events: list[str] = ["drift", "decay", "gate_failed", "new_champion", "job_failed", "online_frozen"]  # the events sent
 timeout_s: float = 5.0  # per HTTP attempt
 retries: int = 2  # more attempts after a failed one, the wait doubling from backoff_s
 backoff_s: float = 0.5  # first wait before a retry (seconds)

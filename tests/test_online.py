@@ -1,7 +1,7 @@
 """Online learning on real components: `mlops-nb serve --online` under uvicorn on 127.0.0.1, a package of the sgd family,
 labels through POST /feedback, promotions through the registry. A drifting stream is recovered from while the static
 service stays degraded; a poisoned stream never reaches a served model; rows that break the schema are refused by row."""
-import json, shutil, time
+import http.server, json, os, shutil, threading, time
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +22,12 @@ BATCH, DRIFT_AT, BATCHES = 50, 10, 30
 MAX_RECOVERY_BATCHES = 10        # after the drift, the online model is back within 0.05 of its level within this many
 
 
-def make_project(dest: Path, **online) -> Path:
-    "A project folder: the kit's params.yaml (online section overridden) and a champion of the sgd family."
+def make_project(dest: Path, notify: dict | None = None, **online) -> Path:
+    "A project folder: the kit's params.yaml (online and notify sections overridden) and a champion of the sgd family."
     dest.mkdir(parents=True)
     params = yaml.safe_load((REPO/"params.yaml").read_text())
     params["online"].update(online)
+    params["notify"] = {**(params.get("notify") or {}), **(notify or {})}
     (dest/"params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stream_package(dest/"models/package", drift_stream(batches=20, drift_at=None, seed=1))
     return dest
@@ -94,9 +95,20 @@ def test_a_drifting_stream_is_recovered_from_while_the_static_service_stays_degr
         assert set(lin["prediction_ids"]) <= ids and lin["window"]["challenger"] >= lin["window"]["champion"] - lin["window"]["margin"]
 
 
-def test_a_poisoned_stream_freezes_learning_and_no_poisoned_challenger_is_ever_served(tmp_path):
+class Hook(http.server.BaseHTTPRequestHandler):
+    "A webhook receiver on 127.0.0.1: what it is sent goes to the server's `got` list."
+    def do_POST(self):
+        self.server.got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a): pass
+
+
+def test_a_poisoned_stream_freezes_learning_and_no_poisoned_challenger_is_ever_served(tmp_path, monkeypatch):
     stream = drift_stream(batches=18, batch_rows=BATCH, drift_at=None, flip_from=10, seed=6)
-    root = make_project(tmp_path/"p", promote_every=2, batch_rows=BATCH)
+    hook = http.server.HTTPServer(("127.0.0.1", 0), Hook); hook.got = []
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    monkeypatch.setenv("ONLINE_TEST_HOOK", f"http://127.0.0.1:{hook.server_address[1]}/hook")   # the service inherits it
+    root = make_project(tmp_path/"p", notify={"webhooks": ["ONLINE_TEST_HOOK"]}, promote_every=2, batch_rows=BATCH)
     url, proc = start(root, "--log-db", str(tmp_path/"log.db"), "--online")
     try:
         played = play(url, stream, True)
@@ -127,6 +139,12 @@ def test_a_poisoned_stream_freezes_learning_and_no_poisoned_challenger_is_ever_s
     events = [json.loads(l) for l in (root/"models/package"/EVENTS_FILE).read_text().splitlines()]
     frozen = [e for e in events if e["event"] == "frozen"]
     assert len(frozen) == 1 and set(frozen[0]["prediction_ids"]) <= poisoned and "online.max_drop" in frozen[0]["reason"]
+    deadline = time.time() + 30          # the learner's process notified the team through the project's webhook
+    while time.time() < deadline and not any(m["event"] == "online_frozen" for m in hook.got): time.sleep(0.1)
+    hook.shutdown()
+    sent = [m["event"] for m in hook.got]
+    assert sent.count("online_frozen") == 1 and sent.count("new_champion") == st["promotions"], sent
+    assert "online.max_drop" in next(m for m in hook.got if m["event"] == "online_frozen")["text"]
 
 
 def test_rows_that_break_the_schema_are_refused_by_row_and_the_rest_is_learned(tmp_path):
