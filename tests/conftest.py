@@ -4,7 +4,7 @@ Nothing is mocked: the project is a copy of this repository's files (tracked, pl
 ignored), made a git repository with one commit (dvclive and the lineage need a commit), and the
 pipeline runs there through the `mlops-nb` command, DVC and papermill, exactly as a user runs it.
 """
-import os, shutil, socket, subprocess, sys, time
+import http.server, json, os, shutil, socket, subprocess, sys, threading, time
 from pathlib import Path
 
 import pytest
@@ -184,3 +184,21 @@ def kernels_in(root: Path) -> list:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return out
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        self.server.arrivals.append((time.time(), body)); self.server.got.append(body)
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+
+
+@pytest.fixture
+def hook():
+    """A webhook receiver on 127.0.0.1 (a real HTTP server in a thread): `.got` holds every payload POSTed to it,
+    `.arrivals` the same as (arrival time, payload); `.server_port` its port."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook); srv.got, srv.arrivals = [], []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv
+    srv.shutdown()

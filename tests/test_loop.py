@@ -3,7 +3,7 @@ with feedback while `mlops-nb watch` monitors its log window every 2 s. In-distr
 a drifted stream makes the monitor job signal, a local webhook receives the drift naming the drifted feature, the
 retrain job gives an accepted champion and the service answers with it — no request fails. Poisoned labels make the
 retrained model fail acceptance: the champion stays and the failure is notified."""
-import http.server, json, os, signal, subprocess, threading, time
+import json, os, signal, subprocess, time
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +18,6 @@ from test_serve import stop_server
 
 DRIFTED, SHIFT_G = "body_mass_g", 1200      # +1.5 training standard deviations: material drift of a minor feature
 SIGNAL_LIMIT_S, CHAMPION_LIMIT_S = 120, 600
-
-
-class Hook(http.server.BaseHTTPRequestHandler):
-    "A webhook receiver: keeps (arrival time, payload) of every POST."
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        self.server.got.append((time.time(), body))
-        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
-    def log_message(self, *a): pass
-
-
-@pytest.fixture
-def hook():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook); srv.got = []
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv
-    srv.shutdown()
 
 
 def loop_project(project, dest: Path) -> Path:
@@ -109,7 +92,7 @@ def run_loop(root: Path, hook, poison: bool):
     ok_after = lambda: [j for j in jobs(root) if j["job"] == "monitor" and j["outcome"] == "ok"
                         and pd.Timestamp(j["start"]).timestamp() >= phase1_end - 1]
     wait_for(lambda: len(ok_after()) >= 2, 60, "two monitor runs on the in-distribution window", w)
-    assert hook.got == [], f"in-distribution traffic notified: {[m['event'] for _, m in hook.got]}"
+    assert hook.got == [], f"in-distribution traffic notified: {[m['event'] for m in hook.got]}"
     assert all(j["outcome"] in ("ok", "unknown") for j in jobs(root)), jobs(root)
     onset = time.time()
     d = drifted_rows(root)
@@ -120,7 +103,7 @@ def run_loop(root: Path, hook, poison: bool):
     return url, serve, w, t, before, onset
 
 
-def events(hook, name): return [(at, m) for at, m in hook.got if m["event"] == name]
+def events(hook, name): return [(at, m) for at, m in hook.arrivals if m["event"] == name]
 
 
 def stop_watch(w) -> str:

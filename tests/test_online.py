@@ -1,7 +1,7 @@
 """Online learning on real components: `mlops-nb serve --online` under uvicorn on 127.0.0.1, a package of the sgd family,
 labels through POST /feedback, promotions through the registry. A drifting stream is recovered from while the static
 service stays degraded; a poisoned stream never reaches a served model; rows that break the schema are refused by row."""
-import http.server, json, os, shutil, threading, time
+import json, shutil, time
 from pathlib import Path
 
 import numpy as np
@@ -95,18 +95,8 @@ def test_a_drifting_stream_is_recovered_from_while_the_static_service_stays_degr
         assert set(lin["prediction_ids"]) <= ids and lin["window"]["challenger"] >= lin["window"]["champion"] - lin["window"]["margin"]
 
 
-class Hook(http.server.BaseHTTPRequestHandler):
-    "A webhook receiver on 127.0.0.1: what it is sent goes to the server's `got` list."
-    def do_POST(self):
-        self.server.got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200); self.end_headers()
-    def log_message(self, *a): pass
-
-
-def test_a_poisoned_stream_freezes_learning_and_no_poisoned_challenger_is_ever_served(tmp_path, monkeypatch):
+def test_a_poisoned_stream_freezes_learning_and_no_poisoned_challenger_is_ever_served(tmp_path, monkeypatch, hook):
     stream = drift_stream(batches=18, batch_rows=BATCH, drift_at=None, flip_from=10, seed=6)
-    hook = http.server.HTTPServer(("127.0.0.1", 0), Hook); hook.got = []
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
     monkeypatch.setenv("ONLINE_TEST_HOOK", f"http://127.0.0.1:{hook.server_address[1]}/hook")   # the service inherits it
     root = make_project(tmp_path/"p", notify={"webhooks": ["ONLINE_TEST_HOOK"]}, promote_every=2, batch_rows=BATCH)
     url, proc = start(root, "--log-db", str(tmp_path/"log.db"), "--online")
@@ -141,7 +131,6 @@ def test_a_poisoned_stream_freezes_learning_and_no_poisoned_challenger_is_ever_s
     assert len(frozen) == 1 and set(frozen[0]["prediction_ids"]) <= poisoned and "online.max_drop" in frozen[0]["reason"]
     deadline = time.time() + 30          # the learner's process notified the team through the project's webhook
     while time.time() < deadline and not any(m["event"] == "online_frozen" for m in hook.got): time.sleep(0.1)
-    hook.shutdown()
     sent = [m["event"] for m in hook.got]
     assert sent.count("online_frozen") == 1 and sent.count("new_champion") == st["promotions"], sent
     assert "online.max_drop" in next(m for m in hook.got if m["event"] == "online_frozen")["text"]

@@ -1,7 +1,7 @@
 """`mlops-nb watch --once` and `mlops-nb schedule` as a user runs them, on a copy of the finished project: a failing
 job is recorded and notified and the others still run; a dead webhook costs nothing; bad watch settings are refused
 naming the key; the crontab lines and the GitHub Actions workflow are generated from the same jobs (the YAML parsed)."""
-import http.server, json, threading, time
+import json, time
 from pathlib import Path
 
 import pandas as pd
@@ -9,21 +9,6 @@ import pytest
 import yaml
 
 from conftest import mini_project, run, tool
-
-
-class Hook(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.server.got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200); self.end_headers()
-    def log_message(self, *a): pass
-
-
-@pytest.fixture
-def hook():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook); srv.got = []
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv
-    srv.shutdown()
 
 
 def with_watch(root: Path, jobs: dict, notify: dict | None = None) -> Path:
