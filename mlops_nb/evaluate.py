@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from .core import atomic_path
+from .core import atomic_path, write_json
 from .contracts import classification_metrics, regression_metrics, task_metrics   # shared: 00a_contracts  # noqa: F401
 from .estimate import bootstrap_intervals   # shared with monitoring: 00d_estimate  # noqa: F401
 
@@ -139,4 +139,7 @@ def log_evaluation(live_dir, results: dict, task: str, y_true, y_pred, proba=Non
                 live.log_sklearn_plot("roc", yb, proba[:, 1], name="roc.json")
                 live.log_sklearn_plot("precision_recall", yb, proba[:, 1], name="precision_recall.json")
                 live.log_sklearn_plot("calibration", yb, proba[:, 1], name="calibration.json")
+        else:   # dvclive has no regression plot of its own: the test rows' actual and predicted values, in the same folder
+            write_json([{"actual": float(a), "predicted": float(p)} for a, p in zip(y_true, y_pred)],
+                       Path(live.plots_dir)/"sklearn"/"predicted_vs_actual.json")
         for img in images: live.log_image(Path(img).name, str(img))

@@ -36,6 +36,8 @@ def test_metrics_plots_and_acceptance_fit_the_task(other_project):
     pngs = {p.name for p in (root/"reports/evaluate").glob("*.png")}
     expected = {"predicted_vs_actual.png", "residuals.png"} if schema["task"] == "regression" else {"confusion_matrix.png", "roc.png", "precision_recall.png", "calibration.png"}
     assert expected | {"permutation_importance.png"} <= pngs
+    plots = {p.name for p in (root/"reports/dvclive/evaluate/plots/sklearn").glob("*.json")}   # dvc.yaml's plots: JSON in git
+    assert plots >= ({"predicted_vs_actual.json"} if schema["task"] == "regression" else {"confusion_matrix.json"}), plots
     acc = json.loads((root/"reports/acceptance.json").read_text())
     assert acc["accepted"] and all(g["passed"] for g in acc["gates"]) and len(acc["gates"]) >= 5
 
