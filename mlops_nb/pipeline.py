@@ -4,7 +4,7 @@
 
 # %% ../notebooks/90_pipeline.ipynb #0e89d938
 from __future__ import annotations
-import json, os, shutil, signal, subprocess, sys, tempfile, threading, time
+import json, os, re, shutil, signal, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
 from .core import (ParamsError, find_root, load_params, now_utc, read_json, step_params,
@@ -14,8 +14,8 @@ from .report import build_index, render_html, step_records   # the reports live 
 
 # %% auto #0
 __all__ = ['STEPS', 'STAGES', 'NOTEBOOKS_DIR', 'RUN_HEADING', 'KEEP_TAG', 'KERNEL_LOG', 'EXECUTOR_ENV', 'WARM_IMPORTS', 'ADVICE',
-           'StepFailed', 'notebook_parameters', 'resolve_step', 'step_cells', 'step_notebook', 'run_step', 'WarmKernel',
-           'StepServer', 'dvc_env', 'write_sources', 'RunLock', 'run_pipeline']
+           'RESTORED', 'StepFailed', 'notebook_parameters', 'resolve_step', 'step_cells', 'step_notebook', 'run_step',
+           'WarmKernel', 'StepServer', 'dvc_env', 'write_sources', 'RunLock', 'run_pipeline']
 
 # %% ../notebooks/90_pipeline.ipynb #fa6db7ef
 STEPS = STEP_NOTEBOOKS   # step -> notebook, in order: defined once, in 89_params
@@ -332,23 +332,28 @@ class RunLock:
 
 ADVICE = ("To track the changes with git", "To enable auto staging", "Use `dvc push`")
 
-def _relay_dvc(stream, out=None):
-    "Pass DVC's output on as it comes (its progress and errors), without its advice about git and remotes."
+RESTORED = re.compile(r"^Stage '([^']+)' is cached - skipping run")   # DVC's run-cache: outputs of an identical earlier run
+
+def _relay_dvc(stream, out=None, restored=None):
+    """Pass DVC's output on as it comes (its progress and errors), without its advice about git and remotes; the stages
+    DVC restored from its run-cache instead of running go to `restored` (a set)."""
     out, advice = out or sys.stdout, False
     for line in stream:
+        if restored is not None and (m := RESTORED.match(line)): restored.add(m.group(1))
         if line.startswith(ADVICE): advice = True; continue
         if advice and (not line.strip() or line[:1].isspace()): continue   # the advice's indented commands
         advice = False
         out.write(line); out.flush()
 
-def _dvc(root, args: list[str], log=print) -> int:
-    "Run DVC in the project, serving its steps from this process; on Ctrl-C let the running step stop cleanly."
+def _dvc(root, args: list[str], log=print, restored=None) -> int:
+    """Run DVC in the project, serving its steps from this process; on Ctrl-C let the running step stop cleanly.
+    `restored`: a set that receives the stages DVC restored from its run-cache."""
     cmd = [str(Path(sys.executable).parent/"dvc"), *args]
     if not Path(cmd[0]).exists(): cmd[0] = "dvc"
     server = StepServer(root, log=log)
     proc = subprocess.Popen(cmd, cwd=root, env={**dvc_env(), **server.env(), "PYTHONUNBUFFERED": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    relay = threading.Thread(target=_relay_dvc, args=(proc.stdout,), daemon=True); relay.start()
+    relay = threading.Thread(target=_relay_dvc, args=(proc.stdout, None, restored), daemon=True); relay.start()
     try:
         rc = server.serve_until(proc)
         relay.join(timeout=5)
@@ -382,15 +387,17 @@ def run_pipeline(root=None, force: bool = False, wait: bool = False, log=print) 
         write_sources(root)
         t0, started = time.perf_counter(), now_utc()
         interrupted = False
-        try: rc = _dvc(root, ["repro"] + (["--force"] if force else []), log=log)
+        restored: set = set()
+        try: rc = _dvc(root, ["repro"] + (["--force"] if force else []), log=log, restored=restored)
         except KeyboardInterrupt: rc, interrupted = 130, True
         total = time.perf_counter() - t0
         records = step_records(root, params)
         ran = [r for r in records if r["started"] >= started]
-        if ran or rc:
+        if ran or rc or restored:   # a table when anything happened (a restored stage too)
             log("\nstep         status       time    this run              outputs")
             for r in records:
-                log(f"{r['step']:<12} {r['status']:<11} {r['seconds']:>6.1f} s  {'ran' if r in ran else 'skipped (unchanged)':<20}  "
+                how = "ran" if r in ran else "restored (run-cache)" if r["step"] in restored else "skipped (unchanged)"
+                log(f"{r['step']:<12} {r['status']:<11} {r['seconds']:>6.1f} s  {how:<20}  "
                     f"{_outputs_summary(root, params, r['step'])}")
         verdict = ("interrupted: the running step was stopped; finished steps are kept, run again to resume" if interrupted
                    else "pipeline complete" if rc == 0 else "pipeline FAILED (see the step above); run again to resume from it")

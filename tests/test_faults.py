@@ -2,7 +2,7 @@
 signal, a step past its timeout, Ctrl-C during a run, and two runs started at once. In every case the
 run stops with a message naming the step and what happened, nothing half-written is left where a later
 step or the server reads, the champion model stays loadable, and the next run resumes where it stopped."""
-import json, os, signal, subprocess, time
+import json, os, re, signal, subprocess, time
 from pathlib import Path
 
 import nbformat
@@ -165,7 +165,13 @@ def test_ctrl_c_stops_the_run_cleanly_and_the_next_run_resumes(finished):
     assert champion_loads(finished) == champion
     r = run([tool("mlops-nb"), "run"], finished)
     ran, skipped = ran_and_skipped(r.stdout)
-    assert skipped[:4] == ["ingest", "validate", "wrangle", "split"] and ran[0] == "train"
+    assert skipped[:4] == ["ingest", "validate", "wrangle", "split"], r.stdout[-3000:]
+    # train resumes: it runs again, or DVC restores it from its run-cache (the interrupted run had the same inputs as the
+    # finished one), which the summary names
+    restored = "Stage 'train' is cached - skipping run" in r.stdout
+    assert (ran[:1] == ["train"]) != restored, r.stdout[-3000:]
+    assert not restored or re.search(r"^train\s+ok\s+[\d.]+ s\s+restored \(run-cache\)", r.stdout, re.M), r.stdout[-3000:]
+    assert (finished/"models/trained.skops").is_file() and json.loads((finished/"reports/steps/train.json").read_text())["status"] == "ok"
 
 
 def test_two_runs_at_once_one_refuses_clearly_and_wait_queues(finished):
