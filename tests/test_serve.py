@@ -97,10 +97,10 @@ def test_monitor_command_signals_drift_by_exit_code(project, tmp_path):
                            flipper_length_mm=batch.flipper_length_mm + 30, island="Dream")
     shifted.to_csv(moved, index=False)
     status = tmp_path/"status.json"
-    r = run([tool("mlops-nb"), "monitor", "--current", str(same), "--status-file", str(status)], project, check=False)
+    r = run([tool("mlops-nb"), "monitor", "--current", str(same), "--status-file", str(status), "--out-dir", str(tmp_path/"mon")], project, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(status.read_text())["status"] == "no drift"
-    r = run([tool("mlops-nb"), "monitor", "--current", str(moved), "--status-file", str(status)], project, check=False)
+    r = run([tool("mlops-nb"), "monitor", "--current", str(moved), "--status-file", str(status), "--out-dir", str(tmp_path/"mon")], project, check=False)
     assert r.returncode == 1, r.stdout + r.stderr
     res = json.loads(status.read_text())
     assert res["status"] == "drift: retrain recommended"
