@@ -107,8 +107,9 @@ def events(hook, name): return [(at, m) for at, m in hook.arrivals if m["event"]
 
 
 def stop_watch(w) -> str:
+    "SIGTERM stops `watch` after its running jobs: a retraining that started on newer feedback runs to its end first."
     w.send_signal(signal.SIGTERM)
-    out, _ = w.communicate(timeout=300)
+    out, _ = w.communicate(timeout=900)
     assert w.returncode == 0 and "watch: stopped" in out, out[-3000:]
     return out
 
