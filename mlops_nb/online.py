@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from .contracts import LOWER_IS_BETTER, current_package, load_package, score, task_metrics
-from .core import now_utc, read_json, save_model, write_text
-from .notify import notify
+from .core import now_utc, read_json, save_model
+from .notify import append_jsonl, notify
 from .package import build_package
 from .registry import change_champion, champion_version, registry_lock, sync_history
 from .serve import conform
@@ -184,9 +184,7 @@ class OnlineLearner:
     def _event(self, kind: str, **info) -> dict:
         e = {"time": now_utc(), "event": kind, "model_version": self.version, **info}
         f = self.package_dir/EVENTS_FILE
-        try:
-            old = f.read_text() if f.is_file() else ""
-            write_text(old + json.dumps(e, default=str) + "\n", f)
+        try: append_jsonl(f, e)     # one line appended, not the whole file rewritten per event
         except OSError as err: self.last_error = f"{f}: {err}"
         if self.notify is not None:
             try: self.notify(e)
