@@ -64,9 +64,29 @@ def pipeline_run(tmp_path_factory):
     return root, result, seconds
 
 
+def output_files(root: Path) -> set[str]:
+    return {str(f.relative_to(root)) for t in ("data", "models", "reports") if (root/t).exists()
+            for f in (root/t).rglob("*") if f.is_file()}
+
+
 @pytest.fixture(scope="session")
 def project(pipeline_run) -> Path:
     return pipeline_run[0]
+
+
+@pytest.fixture(autouse=True)
+def project_keeps_its_outputs(request):
+    "A test that uses the shared project may read it, not add or remove outputs: later tests compare them file by file."
+    if "project" not in request.fixturenames:
+        yield
+        return
+    root = request.getfixturevalue("project")
+    before = output_files(root)
+    yield
+    after = output_files(root)
+    if after != before:
+        pytest.fail(f"{request.node.nodeid} changed the shared project's outputs: added {sorted(after - before)[:10]}, "
+                    f"removed {sorted(before - after)[:10]}; write into tmp_path instead")
 
 
 def free_port() -> int:
