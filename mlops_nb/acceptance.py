@@ -43,9 +43,20 @@ def acceptance_gates(test_metrics: dict, metric: str, baseline: dict, champion: 
     "Each gate with its measured value, limit and verdict (metrics oriented so that higher is better)."
     v = score(test_metrics, metric)
     gain = v - score(baseline, metric)
-    gates = [{"gate": f"{metric} on test >= minimum", "value": round(v, 6), "limit": min_metric, "passed": bool(v >= min_metric)},
-             {"gate": f"{metric} gain over the dummy baseline >= minimum", "value": round(gain, 6),
-              "limit": min_gain, "passed": bool(gain >= min_gain)}]
+    gates = [
+        {
+            "gate": f"{metric} on test >= minimum",
+            "value": round(v, 6),
+            "limit": min_metric,
+            "passed": bool(v >= min_metric),
+        },
+        {
+            "gate": f"{metric} gain over the dummy baseline >= minimum",
+            "value": round(gain, 6),
+            "limit": min_gain,
+            "passed": bool(gain >= min_gain),
+        },
+    ]
     if champion is not None:
         try: d = v - score(champion, metric)
         except KeyError: d = None    # the champion was judged on another metric: no comparison
@@ -58,13 +69,21 @@ def behaviour_checks(model, X: pd.DataFrame, schema: dict, rows: int = 20) -> li
     "Behavioural gates: deterministic, invariant to column order, robust to a missing value in any feature."
     X = X.head(rows)
     p = np.asarray(model.predict(X))
-    out = [{"gate": "predictions are deterministic", "passed": bool(np.array_equal(p, np.asarray(model.predict(X.copy()))))},
-           {"gate": "predictions do not depend on column order",
-            "passed": bool(np.array_equal(p, np.asarray(model.predict(X[list(reversed(X.columns))]))))}]
+    out = [
+        {
+            "gate": "predictions are deterministic",
+            "passed": bool(np.array_equal(p, np.asarray(model.predict(X.copy())))),
+        },
+        {
+            "gate": "predictions do not depend on column order",
+            "passed": bool(np.array_equal(p, np.asarray(model.predict(X[list(reversed(X.columns))])))),
+        },
+    ]
     failed = []
     for c in schema["features"]:
         if c not in X: continue
-        Xm = X.copy(); Xm[c] = Xm[c].astype(object) if schema["columns"][c]["kind"] != "numeric" else Xm[c].astype(float)
+        Xm = X.copy()
+        Xm[c] = Xm[c].astype(object) if schema["columns"][c]["kind"] != "numeric" else Xm[c].astype(float)
         Xm.loc[Xm.index[0], c] = np.nan
         try:
             pm = np.asarray(model.predict(Xm))

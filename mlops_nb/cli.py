@@ -31,7 +31,8 @@ def _serve(a):
     import uvicorn
     from mlops_nb.serve import TOKEN_ENV, check_listen, create_app
     root = find_root(a.project); cfg = load_params(root/"params.yaml"); P = cfg["paths"]
-    host = a.host or cfg.get("serve", {}).get("host", "127.0.0.1"); port = a.port or cfg.get("serve", {}).get("port", 8000)
+    host = a.host or cfg.get("serve", {}).get("host", "127.0.0.1")
+    port = a.port or cfg.get("serve", {}).get("port", 8000)
     token = os.environ.get(TOKEN_ENV) or None          # never from params.yaml
     check_listen(host, token, a.insecure_listen)
     log_db = a.log_db or root/P.get("prediction_log_db", "data/prediction_log.db")
@@ -42,8 +43,16 @@ def _serve(a):
         from mlops_nb.online import WebhookNotifier, online_app
         O.pop("enabled", None)
         hooks = WebhookNotifier(root, notify_settings(cfg), project=cfg.get("package", {}).get("model_name", ""))
-        app = online_app(package_dir, log_db, cfg["project"]["primary_metric"], token=token, reload_poll_s=poll, notify=hooks,
-                         margin=cfg.get("acceptance", {}).get("max_regression_vs_champion", 0.02), **O)
+        app = online_app(
+            package_dir,
+            log_db,
+            cfg["project"]["primary_metric"],
+            token=token,
+            reload_poll_s=poll,
+            notify=hooks,
+            margin=cfg.get("acceptance", {}).get("max_regression_vs_champion", 0.02),
+            **O
+        )
         mode = f"; learning online from POST /feedback, batches of {app.state.online.batch_rows} rows"
     else: app, mode = create_app(package_dir, log_db=log_db, token=token, reload_poll_s=poll), ""
     print(f"serving {app.state.served.version} on http://{host}:{port} (prediction log: {log_db}; "
@@ -64,7 +73,8 @@ def _predict(a):
     return 0
 
 def _monitor(a):
-    "Exit 0 no drift, 1 drift (retrain recommended), 2 could not evaluate, 3 drift but the retrained model was not accepted."
+    """Exit 0 no drift, 1 drift (retrain recommended), 2 could not evaluate, 3 drift but the retrained model was not
+    accepted."""
     from mlops_nb import monitor as mon
     status_file = None
     try:
@@ -76,7 +86,11 @@ def _monitor(a):
         out = Path(a.out_dir) if a.out_dir else None
         status_file = Path(a.status_file) if a.status_file else (out/"monitor.json" if out else root/P["monitor_path"])
         report = out/"drift.html" if out else root/P["drift_report"]
-        profile = None if a.no_profile or not M["profile_compare"] else (out/"drift_profile.html" if out else root/P["drift_profile"])
+        profile = (
+            None
+            if a.no_profile or not M["profile_compare"]
+            else (out / "drift_profile.html" if out else root / P["drift_profile"])
+        )
         live = out/"dvclive" if out else root/P["monitor_live_dir"]
         from mlops_nb.serve import load_model
         served = load_model(root/P["package_dir"])
@@ -87,22 +101,42 @@ def _monitor(a):
         else:
             source, db = a.current, None
         window = a.last if a.last is not None else M["window"]
-        current, logged, problems, described = mon.read_current(source, root/P["split_dir"], db, window, a.since, a.until,
-                                                                target=served.schema["target"])
+        current, logged, problems, described = mon.read_current(
+            source, root / P["split_dir"], db, window, a.since, a.until, target=served.schema["target"]
+        )
         reference = _read_parquet(root/P["split_dir"]/"train.parquet")
         test = root/P["split_dir"]/"test.parquet"            # labelled held-out rows: what CBPE calibrates on
-        result, table = mon.check_current(M, reference, current, served, predictions=logged, problems=problems, source=described,
-                                          calibration=_read_parquet(test) if test.is_file() else None)   # as the notebook's Run section
-        mon.write_monitoring(result, table, reference, current, status_file, report, live, profile, M["profile_max_rows"])
-        print(f"{result['status']}: drift share {result['drift_share']}; {result['schema_violation_count']} schema violations; "
-              f"status written to {status_file}")
+        # as the notebook's Run section
+        result, table = mon.check_current(
+            M,
+            reference,
+            current,
+            served,
+            predictions=logged,
+            problems=problems,
+            source=described,
+            calibration=_read_parquet(test) if test.is_file() else None,
+        )
+        mon.write_monitoring(
+            result, table, reference, current, status_file, report, live, profile, M["profile_max_rows"]
+        )
+        print(
+            f"{result['status']}: drift share {result['drift_share']}; {result['schema_violation_count']} schema"
+            f" violations; status written to {status_file}"
+        )
         iv = lambda v: f" (95% interval {v[0]:.4f} to {v[1]:.4f})" if v else ""
         if result.get("metric_current") is not None:
-            print(f"  {result['metric']}: {result['metric_current']:.4f}{iv(result.get('metric_current_interval'))} on "
-                  f"{result['labelled_rows']} labelled rows; {result['metric_at_training']:.4f} at acceptance; decay {result['decay']}")
+            print(
+                f"  {result['metric']}: {result['metric_current']:.4f}{iv(result.get('metric_current_interval'))} on"
+                f" {result['labelled_rows']} labelled rows; {result['metric_at_training']:.4f} at acceptance; decay"
+                f" {result['decay']}"
+            )
         if result.get("estimated"):
             e = result["estimated"]
-            print(f"  {e['metric']} estimated without labels (CBPE): {e['value']:.4f}{iv(e.get('interval'))} on {e['rows']} rows; decay {e['decay']}")
+            print(
+                f"  {e['metric']} estimated without labels (CBPE): {e['value']:.4f}{iv(e.get('interval'))} on"
+                f" {e['rows']} rows; decay {e['decay']}"
+            )
         for r in result["reasons"] + result["notes"]: print(f"  - {r}")
         code = result["exit_code"]
         if a.retrain and result["status"] == mon.RETRAIN:
@@ -113,8 +147,11 @@ def _monitor(a):
                         "note": "nothing was changed; the champion stays"}
             # the pipeline's own monitor step rewrote the declared reports: put this check's back, with the retraining's outcome
             result["retrain"] = info
-            mon.write_monitoring(result, table, reference, current, status_file, report, None, profile, M["profile_max_rows"])
-            if info["accepted"]: print(f"retrain: new model {info['new_version']} accepted (was {info['previous_version']})")
+            mon.write_monitoring(
+                result, table, reference, current, status_file, report, None, profile, M["profile_max_rows"]
+            )
+            if info["accepted"]:
+                print(f"retrain: new model {info['new_version']} accepted (was {info['previous_version']})")
             else:
                 where = f"step {info['failed_step']} failed: " if info.get("failed_step") else ""
                 print(f"retrain: no new champion; {where}{info['error']}\n  {info.get('note', '')}", file=sys.stderr)
@@ -141,7 +178,10 @@ def _params(a):
     spec = parameter_spec(root)
     params = validate_params(load_params(root/"params.yaml"), spec)
     if a.check:
-        print(f"params.yaml: every value matches its declared type ({sum(len(v) for v in params.values())} values checked)")
+        print(
+            f"params.yaml: every value matches its declared type ({sum(len(v) for v in params.values())} values"
+            " checked)"
+        )
         return 0
     rows = [r for r in describe(params, spec) if not a.section or r["parameter"].split(".")[0] == a.section]
     if a.json:
@@ -150,7 +190,11 @@ def _params(a):
     for r in rows:
         s = r["parameter"].split(".")[0]
         if s != section:
-            section = s; print(f"\n{s}:" + ("" if s not in ("project", "paths") else "  (shared: given to every notebook that declares it)"))
+            section = s
+            print(
+                f"\n{s}:"
+                + ("" if s not in ("project", "paths") else "  (shared: given to every notebook that declares it)")
+            )
         value = repr(r["value"]) if r["set"] else f"{r['value']} (default)"
         print(f"  {r['parameter'].split('.', 1)[1]:<26} {r['type'] or '?':<14} {value}")
         if r["description"]: print(f"  {'':<26} {r['description']}")
@@ -163,9 +207,19 @@ def _reproduce(a):
 
 def _lab(a):
     root = find_root(a.project)
-    return subprocess.call([sys.executable, "-m", "jupyterlab", "--notebook-dir", str(root),
-                            f"--ServerApp.ip={a.host}", "--ServerApp.open_browser=False" if a.no_browser else "--ServerApp.open_browser=True",
-                            str(Path("notebooks"))], cwd=root)
+    return subprocess.call(
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--notebook-dir",
+            str(root),
+            f"--ServerApp.ip={a.host}",
+            "--ServerApp.open_browser=False" if a.no_browser else "--ServerApp.open_browser=True",
+            str(Path("notebooks")),
+        ],
+        cwd=root,
+    )
 
 # %% ../notebooks/91_cli.ipynb #8158c8d8
 def _models(a):
@@ -183,37 +237,51 @@ def _models(a):
         if (root/"reports"/"index.html").exists():    # the front page shows the history: bring it up to date
             from mlops_nb.report import build_index
             try: print(f"report: {build_index(root)}")
-            except Exception as err: print(f"the champion changed, but the report was not rebuilt: {err}", file=sys.stderr)
+            except Exception as err:
+                print(f"the champion changed, but the report was not rebuilt: {err}", file=sys.stderr)
         return 0
     rows = reg.list_versions(pkg, cfg["project"].get("primary_metric", "balanced_accuracy"))
     if a.json: print(json.dumps(rows, indent=1, default=str)); return 0
     if not rows: print(f"no packaged versions in {pkg}: run `mlops-nb run` first"); return 0
-    print(f"{'':2}{'version':<32} {'created':<26} {'data sha256':<13} {'test ' + rows[0]['metric'] + ' (95% interval)':<38} accepted")
+    print(
+        f"{'':2}{'version':<32} {'created':<26} {'data sha256':<13}"
+        f" {'test ' + rows[0]['metric'] + ' (95% interval)':<38} accepted"
+    )
     for r in rows:
         mark = "* " if r["champion"] else "+ " if r["former_champion"] else "  "
         ci = f" ({r['interval'][0]} to {r['interval'][1]})" if r["interval"] else ""
         acc = {True: "yes", False: "no", None: "?"}[r["accepted"]] + (" (promoted by force)" if r["forced"] else "")
-        print(f"{mark}{r['version']:<32} {str(r['created']):<26} {str(r['data_sha256'])[:12]:<13} {str(r['test']) + ci:<38} {acc}"
-              + ("" if r["intact"] else "  TAMPERED: its model file does not match its recorded hash"))
+        print(
+            f"{mark}{r['version']:<32} {str(r['created']):<26} {str(r['data_sha256'])[:12]:<13}"
+            f" {str(r['test']) + ci:<38} {acc}"
+            + ("" if r["intact"] else "  TAMPERED: its model file does not match its recorded hash")
+        )
     print("* champion, + a former champion; `mlops-nb models promote VERSION`, `mlops-nb models rollback`")
     return 0
 
 def _add_models(add):
     "Register `mlops-nb models` (list), `models promote VERSION`, `models rollback`."
-    s = add("models", "list the packaged versions; promote one or roll back to the previous champion",
-            "List every packaged version (created, data hash, primary metric on test with its 95% interval, accepted, "
-            "champion, former champions); `promote VERSION` makes one the champion after the acceptance gates against the "
-            "current champion on the same test rows (--force overrides them, recorded as forced); `rollback` returns "
-            "to the previous champion. Every change goes to paths.package_dir/history.jsonl, and a running "
-            "`mlops-nb serve` follows it.")
+    s = add(
+        "models",
+        "list the packaged versions; promote one or roll back to the previous champion",
+        "List every packaged version (created, data hash, primary metric on test with its 95% interval, accepted, "
+        "champion, former champions); `promote VERSION` makes one the champion after the acceptance gates against the "
+        "current champion on the same test rows (--force overrides them, recorded as forced); `rollback` returns "
+        "to the previous champion. Every change goes to paths.package_dir/history.jsonl, and a running "
+        "`mlops-nb serve` follows it.",
+    )
     s.add_argument("action", nargs="?", choices=["list", "promote", "rollback"], default="list", help="default: list")
     s.add_argument("version", nargs="?", default=None, help="promote: the version (see `mlops-nb models`)")
-    s.add_argument("--force", action="store_true", help="promote: even if it fails an acceptance gate (recorded as forced)")
+    s.add_argument(
+        "--force", action="store_true", help="promote: even if it fails an acceptance gate (recorded as forced)"
+    )
     s.add_argument("--why", default=None, help="promote/rollback: the reason, for the history")
     s.add_argument("--json", action="store_true", help="list: print JSON rows")
     def run(a):
-        if a.action == "promote" and not a.version: raise ValueError("models promote: name the VERSION to promote (see `mlops-nb models`)")
-        if a.action != "promote" and a.version: raise ValueError(f"models {a.action}: takes no VERSION (got {a.version!r})")
+        if a.action == "promote" and not a.version:
+            raise ValueError("models promote: name the VERSION to promote (see `mlops-nb models`)")
+        if a.action != "promote" and a.version:
+            raise ValueError(f"models {a.action}: takes no VERSION (got {a.version!r})")
         return _models(a)
     s.set_defaults(fn=run)
 
@@ -243,14 +311,27 @@ def _add_build(add) -> None:
             "same app as `mlops-nb serve`); with --build it builds it with podman or docker. `build bundle` writes a "
             ".zip with handler.handler(event, context) for a serverless platform (ONNX Runtime when the model has an "
             "ONNX copy with parity, scikit-learn otherwise).")
-    s.add_argument("what", choices=["image", "bundle"], help="image: a build context (and the image with --build); bundle: a .zip")
+    s.add_argument(
+        "what", choices=["image", "bundle"], help="image: a build context (and the image with --build); bundle: a .zip"
+    )
     s.add_argument("version", nargs="?", default=None, help="a packaged model version (default: the champion)")
     s.add_argument("--build", action="store_true", help="image: build it with the container engine found")
-    s.add_argument("--engine", choices=["podman", "docker"], default=None, help="image: the engine (default: the first found)")
+    s.add_argument(
+        "--engine", choices=["podman", "docker"], default=None, help="image: the engine (default: the first found)"
+    )
     s.add_argument("--base", default=None, help="image: the FROM image (default: ship.base_image)")
-    s.add_argument("--no-wheels", action="store_true", help="image: no wheelhouse (the build then installs from an index)")
-    s.add_argument("--backend", choices=["auto", "onnx", "sklearn"], default="auto", help="bundle: the runtime (default: ONNX when it has parity)")
-    s.add_argument("--out", default=None, help="where to write it (default: ship.dist_dir/image-VERSION or bundle-VERSION.zip)")
+    s.add_argument(
+        "--no-wheels", action="store_true", help="image: no wheelhouse (the build then installs from an index)"
+    )
+    s.add_argument(
+        "--backend",
+        choices=["auto", "onnx", "sklearn"],
+        default="auto",
+        help="bundle: the runtime (default: ONNX when it has parity)",
+    )
+    s.add_argument(
+        "--out", default=None, help="where to write it (default: ship.dist_dir/image-VERSION or bundle-VERSION.zip)"
+    )
     s.set_defaults(fn=_build)
 
 # %% ../notebooks/91_cli.ipynb #79ceb40f
@@ -267,7 +348,8 @@ def _read_labels(path: Path, id_column: str, label_column: str, numeric: bool):
         if str(e).startswith("--input"): raise
         raise ValueError(f"--input: could not read {path}: {type(e).__name__}: {e}") from None
     for opt, col in (("--id-column", id_column), ("--label-column", label_column)):
-        if col not in df.columns: raise ValueError(f"{opt}: {path} has no column {col!r}; its columns are {[str(c) for c in df.columns]}")
+        if col not in df.columns:
+            raise ValueError(f"{opt}: {path} has no column {col!r}; its columns are {[str(c) for c in df.columns]}")
     if df.empty: raise ValueError(f"--input: {path} has no rows")
     def label(v):
         if v is None or (isinstance(v, float) and v != v): return None
@@ -279,15 +361,19 @@ def _read_labels(path: Path, id_column: str, label_column: str, numeric: bool):
     return [{"prediction_id": i, "label": label(v)} for i, v in zip(ids, df[label_column].tolist())]
 
 def _feedback(a):
-    "Labels from a file into the feedback table, through the same checks as `POST /feedback`; exit 1 and store nothing on any bad row."
+    """Labels from a file into the feedback table, through the same checks as `POST /feedback`; exit 1 and store nothing on
+    any bad row."""
     from mlops_nb.logstore import store_feedback
     root = find_root(a.project); cfg = load_params(root/"params.yaml"); P = cfg["paths"]
     db = str(a.db or P.get("prediction_log_db", "data/prediction_log.db"))
     db = db if "://" in db or Path(db).is_absolute() else str(root/db)
     if "://" not in db and not Path(db).is_file():
-        raise FileNotFoundError(f"--db: {db} not found: the REST service writes the prediction log when it serves predictions")
+        raise FileNotFoundError(
+            f"--db: {db} not found: the REST service writes the prediction log when it serves predictions"
+        )
     task = classes = None
-    try:                                              # the champion says what a label is; without one, the logged predictions do
+    # the champion says what a label is; without one, the logged predictions do
+    try:
         from mlops_nb.serve import load_model
         served = load_model(a.package_dir or root/P["package_dir"])
         task, classes = (served.task, served.classes) if served.is_classifier else ("regression", None)
@@ -297,30 +383,51 @@ def _feedback(a):
     out = store_feedback(db, items, task, classes)
     if out["errors"]:
         for e in out["errors"][:20]:
-            where = (f"{path} {'line ' + str(e['row'] + 2) + ' ' if path.name.lower().endswith(('.csv', '.csv.gz')) else ''}"
-                     f"(data row {e['row']})" if e["row"] is not None else str(path))
+            where = (
+                f"{path} {'line ' + str(e['row'] + 2) + ' ' if path.name.lower().endswith(('.csv', '.csv.gz')) else ''}"
+                f"(data row {e['row']})"
+                if e["row"] is not None
+                else str(path)
+            )
             msg = e["message"].split(": ", 1)[1] if e["row"] is not None else e["message"]
-            print(f"mlops-nb feedback: {where}: {msg.replace('prediction_id', a.id_column, 1) if a.id_column != 'prediction_id' else msg}",
-                  file=sys.stderr)
+            print(
+                f"mlops-nb feedback: {where}:"
+                f" {msg.replace('prediction_id', a.id_column, 1) if a.id_column != 'prediction_id' else msg}",
+                file=sys.stderr,
+            )
         if len(out["errors"]) > 20: print(f"mlops-nb feedback: ... and {len(out['errors']) - 20} more", file=sys.stderr)
-        print(f"mlops-nb feedback: {len(out['errors'])} of {out['received']} rows refused; nothing was stored", file=sys.stderr)
+        print(
+            f"mlops-nb feedback: {len(out['errors'])} of {out['received']} rows refused; nothing was stored",
+            file=sys.stderr,
+        )
         return 1
     print(f"{out['stored']} labels from {path} stored in {db} (table feedback)")
     return 0
 
 def _add_feedback(add) -> None:
     "The `feedback` subcommand, on the `add` of `build_parser`."
-    s = add("feedback", "store labels for logged predictions (ground truth) from a CSV/Parquet file",
-            "Store the true labels of predictions the REST service logged, by the prediction_id that /predict returned, "
-            "with the same checks as POST /feedback: an unknown id, a label that does not fit the model (not one of "
-            "its classes, not a number for a regressor), an id twice in the file or already labelled is an error "
-            "naming the row; then nothing is stored (exit 1). Monitoring then measures decay on the labelled part "
-            "of the log (`mlops-nb monitor --log`).")
+    s = add(
+        "feedback",
+        "store labels for logged predictions (ground truth) from a CSV/Parquet file",
+        "Store the true labels of predictions the REST service logged, by the prediction_id that /predict returned, "
+        "with the same checks as POST /feedback: an unknown id, a label that does not fit the model (not one of "
+        "its classes, not a number for a regressor), an id twice in the file or already labelled is an error "
+        "naming the row; then nothing is stored (exit 1). Monitoring then measures decay on the labelled part "
+        "of the log (`mlops-nb monitor --log`).",
+    )
     s.add_argument("--input", required=True, help="a .csv or .parquet file with an id column and a label column")
-    s.add_argument("--id-column", default="prediction_id", help="the column with the prediction ids (default: prediction_id)")
+    s.add_argument(
+        "--id-column", default="prediction_id", help="the column with the prediction ids (default: prediction_id)"
+    )
     s.add_argument("--label-column", required=True, help="the column with the true labels (e.g. the target's name)")
-    s.add_argument("--db", default=None, help="the prediction log, a SQLite path or SQLAlchemy URL (default: paths.prediction_log_db)")
-    s.add_argument("--package-dir", default=None, help="packaged models, for the champion's classes (default: paths.package_dir)")
+    s.add_argument(
+        "--db",
+        default=None,
+        help="the prediction log, a SQLite path or SQLAlchemy URL (default: paths.prediction_log_db)",
+    )
+    s.add_argument(
+        "--package-dir", default=None, help="packaged models, for the champion's classes (default: paths.package_dir)"
+    )
     s.set_defaults(fn=_feedback)
 
 # %% ../notebooks/91_cli.ipynb #31bcde50
@@ -361,7 +468,8 @@ def _add_storage(add) -> None:
 
 # %% ../notebooks/91_cli.ipynb #4a75b549
 def _watch(a):
-    "`mlops-nb watch`: the jobs of params.yaml watch.jobs on their schedule, or each once (`--once`); see `mlops_nb.watch`."
+    """`mlops-nb watch`: the jobs of params.yaml watch.jobs on their schedule, or each once (`--once`); see
+    `mlops_nb.watch`."""
     import threading
     from mlops_nb.watch import Watcher, install_stop
     root = find_root(a.project)
@@ -388,24 +496,36 @@ def _schedule(a):
 
 def _add_watch(add) -> None:
     "The `watch` and `schedule` subcommands, on the `add` of `build_parser`."
-    s = add("watch", "run the jobs of params.yaml watch.jobs on their schedule (monitor, score, retrain)",
-            "Run the jobs declared in params.yaml `watch.jobs` on their schedule (APScheduler; `every: 5m` or `cron: "
-            "\"*/5 * * * *\"`, UTC): monitor the service's prediction log window, score a batch into the database, retrain "
-            "on the monitor's signal (feedback appended, the gated pipeline run, the new model promoted only if it passes "
-            "acceptance). Every run is a line of watch.jobs_log; drift, decay, a failed gate, a new champion and a failed "
-            "job are sent to the webhooks of notify.webhooks. One job's failure never stops the others; Ctrl-C or SIGTERM "
-            "stops after the running jobs.")
-    s.add_argument("--once", action="store_true", help="run every configured job once (monitor, score, retrain) and exit; 1 if one failed")
+    s = add(
+        "watch",
+        "run the jobs of params.yaml watch.jobs on their schedule (monitor, score, retrain)",
+        "Run the jobs declared in params.yaml `watch.jobs` on their schedule (APScheduler; `every: 5m` or `cron: "
+        "\"*/5 * * * *\"`, UTC): monitor the service's prediction log window, score a batch into the database, retrain "
+        "on the monitor's signal (feedback appended, the gated pipeline run, the new model promoted only if it passes "
+        "acceptance). Every run is a line of watch.jobs_log; drift, decay, a failed gate, a new champion and a failed "
+        "job are sent to the webhooks of notify.webhooks. One job's failure never stops the others; Ctrl-C or SIGTERM "
+        "stops after the running jobs.",
+    )
+    s.add_argument(
+        "--once",
+        action="store_true",
+        help="run every configured job once (monitor, score, retrain) and exit; 1 if one failed",
+    )
     s.add_argument("--job", action="append", choices=["monitor", "score", "retrain"], default=None,
                    help="with --once (implied): only this job (repeatable)")
     s.set_defaults(fn=_watch)
-    s = add("schedule", "print (or write) a crontab line or a CI workflow running the watch jobs",
-            "The alternatives to a long-running `mlops-nb watch`: crontab lines, or a GitHub Actions workflow, that run "
-            "each scheduled job of watch.jobs as `mlops-nb watch --once --job NAME` on the same schedule.")
+    s = add(
+        "schedule",
+        "print (or write) a crontab line or a CI workflow running the watch jobs",
+        "The alternatives to a long-running `mlops-nb watch`: crontab lines, or a GitHub Actions workflow, that run "
+        "each scheduled job of watch.jobs as `mlops-nb watch --once --job NAME` on the same schedule.",
+    )
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--crontab", action="store_true", help="crontab lines (install with `crontab -e`)")
     g.add_argument("--ci", choices=["github"], help="a CI workflow file: github (GitHub Actions YAML)")
-    s.add_argument("--write", default=None, help="write it to this file (e.g. .github/workflows/watch.yml) instead of printing it")
+    s.add_argument(
+        "--write", default=None, help="write it to this file (e.g. .github/workflows/watch.yml) instead of printing it"
+    )
     s.set_defaults(fn=_schedule)
 
 # %% ../notebooks/91_cli.ipynb #c4a51ebf
@@ -413,7 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     "The argument parser of `mlops-nb`."
     from mlops_nb.params import STEP_NOTEBOOKS as STEPS
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--project", default=None, help="project folder (default: the nearest folder above with params.yaml)")
+    common.add_argument(
+        "--project", default=None, help="project folder (default: the nearest folder above with params.yaml)"
+    )
     p = argparse.ArgumentParser(prog="mlops-nb", description="Run, serve and monitor an ML project made of notebooks. "
                                 "Every phase is a notebook in notebooks/; params.yaml holds every tunable value.",
                                 epilog="Start with `mlops-nb run`, then open reports/index.html. "
@@ -427,31 +549,56 @@ def build_parser() -> argparse.ArgumentParser:
             "parameters changed, then every step after it. Prints each step's progress and a summary table, and "
             "builds reports/index.html. Only one run at a time per project.")
     s.add_argument("--force", action="store_true", help="re-run every step")
-    s.add_argument("--wait", action="store_true", help="if another run is going on in this project, wait for it instead of refusing")
+    s.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another run is going on in this project, wait for it instead of refusing",
+    )
     s.set_defaults(fn=_run)
     s = add("step", "run one step's notebook with papermill",
             "Run one phase notebook with papermill, with the params.yaml values it declares injected. The executed "
             "notebook and its HTML page go to paths.steps_dir. This is what each DVC stage runs.")
     s.add_argument("name", choices=list(STEPS), help="the step")
-    s.add_argument("--timeout", type=float, default=None, help="seconds the whole step may run (default: run.step_timeout_s)")
+    s.add_argument(
+        "--timeout", type=float, default=None, help="seconds the whole step may run (default: run.step_timeout_s)"
+    )
     s.set_defaults(fn=_step)
     s = add("report", "build reports/index.html from the outputs of the last run"); s.set_defaults(fn=_report)
-    s = add("serve", "serve the champion model over HTTP (FastAPI + uvicorn)",
-            "Serve the champion model (paths.package_dir/current.json): GET /health, /metadata, /metrics; POST /predict, "
-            "POST /feedback (true labels for logged predictions, by the prediction_id /predict returned). "
-            "Every prediction is logged for monitoring. The service follows the champion without a restart (it checks "
-            "current.json every serve.reload_poll_s seconds, or on POST /admin/reload). With the environment variable "
-            "MLOPS_NB_TOKEN set, /predict, /feedback, /metadata and /admin/reload need `Authorization: Bearer <token>`.")
+    s = add(
+        "serve",
+        "serve the champion model over HTTP (FastAPI + uvicorn)",
+        "Serve the champion model (paths.package_dir/current.json): GET /health, /metadata, /metrics; POST /predict, "
+        "POST /feedback (true labels for logged predictions, by the prediction_id /predict returned). "
+        "Every prediction is logged for monitoring. The service follows the champion without a restart (it checks "
+        "current.json every serve.reload_poll_s seconds, or on POST /admin/reload). With the environment variable "
+        "MLOPS_NB_TOKEN set, /predict, /feedback, /metadata and /admin/reload need `Authorization: Bearer <token>`.",
+    )
     s.add_argument("--host", default=None, help="address to listen on (default: serve.host, 127.0.0.1)")
     s.add_argument("--port", type=int, default=None, help="port (default: serve.port)")
     s.add_argument("--package-dir", default=None, help="packaged models (default: paths.package_dir)")
-    s.add_argument("--log-db", default=None, help="prediction log, a SQLAlchemy URL or a SQLite file path (default: paths.prediction_log_db)")
-    s.add_argument("--access-log", action="store_true", help="print a line per request (off by default: it costs latency)")
-    s.add_argument("--insecure-listen", action="store_true",
-                   help="listen on a non-loopback --host without a token (MLOPS_NB_TOKEN unset): anyone who reaches it may predict")
-    s.add_argument("--online", action="store_true",
-                   help="learn online from POST /feedback (as online.enabled: true): a challenger copy of the champion (sgd "
-                        "family) learns labelled mini-batches and replaces it through the registry when not worse; see GET /online")
+    s.add_argument(
+        "--log-db",
+        default=None,
+        help="prediction log, a SQLAlchemy URL or a SQLite file path (default: paths.prediction_log_db)",
+    )
+    s.add_argument(
+        "--access-log", action="store_true", help="print a line per request (off by default: it costs latency)"
+    )
+    s.add_argument(
+        "--insecure-listen",
+        action="store_true",
+        help=(
+            "listen on a non-loopback --host without a token (MLOPS_NB_TOKEN unset): anyone who reaches it may predict"
+        ),
+    )
+    s.add_argument(
+        "--online",
+        action="store_true",
+        help=(
+            "learn online from POST /feedback (as online.enabled: true): a challenger copy of the champion (sgd "
+            "family) learns labelled mini-batches and replaces it through the registry when not worse; see GET /online"
+        ),
+    )
     s.set_defaults(fn=_serve)
     s = add("predict", "score a CSV/Parquet batch into a database table",
             "Score a batch with the champion model, in chunks, into a database table (idempotent per row key).")
@@ -469,13 +616,21 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--current", help="the new batch, .csv or .parquet")
     src.add_argument("--log", action="store_true", help="the REST service's prediction log (paths.prediction_log_db)")
     s.add_argument("--db", default=None, help="with --log: the log database, a SQLite path or SQLAlchemy URL")
-    s.add_argument("--last", default=None, help="with --log: the window to read, e.g. 24h or 7d, '' for all (default: monitor.window)")
+    s.add_argument(
+        "--last",
+        default=None,
+        help="with --log: the window to read, e.g. 24h or 7d, '' for all (default: monitor.window)",
+    )
     s.add_argument("--since", default=None, help="with --log: first time to read (ISO 8601; overrides --last)")
     s.add_argument("--until", default=None, help="with --log: read rows logged before this time (ISO 8601)")
     s.add_argument("--status-file", default=None, help="where to write the result (default: paths.monitor_path)")
-    s.add_argument("--out-dir", default=None, help="write status, drift report, profile and dvclive steps here instead of reports/")
+    s.add_argument(
+        "--out-dir", default=None, help="write status, drift report, profile and dvclive steps here instead of reports/"
+    )
     s.add_argument("--no-profile", action="store_true", help="skip the ydata-profiling comparison report")
-    s.add_argument("--retrain", action="store_true", help="on drift, run the pipeline with the current (labelled) rows appended")
+    s.add_argument(
+        "--retrain", action="store_true", help="on drift, run the pipeline with the current (labelled) rows appended"
+    )
     s.set_defaults(fn=_monitor)
     s = add("params", "list every parameter with its type, value, default and description",
             "List every parameter, from the one typed definition: each phase notebook's `parameters` cell "
@@ -485,11 +640,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--section", default=None, help="only this section (project, paths, a step, run)")
     s.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     s.set_defaults(fn=_params)
-    s = add("reproduce", "re-run a model's recorded recipe and check the metrics are identical",
-            "Reproduce a packaged model: compare the recorded environment with this one, check out the recorded "
-            "commit in a temporary git worktree, run the pipeline there with the recorded parameters, and compare "
-            "the data hash and metrics. Exit 0 when identical, 1 when they differ. The result goes to reports/reproduce/.")
-    s.add_argument("target", nargs="?", default="current", help="a model version (see paths.package_dir), `current` (default), or a lineage.json path")
+    s = add(
+        "reproduce",
+        "re-run a model's recorded recipe and check the metrics are identical",
+        "Reproduce a packaged model: compare the recorded environment with this one, check out the recorded "
+        "commit in a temporary git worktree, run the pipeline there with the recorded parameters, and compare "
+        "the data hash and metrics. Exit 0 when identical, 1 when they differ. The result goes to reports/reproduce/.",
+    )
+    s.add_argument(
+        "target",
+        nargs="?",
+        default="current",
+        help="a model version (see paths.package_dir), `current` (default), or a lineage.json path",
+    )
     s.add_argument("--keep", action="store_true", help="keep the temporary worktree for inspection")
     s.set_defaults(fn=_reproduce)
     s = add("lab", "open JupyterLab on the project",
@@ -510,7 +673,14 @@ def _relay(argv) -> int | None:
     its output and exit code: no imports, no kernel start here. None: no run to ask, do it in this process."""
     import json, socket
     path = os.environ.get("MLOPS_NB_EXECUTOR")
-    if not path or not argv or argv[0] not in ("step", "report") or "-h" in argv or "--help" in argv or "--project" in argv:
+    if (
+        not path
+        or not argv
+        or argv[0] not in ("step", "report")
+        or "-h" in argv
+        or "--help" in argv
+        or "--project" in argv
+    ):
         return None
     req = {"command": argv[0], "cwd": os.getcwd()}
     if argv[0] == "step":

@@ -28,24 +28,34 @@ def detect_task(y: pd.Series, override: str | None = None) -> tuple[str, str]:
     "The learning task the target `y` implies (or `override`), with the reason."
     n = int(y.nunique())
     if override is not None:
-        if override not in TASKS: raise DataSourceError(f"ingest.task: expected one of {list(TASKS)} or null, got {override!r}")
+        if override not in TASKS:
+            raise DataSourceError(f"ingest.task: expected one of {list(TASKS)} or null, got {override!r}")
         if override == "regression" and not pd.api.types.is_numeric_dtype(y):
             raise DataSourceError(f"ingest.task: regression needs a numeric target; {y.name!r} is {y.dtype}")
-        if override == "binary" and n != 2: raise DataSourceError(f"ingest.task: binary needs 2 classes; {y.name!r} has {n}")
+        if override == "binary" and n != 2:
+            raise DataSourceError(f"ingest.task: binary needs 2 classes; {y.name!r} has {n}")
         return override, f"set by ingest.task (the target has {n} distinct values)"
     if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
-        kind = "boolean" if pd.api.types.is_bool_dtype(y) else "text" if not pd.api.types.is_datetime64_any_dtype(y) else "datetime"
+        kind = (
+            "boolean"
+            if pd.api.types.is_bool_dtype(y)
+            else "text" if not pd.api.types.is_datetime64_any_dtype(y) else "datetime"
+        )
         return ("binary" if n == 2 else "multiclass"), f"target is {kind} with {n} classes"
     v = y.dropna().to_numpy()
     whole = pd.api.types.is_integer_dtype(y) or bool(np.all(np.mod(v, 1) == 0))
     if whole and n <= 10:
         return ("binary" if n == 2 else "multiclass"), f"target holds {n} distinct whole numbers (10 or fewer: classes)"
-    return "regression", f"target is numeric with {n} distinct values" + (" (more than 10 whole numbers)" if whole else "")
+    return "regression", f"target is numeric with {n} distinct values" + (
+        " (more than 10 whole numbers)" if whole else ""
+    )
 
 # %% ../notebooks/00a_contracts.ipynb #c47fa94d
 def parse_dates(s: pd.Series) -> pd.Series:
-    "Datetimes from datetime values, ISO 8601 text (fast), other date text (slower) or epoch seconds; NaT where none fits."
-    if pd.api.types.is_datetime64_any_dtype(s): return s.dt.tz_localize(None) if getattr(s.dt, "tz", None) is not None else s
+    """Datetimes from datetime values, ISO 8601 text (fast), other date text (slower) or epoch seconds; NaT where none
+    fits."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return s.dt.tz_localize(None) if getattr(s.dt, "tz", None) is not None else s
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         v = pd.to_numeric(s, errors="coerce").astype(float)
         v = v.where(np.isfinite(v) & (v.abs() < 9e9))          # outside years 1680..2255 in seconds: not a date
@@ -86,12 +96,14 @@ LOWER_IS_BETTER = {"neg_root_mean_squared_error": "rmse", "neg_mean_absolute_err
 def score(metrics: dict, metric: str) -> float:
     "The value of `metric` in `metrics`, oriented so that higher is better (sklearn's neg_* convention)."
     if metric in LOWER_IS_BETTER: return -metrics[LOWER_IS_BETTER[metric]]
-    if metric not in metrics: raise KeyError(f"project.primary_metric: {metric!r} not among the metrics {sorted(metrics)}")
+    if metric not in metrics:
+        raise KeyError(f"project.primary_metric: {metric!r} not among the metrics {sorted(metrics)}")
     return metrics[metric]
 
 # %% ../notebooks/00a_contracts.ipynb #40acb272
 def pandera_schema(schema: dict, require_target: bool = False):
-    "A pandera DataFrameSchema for the schema's features (and target): nullability, ranges, categories; extra columns allowed."
+    """A pandera DataFrameSchema for the schema's features (and target): nullability, ranges, categories; extra columns
+    allowed."""
     import pandera.pandas as pa
     cols = {}
     for name in schema["features"] + ([schema["target"]] if require_target else []):
@@ -102,7 +114,11 @@ def pandera_schema(schema: dict, require_target: bool = False):
             if c.get("max") is not None: checks.append(pa.Check.le(c["max"], name="max", error=f"max {c['max']}"))
         elif c["kind"] == "categorical" and c.get("categories") is not None:
             cats = set(c["categories"])
-            checks.append(pa.Check(lambda s, cats=cats: s.astype(str).isin(cats), element_wise=False, name="categories", ignore_na=True))
+            checks.append(
+                pa.Check(
+                    lambda s, cats=cats: s.astype(str).isin(cats), element_wise=False, name="categories", ignore_na=True
+                )
+            )
         cols[name] = pa.Column(nullable=c.get("nullable", True), checks=checks, required=True)
     return pa.DataFrameSchema(cols, strict=False, coerce=False)
 
@@ -125,9 +141,12 @@ def check_schema(df: pd.DataFrame, schema: dict, require_target: bool = False) -
         for (col, check), g in fc.groupby(["column", "check"], sort=False, dropna=False):
             c, v = schema["columns"].get(col, {}), g["failure_case"]
             if check == "not_nullable": problems.append(f"column {col!r}: {len(g)} missing values, none expected")
-            elif str(check).startswith("min"): problems.append(f"column {col!r}: value {pd.to_numeric(v).min()} below the training minimum {c['min']}")
-            elif str(check).startswith("max"): problems.append(f"column {col!r}: value {pd.to_numeric(v).max()} above the training maximum {c['max']}")
-            elif check == "categories": problems.append(f"column {col!r}: unseen categories {sorted(set(v.astype(str)))[:5]}")
+            elif str(check).startswith("min"):
+                problems.append(f"column {col!r}: value {pd.to_numeric(v).min()} below the training minimum {c['min']}")
+            elif str(check).startswith("max"):
+                problems.append(f"column {col!r}: value {pd.to_numeric(v).max()} above the training maximum {c['max']}")
+            elif check == "categories":
+                problems.append(f"column {col!r}: unseen categories {sorted(set(v.astype(str)))[:5]}")
             else: problems.append(f"column {col!r}: {check} failed for {len(g)} values, e.g. {v.iloc[0]!r}")
     return problems
 
@@ -136,21 +155,28 @@ class TamperedModelError(ValueError):
     "A packaged model file does not match the hash recorded when it was packaged."
 
 def load_package(folder):
-    "The model of a package folder, after checking its file's SHA-256 against the lineage record and its types against the trusted list."
+    """The model of a package folder, after checking its file's SHA-256 against the lineage record and its types against
+    the trusted list."""
     folder = Path(folder)
     expected = read_json(folder/"lineage.json").get("model_sha256")
     actual = file_sha256(folder/"model.skops")
     if expected != actual:
-        raise TamperedModelError(f"{folder/'model.skops'}: SHA-256 {actual[:16]}… does not match the recorded {str(expected)[:16]}…; refusing to load")
+        raise TamperedModelError(
+            f"{folder/'model.skops'}: SHA-256 {actual[:16]}… does not match the recorded {str(expected)[:16]}…;"
+            " refusing to load"
+        )
     return load_trusted(folder/"model.skops")
 
 def current_package(package_dir) -> Path:
     "The folder of the champion package, as `current.json` names it."
     cur = Path(package_dir)/"current.json"
-    if not cur.is_file(): raise FileNotFoundError(f"{cur} not found: no model is packaged yet; run `mlops-nb run` first")
+    if not cur.is_file():
+        raise FileNotFoundError(f"{cur} not found: no model is packaged yet; run `mlops-nb run` first")
     try: version = read_json(cur)["version"]
     except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{cur}: not a champion pointer (expected JSON with a 'version'): {type(e).__name__}: {e}") from None
+        raise ValueError(
+            f"{cur}: not a champion pointer (expected JSON with a 'version'): {type(e).__name__}: {e}"
+        ) from None
     folder = Path(package_dir)/str(version)
     if not (folder/"model.skops").is_file() or not (folder/"lineage.json").is_file():
         raise FileNotFoundError(f"{cur} names the version {version!r}, but {folder} holds no packaged model "

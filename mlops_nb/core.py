@@ -37,11 +37,14 @@ def load_params(path) -> dict:
     if not path.is_file(): raise FileNotFoundError(f"{path}: parameters file not found")
     try: params = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e: raise ParamsError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(params, dict): raise ParamsError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
     for sec in REQUIRED_SECTIONS:
-        if not isinstance(params.get(sec), dict): raise ParamsError(f"{path}: section '{sec}' is missing or not a mapping")
+        if not isinstance(params.get(sec), dict):
+            raise ParamsError(f"{path}: section '{sec}' is missing or not a mapping")
     for k, v in params.items():
-        if not isinstance(v, dict): raise ParamsError(f"{path}: section '{k}' must be a mapping, got {type(v).__name__}")
+        if not isinstance(v, dict):
+            raise ParamsError(f"{path}: section '{k}' must be a mapping, got {type(v).__name__}")
     return params
 
 def step_params(params: dict, step: str) -> dict:
@@ -128,7 +131,8 @@ def load_trusted(path, trusted=TRUSTED_TYPES):
     import skops.io as sio
     path = Path(path)
     try: untrusted = sio.get_untrusted_types(file=path)
-    except Exception as e: raise UntrustedModelError(f"{path}: not a readable skops model file ({type(e).__name__}: {e})") from None
+    except Exception as e:
+        raise UntrustedModelError(f"{path}: not a readable skops model file ({type(e).__name__}: {e})") from None
     extra = sorted(set(untrusted) - set(trusted))
     if extra: raise UntrustedModelError(f"{path}: refusing to load, it holds untrusted types {extra}")
     return sio.load(path, trusted=[t for t in untrusted])
@@ -215,7 +219,15 @@ def row_flow(rows_in: int, rows_out: int, removed: dict | None = None, **extra) 
     Raises ValueError when the counts do not add up (rows_in - removed != rows_out)."""
     removed = {str(k): int(v) for k, v in (removed or {}).items() if v}
     if int(rows_in) - sum(removed.values()) != int(rows_out):
-        raise ValueError(f"row accounting: {rows_in} rows in, {rows_out} out, but only {sum(removed.values())} "
-                         f"removed with a reason ({removed}); {int(rows_in) - int(rows_out) - sum(removed.values())} unaccounted for")
+        raise ValueError(
+            f"row accounting: {rows_in} rows in, {rows_out} out, but only {sum(removed.values())} "
+            f"removed with a reason ({removed}); {int(rows_in) - int(rows_out) - sum(removed.values())} unaccounted for"
+        )
     share = 1 - rows_out / rows_in if rows_in else 0.0
-    return {"rows_in": int(rows_in), "rows_out": int(rows_out), "removed": removed, "removed_share": round(share, 4), **extra}
+    return {
+        "rows_in": int(rows_in),
+        "rows_out": int(rows_out),
+        "removed": removed,
+        "removed_share": round(share, 4),
+        **extra,
+    }

@@ -23,7 +23,8 @@ def module_imports(source: str) -> set[str]:
     "The names of the `mlops_nb` modules `source` imports, at the top or inside a function."
     return set(_module_imports(source))
 
-@functools.lru_cache(maxsize=1024)   # keyed by the text itself: a module shared by many stages is parsed once per process
+# keyed by the text itself: a module shared by many stages is parsed once per process
+@functools.lru_cache(maxsize=1024)
 def _module_imports(source: str) -> frozenset[str]:
     text = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
     out = set()

@@ -107,13 +107,18 @@ def bootstrap_intervals(task: str, y_true, y_pred, proba=None, classes=None, rou
 ESTIMABLE = ("accuracy", "balanced_accuracy", "f1_macro")   # the metrics of a confusion matrix: what CBPE estimates
 
 def confusion_metrics(C: np.ndarray) -> dict:
-    "Accuracy, balanced accuracy and macro F1 of confusion matrices `C` (..., true, predicted), counts or expected counts."
+    """Accuracy, balanced accuracy and macro F1 of confusion matrices `C` (..., true, predicted), counts or expected
+    counts."""
     C = np.asarray(C, float)
     tp, true_n, pred_n = np.einsum("...kk->...k", C), C.sum(-1), C.sum(-2)
     with np.errstate(divide="ignore", invalid="ignore"):
         recall = np.where(true_n > 1e-12, tp / true_n, np.nan)
         f1 = np.where(true_n + pred_n > 1e-12, 2 * tp / (true_n + pred_n), np.nan)
-        return {"accuracy": tp.sum(-1) / C.sum((-1, -2)), "balanced_accuracy": np.nanmean(recall, -1), "f1_macro": np.nanmean(f1, -1)}
+        return {
+            "accuracy": tp.sum(-1) / C.sum((-1, -2)),
+            "balanced_accuracy": np.nanmean(recall, -1),
+            "f1_macro": np.nanmean(f1, -1),
+        }
 
 class CBPE:
     """Confidence-based performance estimation of a classifier (NannyML's CBPE): `fit` calibrates its probabilities on
@@ -121,7 +126,8 @@ class CBPE:
     `classes`: the order of the probability columns (the model's `classes_`)."""
     def __init__(self, classes, calibrate: bool = True):
         self.classes, self.calibrate = [str(c) for c in classes], calibrate
-        if len(self.classes) < 2: raise ValueError(f"CBPE: a classifier with at least 2 classes is needed, got {self.classes}")
+        if len(self.classes) < 2:
+            raise ValueError(f"CBPE: a classifier with at least 2 classes is needed, got {self.classes}")
 
     def fit(self, proba, y_true) -> "CBPE":
         "Fit one isotonic calibration per class (one-vs-rest) on labelled rows the model did not learn from."
@@ -147,14 +153,18 @@ class CBPE:
         if not getattr(self, "calibrators_", None): return p
         if len(self.classes) == 2 and self.calibrators_[1] is not None:   # binary: calibrate the positive class
             q1 = self.calibrators_[1].predict(p[:, 1]); return np.c_[1 - q1, q1]
-        q = np.column_stack([cal.predict(p[:, k]) if cal is not None else p[:, k] for k, cal in enumerate(self.calibrators_)])
+        q = np.column_stack(
+            [cal.predict(p[:, k]) if cal is not None else p[:, k] for k, cal in enumerate(self.calibrators_)]
+        )
         s = q.sum(1, keepdims=True)
         return np.where(s > 0, q / np.where(s > 0, s, 1), p)
 
     def _cells(self, proba, y_pred) -> np.ndarray:
         "Each row's expected contribution to the confusion matrix, flattened: (rows, K*K), cell (true k, predicted j)."
         q = self.calibrated(proba); K = len(self.classes)
-        j = pd.Index(self.classes).get_indexer([str(v) for v in (np.asarray(self.classes)[q.argmax(1)] if y_pred is None else y_pred)])
+        j = pd.Index(self.classes).get_indexer(
+            [str(v) for v in (np.asarray(self.classes)[q.argmax(1)] if y_pred is None else y_pred)]
+        )
         if (j < 0).any(): raise ValueError(f"CBPE: predicted labels outside the classes {self.classes}")
         out = np.zeros((len(q), K, K)); out[np.arange(len(q)), :, j] = q
         return out.reshape(len(q), K * K)
@@ -164,9 +174,12 @@ class CBPE:
         K = len(self.classes)
         return self._cells(proba, y_pred).sum(0).reshape(K, K)
 
-    def estimate(self, proba, y_pred=None, rounds: int = 200, level: float = 0.95, seed: int = 0, max_rows: int | None = 20_000) -> dict:
+    def estimate(
+        self, proba, y_pred=None, rounds: int = 200, level: float = 0.95, seed: int = 0, max_rows: int | None = 20_000
+    ) -> dict:
         """The expected metrics of the rows and their bootstrap intervals: {metric: value}, {metric: (low, high)}, rows.
-        Beyond `max_rows` rows, resamples of `max_rows` rows with the spread scaled by sqrt(m/n), as `bootstrap_intervals`."""
+        Beyond `max_rows` rows, resamples of `max_rows` rows with the spread scaled by sqrt(m/n), as
+        `bootstrap_intervals`."""
         cells, K = self._cells(proba, y_pred), len(self.classes)
         n = len(cells)
         if n == 0: raise ValueError("CBPE: no rows to estimate on")
@@ -177,7 +190,13 @@ class CBPE:
             C = cells[rng.integers(0, n, (min(block, rounds - lo), m))].sum(1).reshape(-1, K, K)
             for k, v in confusion_metrics(C).items(): draws[k].append(v)
         a, scale = (1 - level) / 2, np.sqrt(m / n)
-        iv = {k: tuple(round(float(point[k] + (np.nanquantile(np.concatenate(v), q) - point[k]) * scale), 6) for q in (a, 1 - a))
-              for k, v in draws.items() if rounds}
+        iv = {
+            k: tuple(
+                round(float(point[k] + (np.nanquantile(np.concatenate(v), q) - point[k]) * scale), 6)
+                for q in (a, 1 - a)
+            )
+            for k, v in draws.items()
+            if rounds
+        }
         return {"method": "CBPE", "rows": n, "calibrated": bool(getattr(self, "calibrators_", None)),
                 "calibration_rows": getattr(self, "fitted_rows_", 0), "metrics": point, "intervals": iv}

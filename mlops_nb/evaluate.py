@@ -11,7 +11,8 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from .core import atomic_path, write_json
-from .contracts import classification_metrics, regression_metrics, task_metrics   # shared: 00a_contracts  # noqa: F401
+# shared: 00a_contracts  # noqa: F401
+from .contracts import classification_metrics, regression_metrics, task_metrics
 from .estimate import bootstrap_intervals   # shared with monitoring: 00d_estimate  # noqa: F401
 
 # %% auto #0
@@ -35,7 +36,9 @@ def error_table(X: pd.DataFrame, y_true, y_pred, proba=None, classes=None, limit
         out = out.sort_values("confidence", ascending=False)
     return out.head(limit)
 
-def slice_table(X: pd.DataFrame, y_true, y_pred, task: str, categorical, metric: str, min_rows: int = 5) -> pd.DataFrame:
+def slice_table(
+    X: pd.DataFrame, y_true, y_pred, task: str, categorical, metric: str, min_rows: int = 5
+) -> pd.DataFrame:
     "The metric on every slice `column == value` of the categorical columns with at least `min_rows` rows, worst first."
     y_true, y_pred = pd.Series(np.asarray(y_true), index=X.index), pd.Series(np.asarray(y_pred), index=X.index)
     rows = []
@@ -62,7 +65,8 @@ def _fig(dest, draw, size=(4.5, 4)):
 def confusion_png(y_true, y_pred, classes, dest, title: str = "Confusion matrix (test split)") -> Path:
     "Save a confusion-matrix plot to `dest` (PNG) atomically."
     def draw(ax):
-        skm.ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=classes, ax=ax, colorbar=False); ax.set_title(title)
+        skm.ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=classes, ax=ax, colorbar=False)
+        ax.set_title(title)
     return _fig(dest, draw)
 
 def curve_pngs(y_true, proba, classes, dest_dir) -> list[Path]:
@@ -88,8 +92,12 @@ def regression_pngs(y_true, y_pred, dest_dir) -> list[Path]:
     "Predicted vs actual, and residuals vs predicted, as PNGs in `dest_dir`."
     y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
     def pva(ax):
-        ax.scatter(y_true, y_pred, s=10, alpha=0.6); lo, hi = min(y_true.min(), y_pred.min()), max(y_true.max(), y_pred.max())
-        ax.plot([lo, hi], [lo, hi], "k--", lw=1); ax.set_xlabel("actual"); ax.set_ylabel("predicted"); ax.set_title("Predicted vs actual (test split)")
+        ax.scatter(y_true, y_pred, s=10, alpha=0.6)
+        lo, hi = min(y_true.min(), y_pred.min()), max(y_true.max(), y_pred.max())
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set_xlabel("actual")
+        ax.set_ylabel("predicted")
+        ax.set_title("Predicted vs actual (test split)")
     def res(ax):
         ax.scatter(y_pred, y_true - y_pred, s=10, alpha=0.6); ax.axhline(0, color="k", lw=1)
         ax.set_xlabel("predicted"); ax.set_ylabel("actual - predicted"); ax.set_title("Residuals (test split)")
@@ -100,8 +108,17 @@ def permutation_importance_table(model, X, y, scoring: str, repeats: int = 5, se
     "Permutation importance of every input column on (X, y): the mean drop of `scoring` and its spread."
     from sklearn.inspection import permutation_importance
     r = permutation_importance(model, X, y, scoring=scoring, n_repeats=repeats, random_state=seed, n_jobs=1)
-    return (pd.DataFrame({"feature": X.columns, "importance_mean": r.importances_mean.round(6), "importance_std": r.importances_std.round(6)})
-              .sort_values("importance_mean", ascending=False).reset_index(drop=True))
+    return (
+        pd.DataFrame(
+            {
+                "feature": X.columns,
+                "importance_mean": r.importances_mean.round(6),
+                "importance_std": r.importances_std.round(6),
+            }
+        )
+        .sort_values("importance_mean", ascending=False)
+        .reset_index(drop=True)
+    )
 
 def importance_png(table: pd.DataFrame, dest) -> Path:
     "A horizontal bar chart of permutation importances."
@@ -111,8 +128,14 @@ def importance_png(table: pd.DataFrame, dest) -> Path:
     return _fig(dest, draw, size=(5, max(2.5, 0.3 * len(table))))
 
 # %% ../notebooks/06_evaluate.ipynb #7c68fbe5
-SCORERS = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy", "f1_macro": "f1_macro",
-           "r2": "r2", "neg_root_mean_squared_error": "neg_root_mean_squared_error", "neg_mean_absolute_error": "neg_mean_absolute_error"}
+SCORERS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced_accuracy",
+    "f1_macro": "f1_macro",
+    "r2": "r2",
+    "neg_root_mean_squared_error": "neg_root_mean_squared_error",
+    "neg_mean_absolute_error": "neg_mean_absolute_error",
+}
 
 def evaluate_split(model, frame: pd.DataFrame, target: str, task: str, rounds: int = 300, seed: int = 42,
                    max_rows: int | None = None) -> dict:
@@ -121,8 +144,11 @@ def evaluate_split(model, frame: pd.DataFrame, target: str, task: str, rounds: i
     pred = model.predict(X)
     proba = model.predict_proba(X) if task != "regression" and hasattr(model, "predict_proba") else None
     classes = list(model.classes_) if task != "regression" else None
-    return {"metrics": task_metrics(task, y, pred, proba, classes),
-            "intervals": bootstrap_intervals(task, y, pred, proba, classes, rounds, seed=seed, max_rows=max_rows), "rows": len(frame)}
+    return {
+        "metrics": task_metrics(task, y, pred, proba, classes),
+        "intervals": bootstrap_intervals(task, y, pred, proba, classes, rounds, seed=seed, max_rows=max_rows),
+        "rows": len(frame),
+    }
 
 def log_evaluation(live_dir, results: dict, task: str, y_true, y_pred, proba=None, classes=None, images=()) -> None:
     "Write the metrics of every split (with intervals) and the plots to a dvclive directory."
@@ -131,15 +157,19 @@ def log_evaluation(live_dir, results: dict, task: str, y_true, y_pred, proba=Non
         for split, r in results.items():
             for k, v in r["metrics"].items(): live.log_metric(f"{split}/{k}", v, plot=False)
             for k, (lo, hi) in r["intervals"].items():
-                live.log_metric(f"{split}_ci/{k}_low", lo, plot=False); live.log_metric(f"{split}_ci/{k}_high", hi, plot=False)
+                live.log_metric(f"{split}_ci/{k}_low", lo, plot=False)
+                live.log_metric(f"{split}_ci/{k}_high", hi, plot=False)
         if task != "regression":
-            live.log_sklearn_plot("confusion_matrix", [str(v) for v in y_true], [str(v) for v in y_pred], name="confusion_matrix.json")
+            live.log_sklearn_plot(
+                "confusion_matrix", [str(v) for v in y_true], [str(v) for v in y_pred], name="confusion_matrix.json"
+            )
             if proba is not None and len(classes) == 2:
                 yb = (np.asarray(y_true) == classes[1]).astype(int)
                 live.log_sklearn_plot("roc", yb, proba[:, 1], name="roc.json")
                 live.log_sklearn_plot("precision_recall", yb, proba[:, 1], name="precision_recall.json")
                 live.log_sklearn_plot("calibration", yb, proba[:, 1], name="calibration.json")
-        else:   # dvclive has no regression plot of its own: the test rows' actual and predicted values, in the same folder
+        # dvclive has no regression plot of its own: the test rows' actual and predicted values, in the same folder
+        else:
             write_json([{"actual": float(a), "predicted": float(p)} for a, p in zip(y_true, y_pred)],
                        Path(live.plots_dir)/"sklearn"/"predicted_vs_actual.json")
         for img in images: live.log_image(Path(img).name, str(img))

@@ -31,11 +31,25 @@ def _sklearn(name):
 
 BUNDLED = {
     # name: (loader, the data file inside its package or None, where it comes from, its target column)
-    "penguins": (_penguins, ("palmerpenguins", "data/penguins.csv"),
-                 "Palmer penguins (Gorman, Williams & Fraser 2014), shipped by the palmerpenguins package, CC0", "species"),
-    "diabetes": (_sklearn("diabetes"), None, "Diabetes progression (Efron et al. 2004), shipped by scikit-learn; regression", "target"),
+    "penguins": (
+        _penguins,
+        ("palmerpenguins", "data/penguins.csv"),
+        "Palmer penguins (Gorman, Williams & Fraser 2014), shipped by the palmerpenguins package, CC0",
+        "species",
+    ),
+    "diabetes": (
+        _sklearn("diabetes"),
+        None,
+        "Diabetes progression (Efron et al. 2004), shipped by scikit-learn; regression",
+        "target",
+    ),
     "wine": (_sklearn("wine"), None, "Wine recognition (UCI), shipped by scikit-learn; 3 classes", "target"),
-    "breast_cancer": (_sklearn("breast_cancer"), None, "Breast cancer Wisconsin (UCI), shipped by scikit-learn; 2 classes", "target"),
+    "breast_cancer": (
+        _sklearn("breast_cancer"),
+        None,
+        "Breast cancer Wisconsin (UCI), shipped by scikit-learn; 2 classes",
+        "target",
+    ),
 }
 
 NA_VALUES = ("", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
@@ -52,7 +66,8 @@ def safe_url(url: str) -> str:
     except Exception: return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 def source_file(source: str) -> Path | None:
-    "The file behind `source`: a bundled dataset's file inside its package (None if it has none, or for SQL), or the path given."
+    """The file behind `source`: a bundled dataset's file inside its package (None if it has none, or for SQL), or the path
+    given."""
     if source.startswith("bundled:"):
         name = source.split(":", 1)[1]
         if name not in BUNDLED:
@@ -61,7 +76,11 @@ def source_file(source: str) -> Path | None:
         return Path(str(resources.files(res[0]).joinpath(res[1]))) if res else None
     if is_sql_url(source): return None
     p = Path(source)
-    if not p.exists(): raise DataSourceError(f"ingest.source: file {source} not found (expected a .csv or .parquet file, bundled:NAME or a SQLAlchemy URL)")
+    if not p.exists():
+        raise DataSourceError(
+            f"ingest.source: file {source} not found (expected a .csv or .parquet file, bundled:NAME or a SQLAlchemy"
+            " URL)"
+        )
     if not p.is_file(): raise DataSourceError(f"ingest.source: {source} is not a file")
     if p.suffix.lower() not in (".csv", ".tsv", ".txt", ".parquet", ".pq"):
         raise DataSourceError(f"ingest.source: {source}: expected a .csv or .parquet file, got '{p.suffix}'")
@@ -84,19 +103,30 @@ def read_csv(path, sep: str = ",", encoding: str = "utf-8", decimal: str = ".", 
              drop_index_column: bool = True, **kw) -> pd.DataFrame:
     "Read a CSV with explicit missing-value markers; drop a leading unnamed index column; clear errors naming the file."
     path = Path(path)
-    if path.stat().st_size == 0: raise DataSourceError(f"ingest.source: {path} is empty (0 bytes); expected a header line and rows")
+    if path.stat().st_size == 0:
+        raise DataSourceError(f"ingest.source: {path} is empty (0 bytes); expected a header line and rows")
     opts = dict(sep=sep, encoding=encoding, decimal=decimal, na_values=list(na_values), keep_default_na=False)
     try:
         header = _header(path, sep, encoding)
         df = pd.read_csv(path, **opts, **kw)
     except UnicodeDecodeError as e:
-        raise DataSourceError(f"ingest.source: {path} is not text in the encoding {encoding!r} (ingest.encoding): {e.reason} at byte {e.start}") from None
+        raise DataSourceError(
+            f"ingest.source: {path} is not text in the encoding {encoding!r} (ingest.encoding): {e.reason} at byte"
+            f" {e.start}"
+        ) from None
     except pd.errors.EmptyDataError:
-        raise DataSourceError(f"ingest.source: {path} holds no columns (only blank lines); expected a header line and rows") from None
+        raise DataSourceError(
+            f"ingest.source: {path} holds no columns (only blank lines); expected a header line and rows"
+        ) from None
     except (pd.errors.ParserError, ValueError, csv.Error) as e:
-        raise DataSourceError(f"ingest.source: could not parse {path} as CSV with separator {sep!r} (ingest.sep): {str(e).strip()}") from None
+        raise DataSourceError(
+            f"ingest.source: could not parse {path} as CSV with separator {sep!r} (ingest.sep): {str(e).strip()}"
+        ) from None
     dups = sorted({h for h in header if header.count(h) > 1})
-    if dups: raise DataSourceError(f"ingest.source: {path}: the header names the columns {dups} more than once; column names must be unique")
+    if dups:
+        raise DataSourceError(
+            f"ingest.source: {path}: the header names the columns {dups} more than once; column names must be unique"
+        )
     if drop_index_column and df.shape[1] > 1 and _index_like(df.columns[0], df.iloc[:, 0]):
         print(f"{path.name}: dropped the leading unnamed column (row numbers or row names, as R's write.csv writes)")
         df = df.iloc[:, 1:]
@@ -105,16 +135,23 @@ def read_csv(path, sep: str = ",", encoding: str = "utf-8", decimal: str = ".", 
 def read_sql(url: str, query: str | None) -> pd.DataFrame:
     "The result of `query` against the database at the SQLAlchemy `url`."
     import sqlalchemy as sa
-    if not query: raise DataSourceError(f"ingest.query: a SQL source ({safe_url(url)}) needs a query, e.g. 'SELECT * FROM my_table'")
+    if not query:
+        raise DataSourceError(
+            f"ingest.query: a SQL source ({safe_url(url)}) needs a query, e.g. 'SELECT * FROM my_table'"
+        )
     try:
         engine = sa.create_engine(url)
     except Exception as e:
-        raise DataSourceError(f"ingest.source: {safe_url(url)} is not a usable SQLAlchemy URL: {type(e).__name__}: {e}") from None
+        raise DataSourceError(
+            f"ingest.source: {safe_url(url)} is not a usable SQLAlchemy URL: {type(e).__name__}: {e}"
+        ) from None
     try:
         with engine.connect() as conn: return pd.read_sql_query(sa.text(query), conn)
     except Exception as e:
         msg = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-        raise DataSourceError(f"ingest.query: the query failed against {safe_url(url)}: {type(e).__name__}: {msg}") from None
+        raise DataSourceError(
+            f"ingest.query: the query failed against {safe_url(url)}: {type(e).__name__}: {msg}"
+        ) from None
     finally: engine.dispose()
 
 def clean_names(df: pd.DataFrame, where: str = "data") -> pd.DataFrame:
@@ -124,8 +161,11 @@ def clean_names(df: pd.DataFrame, where: str = "data") -> pd.DataFrame:
     for old, n in zip(df.columns, new): seen.setdefault(n, []).append(str(old))
     clash = {n: olds for n, olds in seen.items() if len(olds) > 1}
     if clash:
-        raise DataSourceError(f"ingest.source: {where}: column names collide after cleaning (surrounding whitespace removed): " +
-                              "; ".join(f"{olds} all become {n!r}" for n, olds in clash.items()) + "; rename them in the source")
+        raise DataSourceError(
+            f"ingest.source: {where}: column names collide after cleaning (surrounding whitespace removed): "
+            + "; ".join(f"{olds} all become {n!r}" for n, olds in clash.items())
+            + "; rename them in the source"
+        )
     empty = [i for i, n in enumerate(new) if n == ""]
     if empty: raise DataSourceError(f"ingest.source: {where}: column {empty[0] + 1} has no name")
     return df.set_axis(new, axis=1) if new != list(df.columns) else df
@@ -137,20 +177,27 @@ def read_source(source: str, query: str | None = None, **csv_options) -> pd.Data
     elif is_sql_url(source): df, where = read_sql(source, query), f"the query result from {safe_url(source)}"
     elif path.suffix.lower() in (".parquet", ".pq"):
         try: df = pd.read_parquet(path)
-        except Exception as e: raise DataSourceError(f"ingest.source: could not read {path} as Parquet: {type(e).__name__}: {e}") from None
+        except Exception as e:
+            raise DataSourceError(f"ingest.source: could not read {path} as Parquet: {type(e).__name__}: {e}") from None
         where = str(path)
     else: df, where = read_csv(path, **csv_options), str(path)
     if df.shape[1] == 0: raise DataSourceError(f"ingest.source: {where} holds no columns")
     if len(df) == 0:
-        raise DataSourceError(f"ingest.source: {where} holds only a header (columns {[str(c) for c in df.columns][:10]}), no rows")
+        raise DataSourceError(
+            f"ingest.source: {where} holds only a header (columns {[str(c) for c in df.columns][:10]}), no rows"
+        )
     df = clean_names(df, where)
     if df.shape[1] < 2:
-        raise DataSourceError(f"ingest.source: {where} holds {df.shape[0]} rows x {df.shape[1]} column; expected a target and at least one feature")
+        raise DataSourceError(
+            f"ingest.source: {where} holds {df.shape[0]} rows x {df.shape[1]} column; expected a target and at least"
+            " one feature"
+        )
     return df
 
 # %% ../notebooks/01_ingest.ipynb #693a771d
 def check_target(df: pd.DataFrame, target: str) -> pd.Series:
-    "The target column, or a DataSourceError: missing (with the closest column names), entirely missing, or a single value."
+    """The target column, or a DataSourceError: missing (with the closest column names), entirely missing, or a single
+    value."""
     if target not in df.columns:
         cols = [str(c) for c in df.columns]
         close = difflib.get_close_matches(target, cols, n=3, cutoff=0.5) or \
@@ -159,10 +206,16 @@ def check_target(df: pd.DataFrame, target: str) -> pd.Series:
         raise DataSourceError(f"project.target: column {target!r} is not in the data{hint} The columns are {cols[:30]}")
     y = df[target]
     n = int(y.notna().sum())
-    if n == 0: raise DataSourceError(f"project.target: column {target!r} is entirely missing ({len(y)} rows, none with a value); nothing to learn from")
+    if n == 0:
+        raise DataSourceError(
+            f"project.target: column {target!r} is entirely missing ({len(y)} rows, none with a value); nothing to"
+            " learn from"
+        )
     if y.nunique() < 2:
-        raise DataSourceError(f"project.target: column {target!r} holds a single value ({y.dropna().iloc[0]!r} in all {n} rows with a value); "
-                              "a model needs at least two classes or distinct values")
+        raise DataSourceError(
+            f"project.target: column {target!r} holds a single value ({y.dropna().iloc[0]!r} in all {n} rows with a"
+            " value); a model needs at least two classes or distinct values"
+        )
     return y
 
 # %% ../notebooks/01_ingest.ipynb #3b134f69
@@ -175,7 +228,8 @@ def _link(src: Path, dest: Path):
     os.replace(tmp, dest)
 
 def snapshot(df: pd.DataFrame, raw_dir, source: str, source_path=None, **extra) -> dict:
-    "Write `df` to `raw_dir/raw-<hash>.parquet` unless that snapshot exists, link `raw.parquet` to it, write the manifest; return it."
+    """Write `df` to `raw_dir/raw-<hash>.parquet` unless that snapshot exists, link `raw.parquet` to it, write the
+    manifest; return it."""
     raw_dir = Path(raw_dir)
     sha = frame_sha256(df)
     name = f"raw-{sha[:16]}.parquet"
@@ -184,9 +238,10 @@ def snapshot(df: pd.DataFrame, raw_dir, source: str, source_path=None, **extra) 
     for old in raw_dir.glob("raw-*.parquet"):      # one snapshot per raw_dir: the folder is a DVC output
         if old.name != name: old.unlink()
     _link(raw_dir/name, raw_dir/"raw.parquet")
+    # None: loaded by a package or a query
     manifest = {"source": safe_url(source) if is_sql_url(source) else source,
                 "source_file": str(source_path) if source_path else None,
-                "source_sha256": file_sha256(source_path) if source_path else None,   # None: loaded by a package or a query
+                "source_sha256": file_sha256(source_path) if source_path else None,
                 "data_sha256": sha, "snapshot": name, "reused": reused,
                 "rows": int(df.shape[0]), "columns": int(df.shape[1]),
                 "column_names": [str(c) for c in df.columns], "ingested": now_utc(), **extra}

@@ -20,7 +20,8 @@ __all__ = ['PREDICTION_LOG_TABLE', 'LOG_COLUMNS', 'FEEDBACK_TABLE', 'prediction_
 
 # %% ../notebooks/00b_logstore.ipynb #2bf86096
 PREDICTION_LOG_TABLE = "prediction_log"
-LOG_COLUMNS = ("id", "logged_at", "model_version", "request_id", "features", "prediction", "prediction_id")   # id, then text
+# id, then text
+LOG_COLUMNS = ("id", "logged_at", "model_version", "request_id", "features", "prediction", "prediction_id")
 _OPTIONAL = ("prediction_id",)          # absent from logs written before it existed: read as missing
 
 def prediction_log_table(metadata=None, name: str = PREDICTION_LOG_TABLE):
@@ -54,7 +55,8 @@ def make_engine(db):
         if engine.url.database not in (None, "", ":memory:"):
             folder = Path(engine.url.database).parent
             try: folder.mkdir(parents=True, exist_ok=True)
-            except OSError as e: raise ValueError(f"database {db}: cannot create its folder {folder}: {e.strerror or e}") from None
+            except OSError as e:
+                raise ValueError(f"database {db}: cannot create its folder {folder}: {e.strerror or e}") from None
         @sa.event.listens_for(engine, "connect")
         def _pragmas(con, _):
             con.isolation_level = None   # let SQLAlchemy say BEGIN itself, so DDL is inside the transaction too
@@ -78,7 +80,8 @@ def feedback_table(metadata=None, name: str = FEEDBACK_TABLE):
                     sa.Column("received_at", sa.Text, nullable=False))
 
 def ensure_tables(con, table: str = PREDICTION_LOG_TABLE) -> None:
-    "Create the prediction log (named `table`) and the feedback table where missing; bring an older log's columns up to date."
+    """Create the prediction log (named `table`) and the feedback table where missing; bring an older log's columns up to
+    date."""
     import sqlalchemy as sa
     md = sa.MetaData()
     log, fb = prediction_log_table(md, table), feedback_table(md)
@@ -103,7 +106,8 @@ def _parse_features(texts: pd.Series) -> tuple[pd.DataFrame, np.ndarray]:
     import pyarrow as pa, pyarrow.json as pj
     texts = texts.fillna("").astype(str)
     try:   # fast path: the whole column as JSON lines, parsed by Arrow on every core
-        if texts.str.contains("\n", regex=False).any() or not texts.str.startswith("{").all(): raise ValueError("not one object per row")
+        if texts.str.contains("\n", regex=False).any() or not texts.str.startswith("{").all():
+            raise ValueError("not one object per row")
         frame = pj.read_json(io.BytesIO("\n".join(texts).encode())).to_pandas()
         if len(frame) == len(texts): return frame.set_axis(texts.index), np.ones(len(texts), bool)
     except (pa.ArrowInvalid, ValueError): pass
@@ -128,23 +132,36 @@ def _chunked(xs: list, n: int = 500): return [xs[i:i + n] for i in range(0, len(
 
 _READ = ["logged_at", "model_version", "request_id", "features", "prediction", "prediction_id"]
 
-def read_prediction_log(db: str, since=None, until=None, table: str = PREDICTION_LOG_TABLE, model_version: str | None = None,
-                        prediction_ids=None, labels: bool = False) -> tuple[pd.DataFrame, pd.Series, list[str]]:
+def read_prediction_log(
+    db: str,
+    since=None,
+    until=None,
+    table: str = PREDICTION_LOG_TABLE,
+    model_version: str | None = None,
+    prediction_ids=None,
+    labels: bool = False,
+) -> tuple[pd.DataFrame, pd.Series, list[str]]:
     """The logged rows with `since <= logged_at < until` (UTC; None: unbounded), or those of `prediction_ids`: the feature
     frame (with `logged_at`, `model_version`, `request_id`, `prediction_id`, and with `labels` the raw `label` JSON and
     `received_at` of their feedback), the logged predictions, and problems found while reading."""
     import sqlalchemy as sa
     if "://" not in str(db) and not Path(db).is_file():
-        raise FileNotFoundError(f"paths.prediction_log_db: {db} not found: the REST service writes it when it serves predictions")
+        raise FileNotFoundError(
+            f"paths.prediction_log_db: {db} not found: the REST service writes it when it serves predictions"
+        )
     since, until = _utc(since), _utc(until)
     engine = sa.create_engine(db_url(db))   # a reader: no pragmas, no folder
     try:
         with engine.connect() as conn:
             insp = sa.inspect(conn)
-            if not insp.has_table(table): raise ValueError(f"{db}: no table {table!r}; the REST service's log is the table {PREDICTION_LOG_TABLE!r}")
+            if not insp.has_table(table):
+                raise ValueError(
+                    f"{db}: no table {table!r}; the REST service's log is the table {PREDICTION_LOG_TABLE!r}"
+                )
             cols = {c["name"] for c in insp.get_columns(table)}
             missing = [c for c in LOG_COLUMNS if c not in cols and c not in _OPTIONAL]
-            if missing: raise ValueError(f"{db}: table {table!r} lacks the columns {missing}; expected {list(LOG_COLUMNS)}")
+            if missing:
+                raise ValueError(f"{db}: table {table!r} lacks the columns {missing}; expected {list(LOG_COLUMNS)}")
             pid = "l.prediction_id" if "prediction_id" in cols else "NULL"
             join = labels and "prediction_id" in cols and insp.has_table(FEEDBACK_TABLE)
             sel = ", ".join(f"l.{c}" for c in _READ[:5]) + f", {pid} AS prediction_id" + \
@@ -152,9 +169,13 @@ def read_prediction_log(db: str, since=None, until=None, table: str = PREDICTION
             where, args = [], {}
             # ISO 8601 text compares in time order; the seconds-only bound keeps rows with fractions, filtered exactly below
             if since: where.append("l.logged_at >= :since"); args["since"] = since.strftime("%Y-%m-%dT%H:%M:%S")
-            if until: where.append("l.logged_at <= :until"); args["until"] = (until + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
+            if until:
+                where.append("l.logged_at <= :until")
+                args["until"] = (until + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
             if model_version: where.append("l.model_version = :mv"); args["mv"] = model_version
-            q = (f"SELECT {sel} FROM {table} l" + (f" LEFT JOIN {FEEDBACK_TABLE} f ON f.prediction_id = l.prediction_id" if join else ""))
+            q = f"SELECT {sel} FROM {table} l" + (
+                f" LEFT JOIN {FEEDBACK_TABLE} f ON f.prediction_id = l.prediction_id" if join else ""
+            )
             names = _READ + (["label", "received_at"] if labels else [])
             if prediction_ids is None: parts = [(where, args)]
             elif pid == "NULL": parts = []
@@ -162,17 +183,29 @@ def read_prediction_log(db: str, since=None, until=None, table: str = PREDICTION
                 ids = sorted({str(i) for i in prediction_ids})
                 parts = [(where + [f"l.prediction_id IN ({', '.join(f':p{k}' for k in range(len(c)))})"],
                           {**args, **{f"p{k}": v for k, v in enumerate(c)}}) for c in _chunked(ids)]
-            rows = [r for w, a in parts for r in conn.execute(sa.text(q + (f" WHERE {' AND '.join(w)}" if w else "") + " ORDER BY l.id"), a).fetchall()]
+            rows = [
+                r
+                for w, a in parts
+                for r in conn.execute(
+                    sa.text(q + (f" WHERE {' AND '.join(w)}" if w else "") + " ORDER BY l.id"), a
+                ).fetchall()
+            ]
             raw = pd.DataFrame(rows, columns=names)
     finally: engine.dispose()
     problems = []
     at = pd.to_datetime(raw["logged_at"], utc=True, errors="coerce", format="ISO8601")
     keep = at.notna() & (at >= since if since else True) & (at < until if until else True)
-    if at.isna().any(): problems.append(f"{PREDICTION_LOG_TABLE}.logged_at: {int(at.isna().sum())} rows with an unreadable time, left out")
+    if at.isna().any():
+        problems.append(
+            f"{PREDICTION_LOG_TABLE}.logged_at: {int(at.isna().sum())} rows with an unreadable time, left out"
+        )
     raw, at = raw[keep].reset_index(drop=True), at[keep].reset_index(drop=True)
     feats, ok = _parse_features(raw["features"])
-    if not ok.all(): problems.append(f"{PREDICTION_LOG_TABLE}.features: {int((~ok).sum())} rows not a JSON object, left out")
-    meta = pd.DataFrame({"logged_at": at[ok], **{c: raw[c][ok] for c in names[1:] if c not in ("features", "prediction")}})
+    if not ok.all():
+        problems.append(f"{PREDICTION_LOG_TABLE}.features: {int((~ok).sum())} rows not a JSON object, left out")
+    meta = pd.DataFrame(
+        {"logged_at": at[ok], **{c: raw[c][ok] for c in names[1:] if c not in ("features", "prediction")}}
+    )
     frame = pd.concat([feats[ok].reset_index(drop=True), meta.reset_index(drop=True)], axis=1)
     return frame, _parse_json(raw["prediction"][ok]).reset_index(drop=True), problems
 
@@ -187,13 +220,22 @@ def _label(v, task: str | None, classes) -> tuple:
         return float(v), None
     if isinstance(v, (float, np.floating)) and float(v).is_integer(): v = int(v)
     if not isinstance(v, (str, int, bool, np.integer, np.bool_)):
-        return None, f"expected a class{f' (one of {list(classes)})' if classes else ''}, got {v!r} ({type(v).__name__})"
+        return (
+            None,
+            f"expected a class{f' (one of {list(classes)})' if classes else ''}, got {v!r} ({type(v).__name__})",
+        )
     s = str(v.item() if hasattr(v, "item") else v)
     if classes and s not in classes: return None, f"unknown class {v!r}; the model's classes are {list(classes)}"
     return s, None
 
-def store_feedback(engine_or_db, items: list[dict], task: str | None = None, classes=None, table: str = PREDICTION_LOG_TABLE,
-                   received_at: str | None = None) -> dict:
+def store_feedback(
+    engine_or_db,
+    items: list[dict],
+    task: str | None = None,
+    classes=None,
+    table: str = PREDICTION_LOG_TABLE,
+    received_at: str | None = None,
+) -> dict:
     """Store the labels `items` (`[{"prediction_id", "label"}]`) for logged predictions, all or none in one transaction:
     `{"received", "stored", "errors"}`; with errors (one per bad row), nothing is stored. `task`/`classes`: the model's
     (`regression`, or a classifier's class names); None: read from the logged predictions."""
@@ -201,13 +243,27 @@ def store_feedback(engine_or_db, items: list[dict], task: str | None = None, cla
     engine = engine_or_db if isinstance(engine_or_db, sa.engine.Engine) else make_engine(engine_or_db)
     classes = [str(c) for c in classes] if classes is not None else None
     errors, ids = [], []
-    def err(i, pid, problem, msg): errors.append({"row": i, "prediction_id": pid, "problem": problem,
-                                                  "message": f"row {i}" + (f": prediction_id {pid!r}" if pid is not None else "") + f": {msg}"})
-    if not isinstance(items, (list, tuple)): raise ValueError(f"feedback: expected a list of {{prediction_id, label}} objects, got {type(items).__name__}")
+    def err(i, pid, problem, msg):
+        errors.append(
+            {
+                "row": i,
+                "prediction_id": pid,
+                "problem": problem,
+                "message": f"row {i}" + (f": prediction_id {pid!r}" if pid is not None else "") + f": {msg}",
+            }
+        )
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"feedback: expected a list of {{prediction_id, label}} objects, got {type(items).__name__}")
     for i, it in enumerate(items):
         pid = it.get("prediction_id") if isinstance(it, dict) else None
         if not isinstance(it, dict) or "label" not in it or not isinstance(pid, str) or not pid:
-            err(i, pid if isinstance(pid, str) else None, "invalid", "expected an object with a prediction_id (text) and a label"); ids.append(None)
+            err(
+                i,
+                pid if isinstance(pid, str) else None,
+                "invalid",
+                "expected an object with a prediction_id (text) and a label",
+            )
+            ids.append(None)
         else: ids.append(pid)
     try:
         # it reads, then writes: without the write lock from the start, SQLite refuses the write ("database is locked")
@@ -218,26 +274,58 @@ def store_feedback(engine_or_db, items: list[dict], task: str | None = None, cla
             wanted = sorted({p for p in ids if p is not None})
             logged, labelled = {}, set()
             for c in _chunked(wanted):
-                logged.update(con.execute(sa.select(log.c.prediction_id, log.c.prediction).where(log.c.prediction_id.in_(c))).all())
-                labelled.update(r[0] for r in con.execute(sa.select(fb.c.prediction_id).where(fb.c.prediction_id.in_(c))).all())
+                logged.update(
+                    con.execute(
+                        sa.select(log.c.prediction_id, log.c.prediction).where(log.c.prediction_id.in_(c))
+                    ).all()
+                )
+                labelled.update(
+                    r[0] for r in con.execute(sa.select(fb.c.prediction_id).where(fb.c.prediction_id.in_(c))).all()
+                )
             seen, rows, stamp = {}, [], received_at or log_time()
             for i, (it, pid) in enumerate(zip(items, ids)):
                 if pid is None: continue
-                if pid in seen: err(i, pid, "duplicate", f"appears twice in this batch (first in row {seen[pid]})"); continue
+                if pid in seen:
+                    err(i, pid, "duplicate", f"appears twice in this batch (first in row {seen[pid]})")
+                    continue
                 seen[pid] = i
-                if pid not in logged: err(i, pid, "unknown_id", "no logged prediction has this id (ids are what /predict returned)"); continue
-                if pid in labelled: err(i, pid, "already_labelled", "already has a label; a prediction is labelled once"); continue
-                kind = task or ("regression" if isinstance(json.loads(logged[pid]), (int, float)) and not isinstance(json.loads(logged[pid]), bool) else "classification")
+                if pid not in logged:
+                    err(i, pid, "unknown_id", "no logged prediction has this id (ids are what /predict returned)")
+                    continue
+                if pid in labelled:
+                    err(i, pid, "already_labelled", "already has a label; a prediction is labelled once")
+                    continue
+                kind = task or (
+                    "regression"
+                    if isinstance(json.loads(logged[pid]), (int, float))
+                    and not isinstance(json.loads(logged[pid]), bool)
+                    else "classification"
+                )
                 value, problem = _label(it["label"], kind, classes)
                 if problem: err(i, pid, "label_type", problem); continue
                 rows.append({"prediction_id": pid, "label": json.dumps(value), "received_at": stamp})
             if not errors and rows: con.execute(fb.insert(), rows)
     except sa.exc.IntegrityError:      # another writer labelled one of them meanwhile: nothing of this batch was stored
-        return {"received": len(items), "stored": 0, "errors": [{"row": None, "prediction_id": None, "problem": "already_labelled",
-                "message": "some of these predictions were labelled by another request meanwhile; nothing was stored, send the batch again"}]}
+        return {
+            "received": len(items),
+            "stored": 0,
+            "errors": [
+                {
+                    "row": None,
+                    "prediction_id": None,
+                    "problem": "already_labelled",
+                    "message": (
+                        "some of these predictions were labelled by another request meanwhile; nothing was stored, send"
+                        " the batch again"
+                    ),
+                }
+            ],
+        }
     except sa.exc.SQLAlchemyError as e:
-        raise ValueError(f"feedback: database {engine.url.render_as_string(hide_password=True)}: {type(getattr(e, 'orig', None) or e).__name__}: "
-                         f"{getattr(e, 'orig', None) or e}; nothing was stored") from None
+        raise ValueError(
+            f"feedback: database {engine.url.render_as_string(hide_password=True)}:"
+            f" {type(getattr(e, 'orig', None) or e).__name__}: {getattr(e, 'orig', None) or e}; nothing was stored"
+        ) from None
     finally:
         if engine is not engine_or_db: engine.dispose()
     errors.sort(key=lambda e: e["row"])     # in the order of the rows
@@ -247,12 +335,16 @@ def store_feedback(engine_or_db, items: list[dict], task: str | None = None, cla
 def labelled_window(db, since=None, until=None, model_version: str | None = None, prediction_ids=None,
                     table: str = PREDICTION_LOG_TABLE) -> pd.DataFrame:
     """The logged rows of the window (or of `prediction_ids`) joined with their labels: the feature columns, `prediction`,
-    `label` (NaN where no feedback arrived), `logged_at`, `model_version`, `prediction_id`, `request_id`, `label_received_at`;
+    `label` (NaN where no feedback arrived), `logged_at`, `model_version`, `prediction_id`, `request_id`,
+    `label_received_at`;
     problems found while reading are in `.attrs['problems']`."""
-    frame, preds, problems = read_prediction_log(str(db), since, until, table, model_version, prediction_ids, labels=True)
+    frame, preds, problems = read_prediction_log(
+        str(db), since, until, table, model_version, prediction_ids, labels=True
+    )
     labels = _parse_json(frame.pop("label")).where(lambda s: s.notna(), np.nan)
     nums = labels.dropna()
-    if len(nums) and nums.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all(): labels = labels.astype(float)
+    if len(nums) and nums.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all():
+        labels = labels.astype(float)
     out = frame.assign(prediction=preds, label=labels).rename(columns={"received_at": "label_received_at"})
     out.attrs["problems"] = problems
     return out

@@ -16,7 +16,8 @@ from .core import now_utc, read_json, require, utc_time, write_json, write_text
 from .logstore import (PREDICTION_LOG_TABLE as LOG_TABLE, ensure_tables, labelled_window, make_engine,   # 00b
                                prediction_id, prediction_log_table, read_prediction_log, _utc)
 from .contracts import LOWER_IS_BETTER, check_schema
-from .estimate import ESTIMABLE, CBPE, bootstrap_intervals   # 00d: intervals and CBPE, shared with evaluate and online learning
+# 00d: intervals and CBPE, shared with evaluate and online learning
+from .estimate import ESTIMABLE, CBPE, bootstrap_intervals
 from .pages import html_page
 
 # %% auto #0
@@ -40,7 +41,10 @@ def parse_window(window: str | None, now: datetime | None = None) -> datetime | 
     "The start of a window like '30m', '24h' or '7d' that ends `now` (UTC); None for an empty window (all rows)."
     if window in (None, "", "all"): return None
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhd])\s*", str(window))
-    if not m: raise ValueError(f"monitor.window: expected a length like '30m', '24h' or '7d' (or '' for all rows), got {window!r}")
+    if not m:
+        raise ValueError(
+            f"monitor.window: expected a length like '30m', '24h' or '7d' (or '' for all rows), got {window!r}"
+        )
     unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
     return (now or utc_time()) - timedelta(**{unit: float(m.group(1))})
 
@@ -50,17 +54,30 @@ def write_log_rows(db: str, rows: pd.DataFrame, predictions, model_version: str 
     """Append `rows` (feature frame) and their `predictions` to a prediction log in the contract's format (for tests and
     benchmarks): row i is request `{request_prefix}{i}`, prediction id `{request_prefix}{i}-0`."""
     start = _utc(start) or utc_time()
-    feats = [json.dumps({k: (None if (v is None or (isinstance(v, float) and np.isnan(v))) else v) for k, v in r.items()})
-             for r in rows.astype(object).to_dict("records")]
+    feats = [
+        json.dumps({k: None if (v is None or (isinstance(v, float) and np.isnan(v))) else v for k, v in r.items()})
+        for r in rows.astype(object).to_dict("records")
+    ]
     times = [(start + timedelta(seconds=i * step_seconds)).isoformat(timespec="microseconds") for i in range(len(rows))]
     preds = [json.dumps(p.item() if hasattr(p, "item") else p) for p in predictions]
     engine, t = make_engine(db), prediction_log_table(name=table)   # the table the REST service writes
     try:
         with engine.begin() as con:
             ensure_tables(con, table)
-            con.execute(t.insert(), [{"logged_at": at, "model_version": model_version, "request_id": f"{request_prefix}{i}",
-                                      "prediction_id": prediction_id(f"{request_prefix}{i}", 0), "features": f, "prediction": p}
-                                     for i, (at, f, p) in enumerate(zip(times, feats, preds))])
+            con.execute(
+                t.insert(),
+                [
+                    {
+                        "logged_at": at,
+                        "model_version": model_version,
+                        "request_id": f"{request_prefix}{i}",
+                        "prediction_id": prediction_id(f"{request_prefix}{i}", 0),
+                        "features": f,
+                        "prediction": p,
+                    }
+                    for i, (at, f, p) in enumerate(zip(times, feats, preds))
+                ],
+            )
     finally: engine.dispose()
     return len(rows)
 
@@ -71,7 +88,8 @@ def psi(ref_share: np.ndarray, cur_share: np.ndarray, eps: float = 1e-4) -> floa
     return float(np.sum((c - r) * np.log(c / r)))
 
 def numeric_drift(ref: pd.Series, cur: pd.Series, bins: int = 10) -> dict:
-    "KS statistic and p-value, Wasserstein distance in reference standard deviations, and PSI over the reference's quantile bins."
+    """KS statistic and p-value, Wasserstein distance in reference standard deviations, and PSI over the reference's
+    quantile bins."""
     ref = pd.to_numeric(ref, errors="coerce").dropna().to_numpy(float)
     cur = pd.to_numeric(cur, errors="coerce").dropna().to_numpy(float)
     ks = stats.ks_2samp(ref, cur)
@@ -79,12 +97,18 @@ def numeric_drift(ref: pd.Series, cur: pd.Series, bins: int = 10) -> dict:
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
     edges[0], edges[-1] = -np.inf, np.inf
     share = lambda s: np.histogram(s, edges)[0] / max(len(s), 1)
-    return {"test": "Kolmogorov-Smirnov", "statistic": float(ks.statistic), "p_value": float(ks.pvalue),
-            "distance_name": "Wasserstein / sd", "distance": float(stats.wasserstein_distance(ref, cur) / (sd if sd > 0 else 1.0)),
-            "psi": psi(share(ref), share(cur))}
+    return {
+        "test": "Kolmogorov-Smirnov",
+        "statistic": float(ks.statistic),
+        "p_value": float(ks.pvalue),
+        "distance_name": "Wasserstein / sd",
+        "distance": float(stats.wasserstein_distance(ref, cur) / (sd if sd > 0 else 1.0)),
+        "psi": psi(share(ref), share(cur)),
+    }
 
 def categorical_drift(ref: pd.Series, cur: pd.Series) -> dict:
-    "Chi-squared test of the category counts, Jensen-Shannon distance and PSI of the shares (missing values are a category)."
+    """Chi-squared test of the category counts, Jensen-Shannon distance and PSI of the shares (missing values are a
+    category)."""
     from scipy.spatial.distance import jensenshannon
     counts = pd.DataFrame({"r": ref.astype(object).fillna("<missing>").astype(str).value_counts(),
                            "c": cur.astype(object).fillna("<missing>").astype(str).value_counts()}).fillna(0)
@@ -101,7 +125,8 @@ EXIT_CODES = {NO_DRIFT: 0, RETRAIN: 1, UNKNOWN: 2}
 RETRAIN_FAILED_EXIT = 3   # `mlops-nb monitor --retrain`: drift, but the retrained model was rejected or the run failed
 
 def coerce_to_schema(current: pd.DataFrame, schema: dict) -> tuple[pd.DataFrame, list[str]]:
-    "`current` with numeric features as floats and categorical ones as text; values that are not numbers become missing and are reported."
+    """`current` with numeric features as floats and categorical ones as text; values that are not numbers become missing
+    and are reported."""
     out, problems = current.copy(), []
     for f in schema["features"]:
         if f not in out: continue
@@ -109,7 +134,11 @@ def coerce_to_schema(current: pd.DataFrame, schema: dict) -> tuple[pd.DataFrame,
         if kind == "numeric" and not pd.api.types.is_numeric_dtype(out[f]):
             conv = pd.to_numeric(out[f], errors="coerce")
             bad = out[f].notna() & conv.isna()
-            if bad.any(): problems.append(f"column {f!r}: {int(bad.sum())} values are not numbers (e.g. {out.loc[bad, f].iloc[0]!r}), counted as missing")
+            if bad.any():
+                problems.append(
+                    f"column {f!r}: {int(bad.sum())} values are not numbers (e.g. {out.loc[bad, f].iloc[0]!r}), counted"
+                    " as missing"
+                )
             out[f] = conv.astype(float)
         elif kind in ("categorical", "boolean"):
             out[f] = out[f].astype(object).where(out[f].notna(), None).map(lambda v: v if v is None else str(v))
@@ -120,7 +149,9 @@ def drift_table(reference: pd.DataFrame, current: pd.DataFrame, schema: dict, p_
                 n_tests: int | None = None, min_values: int = 5) -> pd.DataFrame:
     """One row per feature present in both frames: test, statistic, p-value, Bonferroni threshold, distance,
     PSI and verdict. `n_tests` (default: the features compared) is the size of the family of tests."""
-    feats = [f for f in schema["features"] if f in reference and f in current and schema["columns"][f]["kind"] != "datetime"]
+    feats = [
+        f for f in schema["features"] if f in reference and f in current and schema["columns"][f]["kind"] != "datetime"
+    ]
     alpha = p_value / max(n_tests or len(feats), 1)
     rows = []
     for f in feats:
@@ -129,29 +160,54 @@ def drift_table(reference: pd.DataFrame, current: pd.DataFrame, schema: dict, p_
             rows.append({"feature": f, "kind": kind, "test": "not evaluated", "statistic": np.nan, "p_value": np.nan,
                          "p_threshold": alpha, "distance_name": "", "distance": np.nan, "distance_threshold": np.nan,
                          "psi": np.nan, "significant": False, "drifted": False, "evaluated": False}); continue
-        r = numeric_drift(reference[f], current[f]) if kind == "numeric" else categorical_drift(reference[f], current[f])
+        r = (
+            numeric_drift(reference[f], current[f])
+            if kind == "numeric"
+            else categorical_drift(reference[f], current[f])
+        )
         floor = min_wasserstein if kind == "numeric" else min_jensen_shannon
         sig = r["p_value"] < alpha
-        rows.append({"feature": f, "kind": kind, **r, "p_threshold": alpha, "distance_threshold": floor, "significant": sig,
-                     "drifted": bool(sig and (r["distance"] >= floor or r["psi"] >= psi_threshold)), "evaluated": True})
+        rows.append(
+            {
+                "feature": f,
+                "kind": kind,
+                **r,
+                "p_threshold": alpha,
+                "distance_threshold": floor,
+                "significant": sig,
+                "drifted": bool(sig and (r["distance"] >= floor or r["psi"] >= psi_threshold)),
+                "evaluated": True,
+            }
+        )
     cols = ["feature", "kind", "test", "statistic", "p_value", "p_threshold", "distance_name", "distance",
             "distance_threshold", "psi", "significant", "drifted", "evaluated"]
     return pd.DataFrame(rows, columns=cols)
 
-def drift_signal(table: pd.DataFrame, max_drift_share: float = 0.0, prediction_drift: bool = False,
-                 decay: float | None = None, max_decay: float = 0.05, estimated_decay: float | None = None) -> tuple[str, float, list[str]]:
+def drift_signal(
+    table: pd.DataFrame,
+    max_drift_share: float = 0.0,
+    prediction_drift: bool = False,
+    decay: float | None = None,
+    max_decay: float = 0.05,
+    estimated_decay: float | None = None,
+) -> tuple[str, float, list[str]]:
     "The retraining signal, the share of drifted features, and the reasons for the signal."
     ev = table[table["evaluated"]] if len(table) else table
     if ev.empty: return UNKNOWN, float("nan"), ["no feature of the model could be compared"]
     share = float(ev["drifted"].mean())
     reasons = []
     if share > max_drift_share:
-        reasons.append(f"{int(ev['drifted'].sum())} of {len(ev)} features drifted ({share:.0%} > {max_drift_share:.0%}): "
-                       + ", ".join(ev.loc[ev.drifted, "feature"]))
+        reasons.append(
+            f"{int(ev['drifted'].sum())} of {len(ev)} features drifted ({share:.0%} > {max_drift_share:.0%}): "
+            + ", ".join(ev.loc[ev.drifted, "feature"])
+        )
     if prediction_drift: reasons.append("the distribution of predictions drifted")
-    if decay is not None and decay > max_decay: reasons.append(f"the primary metric decayed by {decay:.4g} (> {max_decay})")
+    if decay is not None and decay > max_decay:
+        reasons.append(f"the primary metric decayed by {decay:.4g} (> {max_decay})")
     if estimated_decay is not None and estimated_decay > max_decay:
-        reasons.append(f"the primary metric estimated without labels (CBPE) decayed by {estimated_decay:.4g} (> {max_decay})")
+        reasons.append(
+            f"the primary metric estimated without labels (CBPE) decayed by {estimated_decay:.4g} (> {max_decay})"
+        )
     return (RETRAIN if reasons else NO_DRIFT), share, reasons
 
 # %% ../notebooks/10_monitor.ipynb #0a03a0b4
@@ -180,7 +236,8 @@ def decay(metric: str, now: float | None, at_training: float | None) -> float | 
 def estimate_current(served, current: pd.DataFrame, calibration: pd.DataFrame | None = None, rounds: int = 200,
                      labelled=None) -> dict:
     """CBPE's estimate of the champion's metrics on `current` (its probabilities, calibrated on the labelled rows of
-    `calibration`), with intervals; `labelled` (a boolean mask): the estimate on those rows too, to set beside the measured."""
+    `calibration`), with intervals; `labelled` (a boolean mask): the estimate on those rows too, to set beside the
+    measured."""
     tgt, classes = served.schema["target"], served.classes
     cols = [f"proba_{c}" for c in classes]
     est = CBPE(classes)
@@ -195,11 +252,26 @@ def estimate_current(served, current: pd.DataFrame, calibration: pd.DataFrame | 
     return out
 
 # %% ../notebooks/10_monitor.ipynb #0ff4ab99
-def monitor(reference: pd.DataFrame, current: pd.DataFrame, served, p_value: float = 0.01, psi_threshold: float = 0.2,
-            max_drift_share: float = 0.0, metric: str | None = None, metric_at_training: float | None = None,
-            min_wasserstein: float = 0.15, min_jensen_shannon: float = 0.05, max_decay: float = 0.05, min_rows: int = 30,
-            predictions: pd.Series | None = None, problems: list[str] | None = None, source: str = "",
-            calibration: pd.DataFrame | None = None, rounds: int = 200, estimate: bool = True) -> tuple[dict, pd.DataFrame]:
+def monitor(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    served,
+    p_value: float = 0.01,
+    psi_threshold: float = 0.2,
+    max_drift_share: float = 0.0,
+    metric: str | None = None,
+    metric_at_training: float | None = None,
+    min_wasserstein: float = 0.15,
+    min_jensen_shannon: float = 0.05,
+    max_decay: float = 0.05,
+    min_rows: int = 30,
+    predictions: pd.Series | None = None,
+    problems: list[str] | None = None,
+    source: str = "",
+    calibration: pd.DataFrame | None = None,
+    rounds: int = 200,
+    estimate: bool = True,
+) -> tuple[dict, pd.DataFrame]:
     """Everything the monitor measures on `current` against `reference`, and the per-feature drift table. Labelled rows
     of `current` (its target column) give the measured metric and its decay with their intervals (`rounds` resamples);
     for a classifier, `estimate` adds the CBPE estimate of the metric on all rows, calibrated on `calibration` (labelled
@@ -213,32 +285,72 @@ def monitor(reference: pd.DataFrame, current: pd.DataFrame, served, p_value: flo
     compared = [f for f in schema["features"] if f in current and f in reference]
     table = drift_table(reference, current, schema, p_value, psi_threshold, min_wasserstein, min_jensen_shannon,
                         n_tests=len(compared) + 1)
-    result = {"status": UNKNOWN, "checked": now_utc(), "source": source, "model_version": served.version, "task": task,
-              "rows_reference": len(reference), "rows_current": len(current), "p_value": p_value,
-              "bonferroni_tests": len(compared) + 1, "p_threshold": p_value / (len(compared) + 1), "max_decay": max_decay}
+    result = {
+        "status": UNKNOWN,
+        "checked": now_utc(),
+        "source": source,
+        "model_version": served.version,
+        "task": task,
+        "rows_reference": len(reference),
+        "rows_current": len(current),
+        "p_value": p_value,
+        "bonferroni_tests": len(compared) + 1,
+        "p_threshold": p_value / (len(compared) + 1),
+        "max_decay": max_decay,
+    }
     pred_drift, dec, est_dec, notes = False, None, None, []
     if len(current) < min_rows:
         notes.append(f"the current data has {len(current)} rows, fewer than monitor.min_rows = {min_rows}")
     elif len(compared) == len(schema["features"]) or predictions is not None:
         pref = served.predict(reference)["prediction"]
         pcur = predictions if predictions is not None else served.predict(current)["prediction"]
-        pr = numeric_drift(pref, pcur) if task == "regression" else categorical_drift(pref.astype(str), pcur.dropna().astype(str))
+        pr = (
+            numeric_drift(pref, pcur)
+            if task == "regression"
+            else categorical_drift(pref.astype(str), pcur.dropna().astype(str))
+        )
         floor = min_wasserstein if task == "regression" else min_jensen_shannon
-        pred_drift = bool(pr["p_value"] < result["p_threshold"] and (pr["distance"] >= floor or pr["psi"] >= psi_threshold))
-        result["prediction_drift"] = {**pr, "p_threshold": result["p_threshold"], "distance_threshold": floor, "drifted": pred_drift}
+        pred_drift = bool(
+            pr["p_value"] < result["p_threshold"] and (pr["distance"] >= floor or pr["psi"] >= psi_threshold)
+        )
+        result["prediction_drift"] = {
+            **pr,
+            "p_threshold": result["p_threshold"],
+            "distance_threshold": floor,
+            "drifted": pred_drift,
+        }
         n_lab = int(current[tgt].notna().sum()) if tgt in current else 0
         lab = current[tgt].notna().to_numpy() if n_lab else None
         if metric and n_lab >= min_rows:
             from mlops_nb.contracts import task_metrics
             y, yp = current.loc[lab, tgt], pd.Series(np.asarray(pcur)[lab])
-            y, yp = (pd.to_numeric(y, errors="coerce"), pd.to_numeric(yp, errors="coerce")) if task == "regression" else (y.astype(str), yp.astype(str))
+            y, yp = (
+                (pd.to_numeric(y, errors="coerce"), pd.to_numeric(yp, errors="coerce"))
+                if task == "regression"
+                else (y.astype(str), yp.astype(str))
+            )
             now = oriented(task_metrics(task, y, yp), metric)
             dec = decay(metric, now, metric_at_training)
-            iv = oriented_interval(bootstrap_intervals(task, y.to_numpy(), yp.to_numpy(), rounds=rounds, max_rows=20_000), metric) if rounds else None
-            result.update(metric=metric, metric_current=now, metric_current_interval=list(iv) if iv else None,
-                          metric_at_training=metric_at_training, decay=dec, labelled_rows=n_lab,
-                          decay_interval=sorted([decay(metric, iv[0], metric_at_training), decay(metric, iv[1], metric_at_training)])
-                          if iv and dec is not None else None)
+            iv = (
+                oriented_interval(
+                    bootstrap_intervals(task, y.to_numpy(), yp.to_numpy(), rounds=rounds, max_rows=20_000), metric
+                )
+                if rounds
+                else None
+            )
+            result.update(
+                metric=metric,
+                metric_current=now,
+                metric_current_interval=list(iv) if iv else None,
+                metric_at_training=metric_at_training,
+                decay=dec,
+                labelled_rows=n_lab,
+                decay_interval=(
+                    sorted([decay(metric, iv[0], metric_at_training), decay(metric, iv[1], metric_at_training)])
+                    if iv and dec is not None
+                    else None
+                ),
+            )
         elif metric and n_lab:
             notes.append(f"{n_lab} labelled rows, fewer than monitor.min_rows = {min_rows}: decay not measured")
             result["labelled_rows"] = n_lab
@@ -251,11 +363,27 @@ def monitor(reference: pd.DataFrame, current: pd.DataFrame, served, p_value: flo
                 est = estimate_current(served, current, calibration, rounds, labelled=lab)
                 value = est["metrics"][metric]
                 est_dec = decay(metric, value, metric_at_training)
-                result["estimated"] = {"method": "CBPE", "metric": metric, "value": value, "interval": est["intervals"].get(metric),
-                                       "decay": est_dec, "rows": est["rows"], "calibration_rows": est["calibration_rows"],
-                                       **({"value_on_labelled_rows": est["labelled"]["metrics"][metric]} if "labelled" in est else {})}
-                result.update(metric=metric, metric_at_training=metric_at_training, metric_estimated=value, estimated_decay=est_dec)
-                if not est["calibrated"]: notes.append("CBPE: no labelled held-out rows to calibrate on; the model's probabilities are taken as they are")
+                result["estimated"] = {
+                    "method": "CBPE",
+                    "metric": metric,
+                    "value": value,
+                    "interval": est["intervals"].get(metric),
+                    "decay": est_dec,
+                    "rows": est["rows"],
+                    "calibration_rows": est["calibration_rows"],
+                    **({"value_on_labelled_rows": est["labelled"]["metrics"][metric]} if "labelled" in est else {}),
+                }
+                result.update(
+                    metric=metric,
+                    metric_at_training=metric_at_training,
+                    metric_estimated=value,
+                    estimated_decay=est_dec,
+                )
+                if not est["calibrated"]:
+                    notes.append(
+                        "CBPE: no labelled held-out rows to calibrate on; the model's probabilities are taken as"
+                        " they are"
+                    )
     else:
         notes.append("prediction drift not evaluated: feature columns are missing, so the model cannot predict")
     status, share, reasons = drift_signal(table, max_drift_share, pred_drift, dec, max_decay, est_dec)
@@ -275,7 +403,8 @@ def _plot_png(ref: pd.Series, cur: pd.Series, kind: str, title: str) -> str:
     if kind == "numeric":
         r, c = pd.to_numeric(ref, errors="coerce").dropna(), pd.to_numeric(cur, errors="coerce").dropna()
         bins = np.histogram_bin_edges(pd.concat([r, c]), bins=20) if len(r) + len(c) else 10
-        ax.hist(r, bins=bins, density=True, alpha=0.5, label="reference"); ax.hist(c, bins=bins, density=True, alpha=0.5, label="current")
+        ax.hist(r, bins=bins, density=True, alpha=0.5, label="reference")
+        ax.hist(c, bins=bins, density=True, alpha=0.5, label="current")
     else:
         shares = pd.DataFrame({"reference": ref.astype(str).value_counts(normalize=True),
                                "current": cur.astype(str).value_counts(normalize=True)}).fillna(0).head(20)
@@ -287,21 +416,37 @@ def _plot_png(ref: pd.Series, cur: pd.Series, kind: str, title: str) -> str:
 def _num(v, fmt): return "" if v is None or v != v else format(v, fmt)
 
 def performance_html(result: dict) -> str:
-    "The report's performance section: the metric measured on the labelled rows and CBPE's estimate, each with its interval."
+    """The report's performance section: the metric measured on the labelled rows and CBPE's estimate, each with its
+    interval."""
     if result.get("metric") is None: return ""
     esc, m, rows = html.escape, result["metric"], []
     iv = lambda v: f" (95% interval {_num(v[0], '.4f')} to {_num(v[1], '.4f')})" if v else ""
     if result.get("metric_current") is not None:
-        rows.append(f"<tr><td>measured on {result.get('labelled_rows')} labelled rows</td><td>{_num(result['metric_current'], '.4f')}"
-                    f"{iv(result.get('metric_current_interval'))}</td><td>{_num(result.get('decay'), '.4f')}{iv(result.get('decay_interval'))}</td></tr>")
+        rows.append(
+            f"<tr><td>measured on {result.get('labelled_rows')} labelled"
+            f" rows</td><td>{_num(result['metric_current'], '.4f')}"
+            f"{iv(result.get('metric_current_interval'))}</td><td>{_num(result.get('decay'), '.4f')}{iv(result.get('decay_interval'))}</td></tr>"
+        )
     e = result.get("estimated")
     if e:
-        lab = f"; {_num(e['value_on_labelled_rows'], '.4f')} on the labelled rows" if e.get("value_on_labelled_rows") is not None else ""
-        rows.append(f"<tr><td>estimated without labels (CBPE) on {e['rows']} rows, calibrated on {e['calibration_rows']}</td>"
-                    f"<td>{_num(e['value'], '.4f')}{iv(e.get('interval'))}{lab}</td><td>{_num(e.get('decay'), '.4f')}</td></tr>")
-    return (f"<h2>Performance: {esc(m)}</h2><p>At acceptance (test split): {_num(result.get('metric_at_training'), '.4f')}; "
-            f"decay is how much worse (positive: worse), the signal fires above {esc(str(result.get('max_decay', '')))}.</p>"
-            "<table><thead><tr><th>how</th><th>value</th><th>decay</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+        lab = (
+            f"; {_num(e['value_on_labelled_rows'], '.4f')} on the labelled rows"
+            if e.get("value_on_labelled_rows") is not None
+            else ""
+        )
+        rows.append(
+            f"<tr><td>estimated without labels (CBPE) on {e['rows']} rows, calibrated on {e['calibration_rows']}</td>"
+            f"<td>{_num(e['value'], '.4f')}{iv(e.get('interval'))}{lab}</td><td>{_num(e.get('decay'), '.4f')}</td></tr>"
+        )
+    return (
+        f"<h2>Performance: {esc(m)}</h2><p>At acceptance (test split):"
+        f" {_num(result.get('metric_at_training'), '.4f')}; "
+        "decay is how much worse (positive: worse), the signal fires above"
+        f" {esc(str(result.get('max_decay', '')))}.</p>"
+        "<table><thead><tr><th>how</th><th>value</th><th>decay</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
 
 def drift_html(table: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFrame, result: dict, dest,
                profile_href: str | None = None) -> Path:
@@ -310,18 +455,30 @@ def drift_html(table: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFra
     rows = "".join(
         f"<tr class={'drift' if r.drifted else 'ok'}><td>{esc(r.feature)}</td><td>{esc(r.kind)}</td><td>{esc(r.test)}</td>"
         f"<td>{_num(r.statistic, '.4f')}</td><td>{_num(r.p_value, '.4g')}</td><td>{_num(r.p_threshold, '.3g')}</td>"
-        f"<td>{esc(r.distance_name)} {_num(r.distance, '.3f')}</td><td>{_num(r.distance_threshold, 'g')}</td><td>{_num(r.psi, '.3f')}</td>"
+        f"<td>{esc(r.distance_name)}"
+        f" {_num(r.distance, '.3f')}</td><td>{_num(r.distance_threshold, 'g')}</td><td>{_num(r.psi, '.3f')}</td>"
         f"<td>{'drift' if r.drifted else 'no drift' if r.evaluated else 'not evaluated'}</td>"
-        f"<td><img alt='distribution of {esc(r.feature)}' src='data:image/png;base64,{_plot_png(reference[r.feature], current[r.feature], r.kind, r.feature)}'></td></tr>"
-        for r in table.itertuples())
+        f"<td><img alt='distribution of {esc(r.feature)}'"
+        f" src='data:image/png;base64,{_plot_png(reference[r.feature], current[r.feature], r.kind, r.feature)}'></td></tr>"
+        for r in table.itertuples()
+    )
     pdrift = result.get("prediction_drift")
-    pred = (f"<p>Predictions: {esc(pdrift['test'])} p = {pdrift['p_value']:.4g} (threshold {pdrift['p_threshold']:.3g}), "
-            f"{esc(pdrift['distance_name'])} {pdrift['distance']:.3f}: <b>{'drift' if pdrift['drifted'] else 'no drift'}</b></p>") if pdrift else ""
+    pred = (
+        f"<p>Predictions: {esc(pdrift['test'])} p = {pdrift['p_value']:.4g} (threshold {pdrift['p_threshold']:.3g}),"
+        f" {esc(pdrift['distance_name'])} {pdrift['distance']:.3f}:"
+        f" <b>{'drift' if pdrift['drifted'] else 'no drift'}</b></p>"
+        if pdrift
+        else ""
+    )
     perf = performance_html(result)
     skip = {"features", "prediction_drift", "reasons", "schema_violations", "notes", "estimated"}
     facts = "".join(f"<li><b>{esc(str(k))}</b>: {esc(str(v))}</li>" for k, v in result.items() if k not in skip)
     lst = lambda xs: "<ul>" + "".join(f"<li>{esc(str(x))}</li>" for x in xs) + "</ul>" if xs else "<p>none</p>"
-    prof = f"<p><a href='{esc(profile_href)}'>ydata-profiling comparison of reference and current</a></p>" if profile_href else ""
+    prof = (
+        f"<p><a href='{esc(profile_href)}'>ydata-profiling comparison of reference and current</a></p>"
+        if profile_href
+        else ""
+    )
     css = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse}\n"
            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left} tr.drift{background:#fde2e2}")
     body = f"""<h1>Drift report: {esc(result['status'])}</h1><h2>Why</h2>{lst(result.get('reasons', []) + result.get('notes', []))}
@@ -334,7 +491,8 @@ and its distance or PSI reaches its threshold.</p>
     return write_text(html_page("Drift report", body, css), dest)
 
 def profile_compare(reference: pd.DataFrame, current: pd.DataFrame, dest, max_rows: int = 5000, seed: int = 0) -> Path:
-    "ydata-profiling's comparison report of `reference` and `current` (their shared columns, at most `max_rows` rows each), atomically."
+    """ydata-profiling's comparison report of `reference` and `current` (their shared columns, at most `max_rows` rows
+    each), atomically."""
     os.environ["YDATA_PROFILING_NO_ANALYTICS"] = "True"
     from data_profiling import ProfileReport
     cols = [c for c in reference.columns if c in current.columns]
@@ -342,7 +500,9 @@ def profile_compare(reference: pd.DataFrame, current: pd.DataFrame, dest, max_ro
     sample = lambda df: df[cols].sample(min(len(df), max_rows), random_state=seed) if len(df) > max_rows else df[cols]
     ref, cur = sample(reference).reset_index(drop=True), sample(current).reset_index(drop=True)
     for c in cols:   # the same dtypes on both sides, or the comparison refuses
-        if pd.api.types.is_numeric_dtype(ref[c]): cur[c] = pd.to_numeric(cur[c], errors="coerce").astype(float); ref[c] = ref[c].astype(float)
+        if pd.api.types.is_numeric_dtype(ref[c]):
+            cur[c] = pd.to_numeric(cur[c], errors="coerce").astype(float)
+            ref[c] = ref[c].astype(float)
         else: ref[c], cur[c] = ref[c].astype(object), cur[c].astype(object)
     rep = ProfileReport(ref, title="reference", minimal=True, progress_bar=False).compare(
         ProfileReport(cur, title="current", minimal=True, progress_bar=False))
@@ -364,8 +524,15 @@ def log_monitoring(live_dir, result: dict) -> int:
     return step
 
 # %% ../notebooks/10_monitor.ipynb #b4b31031
-def read_current(source: str, split_dir="data/processed", prediction_log_db="data/prediction_log.db", window: str | None = "7d",
-                 since=None, until=None, target: str | None = None) -> tuple[pd.DataFrame, pd.Series | None, list[str], str]:
+def read_current(
+    source: str,
+    split_dir="data/processed",
+    prediction_log_db="data/prediction_log.db",
+    window: str | None = "7d",
+    since=None,
+    until=None,
+    target: str | None = None,
+) -> tuple[pd.DataFrame, pd.Series | None, list[str], str]:
     """The current data of `source` ('batch', 'log' or a file): frame, logged predictions (or None), problems, and a
     description. From the log, the labels sent back as feedback are the `target` column (missing where none arrived)."""
     if source == "batch":
@@ -377,9 +544,17 @@ def read_current(source: str, split_dir="data/processed", prediction_log_db="dat
         preds, problems, labels = frame.pop("prediction"), frame.attrs.get("problems", []), frame.pop("label")
         frame = frame.drop(columns=["label_received_at"])
         n = int(labels.notna().sum())
-        if target is not None and target not in frame and n: frame[target] = labels      # no feedback yet: no target column
-        return frame, preds, problems, (f"{prediction_log_db} {LOG_TABLE} from {since or 'the start'} to {until or 'now'}"
-                                        f" ({n} of {len(frame)} rows labelled by feedback)")
+        # no feedback yet: no target column
+        if target is not None and target not in frame and n: frame[target] = labels
+        return (
+            frame,
+            preds,
+            problems,
+            (
+                f"{prediction_log_db} {LOG_TABLE} from {since or 'the start'} to {until or 'now'}"
+                f" ({n} of {len(frame)} rows labelled by feedback)"
+            ),
+        )
     return read_batch(source), None, [], str(source)
 
 def metric_at_training(served, metric: str | None) -> float | None:
@@ -391,7 +566,8 @@ def write_monitoring(result: dict, table: pd.DataFrame, reference: pd.DataFrame,
     "Write the status file, the drift report, the profile comparison (when `profile_path`) and the dvclive step."
     if profile_path is not None and len(current) and len(table):
         try: profile_compare(reference, current, profile_path, profile_max_rows); result["profile_report"] = str(profile_path)
-        except Exception as e: result.setdefault("notes", []).append(f"profile comparison failed: {type(e).__name__}: {e}")
+        except Exception as e:
+            result.setdefault("notes", []).append(f"profile comparison failed: {type(e).__name__}: {e}")
     href = os.path.relpath(profile_path, Path(drift_report).parent) if result.get("profile_report") else None
     drift_html(table, reference, current, result, drift_report, href)
     if live_dir is not None: result["dvclive_step"] = log_monitoring(live_dir, result)
@@ -404,7 +580,23 @@ def check_current(values: dict, reference: pd.DataFrame, current: pd.DataFrame, 
     """`monitor` with the monitor step's parameter `values` (`p_value`, `primary_metric`... as the parameters cell names
     them); `calibration`: labelled held-out rows (the test split) that CBPE calibrates the probabilities on."""
     v, metric = values, values["primary_metric"]
-    return monitor(reference, current, served, v["p_value"], v["psi_threshold"], v["max_drift_share"], metric,
-                   metric_at_training(served, metric), v["min_wasserstein"], v["min_jensen_shannon"], v["max_decay"],
-                   v["min_rows"], predictions=predictions, problems=list(problems), source=source, calibration=calibration,
-                   rounds=v["bootstrap_rounds"], estimate=v["estimate_performance"])
+    return monitor(
+        reference,
+        current,
+        served,
+        v["p_value"],
+        v["psi_threshold"],
+        v["max_drift_share"],
+        metric,
+        metric_at_training(served, metric),
+        v["min_wasserstein"],
+        v["min_jensen_shannon"],
+        v["max_decay"],
+        v["min_rows"],
+        predictions=predictions,
+        problems=list(problems),
+        source=source,
+        calibration=calibration,
+        rounds=v["bootstrap_rounds"],
+        estimate=v["estimate_performance"],
+    )

@@ -33,9 +33,16 @@ def build_payload(event: str, model_version: str | None = None, features: list[d
     features, links = list(features or []), dict(links or {})
     def fmt(f):
         d = f.get("distance"); p = f.get("p_value")
-        return (f"{f['feature']} ({f.get('distance_name') or 'distance'} {d:.3g}" if isinstance(d, (int, float)) else f"{f['feature']} (") + \
-               (f", p {p:.2g})" if isinstance(p, (int, float)) else ")")
-    lines = [f"*{_TITLES[event]}*" + (f" in {project}" if project else "") + (f": model `{model_version}`" if model_version else "")]
+        return (
+            f"{f['feature']} ({f.get('distance_name') or 'distance'} {d:.3g}"
+            if isinstance(d, (int, float))
+            else f"{f['feature']} ("
+        ) + (f", p {p:.2g})" if isinstance(p, (int, float)) else ")")
+    lines = [
+        f"*{_TITLES[event]}*"
+        + (f" in {project}" if project else "")
+        + (f": model `{model_version}`" if model_version else "")
+    ]
     if message: lines.append(message)
     if features: lines.append("Drifted: " + ", ".join(fmt(f) for f in features))
     if links: lines.append("Reports: " + ", ".join(f"{k}: {v}" for k, v in links.items()))
@@ -80,7 +87,9 @@ def read_jsonl(path) -> list[dict]:
         if isinstance(e, dict): out.append(e)
     return out
 
-def deliver(url: str, payload: dict, timeout: float = 5.0, retries: int = 2, backoff: float = 0.5, budget: float = 20.0) -> dict:
+def deliver(
+    url: str, payload: dict, timeout: float = 5.0, retries: int = 2, backoff: float = 0.5, budget: float = 20.0
+) -> dict:
     "POST `payload` to `url`: {ok, status, attempts, error, seconds}; never raises."
     import httpx
     t0, attempts, status, error, wait = time.monotonic(), 0, None, None, backoff
@@ -91,10 +100,17 @@ def deliver(url: str, payload: dict, timeout: float = 5.0, retries: int = 2, bac
             r = httpx.post(url, json=payload, timeout=max(0.1, min(timeout, left)))
             status, error = r.status_code, None if r.is_success else f"HTTP {r.status_code}"
             if r.is_success or (400 <= r.status_code < 500 and r.status_code != 429): break
-        except Exception as e: error = f"{type(e).__name__}: {str(e).replace(url, redact(url))}"[:300]   # no secret in the message
+        # no secret in the message
+        except Exception as e: error = f"{type(e).__name__}: {str(e).replace(url, redact(url))}"[:300]
         if attempts > retries or time.monotonic() - t0 + wait >= budget: break
         time.sleep(wait); wait *= 2
-    return {"ok": error is None, "status": status, "attempts": attempts, "error": error, "seconds": round(time.monotonic() - t0, 3)}
+    return {
+        "ok": error is None,
+        "status": status,
+        "attempts": attempts,
+        "error": error,
+        "seconds": round(time.monotonic() - t0, 3),
+    }
 
 # %% ../notebooks/00e_notify.ipynb #7423b1df
 NOTIFY_DEFAULTS = {"webhooks": [], "events": list(EVENTS), "timeout_s": 5.0, "retries": 2, "backoff_s": 0.5,
@@ -104,13 +120,16 @@ def notify_settings(params: dict) -> dict:
     "The `notify` section of `params` over `NOTIFY_DEFAULTS`; an unknown key or event is a ValueError naming it."
     given = dict((params or {}).get("notify") or {})
     unknown = [k for k in given if k not in NOTIFY_DEFAULTS]
-    if unknown: raise ValueError(f"params.yaml: notify.{unknown[0]} is not a setting; the settings are {list(NOTIFY_DEFAULTS)}")
+    if unknown:
+        raise ValueError(f"params.yaml: notify.{unknown[0]} is not a setting; the settings are {list(NOTIFY_DEFAULTS)}")
     s = {**NOTIFY_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
     bad = [e for e in s["events"] if e not in EVENTS]
     if bad: raise ValueError(f"params.yaml: notify.events names {bad[0]!r}; the events are {list(EVENTS)}")
     return s
 
-def notify(event: str, settings: dict, root=".", wait: bool = False, env=None, **payload) -> threading.Thread | list[dict]:
+def notify(
+    event: str, settings: dict, root=".", wait: bool = False, env=None, **payload
+) -> threading.Thread | list[dict]:
     """Send `event` (payload fields as `build_payload` takes them) to every configured webhook and log each delivery in
     `settings['log']` (relative to `root`). Returns the background thread, or with `wait` the log entries."""
     msg = build_payload(event, **payload)
@@ -122,8 +141,17 @@ def notify(event: str, settings: dict, root=".", wait: bool = False, env=None, *
                for p in problems]
         for e in out: append_jsonl(log, e)
         for name, url in hooks:
-            r = deliver(url, msg, settings["timeout_s"], settings["retries"], settings["backoff_s"], settings["budget_s"])
-            e = {"time": now_utc(), "event": event, "model_version": msg["model_version"], "webhook": name, "target": redact(url), **r}
+            r = deliver(
+                url, msg, settings["timeout_s"], settings["retries"], settings["backoff_s"], settings["budget_s"]
+            )
+            e = {
+                "time": now_utc(),
+                "event": event,
+                "model_version": msg["model_version"],
+                "webhook": name,
+                "target": redact(url),
+                **r,
+            }
             append_jsonl(log, e); out.append(e)
         return out
     if wait: return send()

@@ -38,7 +38,9 @@ def learn_batch(model, X: pd.DataFrame, y) -> None:
     else: est.partial_fit(Z, np.asarray(y, dtype=float))
 
 # %% ../notebooks/97_online.ipynb #978d7a83
-def check_rows(df: pd.DataFrame, schema: dict, classes=None, range_slack: float = 1.0) -> tuple[pd.DataFrame, pd.Series, list[dict]]:
+def check_rows(
+    df: pd.DataFrame, schema: dict, classes=None, range_slack: float = 1.0
+) -> tuple[pd.DataFrame, pd.Series, list[dict]]:
     """Split a labelled mini-batch into the rows that may be learned, as `(X, y)` (X typed as the model takes it, by
     `serve.conform`), and the rejected rows, each `{"index", "problems"}`. A row is rejected when a feature has a value
     of the wrong type, a number far outside the training range (beyond `range_slack` times the range on either side)
@@ -53,8 +55,15 @@ def check_rows(df: pd.DataFrame, schema: dict, classes=None, range_slack: float 
         spec, s = schema["columns"][c], df[c]
         notna = s.notna().to_numpy()
         if spec["kind"] == "numeric":
-            isbool = (np.ones(len(s), bool) if pd.api.types.is_bool_dtype(s) else
-                      s.map(lambda x: isinstance(x, (bool, np.bool_))).to_numpy() if s.dtype == object else np.zeros(len(s), bool))
+            isbool = (
+                np.ones(len(s), bool)
+                if pd.api.types.is_bool_dtype(s)
+                else (
+                    s.map(lambda x: isinstance(x, (bool, np.bool_))).to_numpy()
+                    if s.dtype == object
+                    else np.zeros(len(s), bool)
+                )
+            )
             v = pd.to_numeric(s.where(notna & ~isbool, None), errors="coerce").to_numpy(dtype=float)
             wrong = notna & (np.isnan(v) | isbool)
             flag(wrong, f"column {c!r}: expected a number")
@@ -66,7 +75,10 @@ def check_rows(df: pd.DataFrame, schema: dict, classes=None, range_slack: float 
                 with np.errstate(invalid="ignore"): far |= ok & ((v < lo - span) | (v > hi + span))
             flag(far, f"column {c!r}: a value far outside the training range {lo} to {hi}")
         elif spec["kind"] == "boolean":
-            flag(notna & ~s.map(lambda x: isinstance(x, (bool, np.bool_))).to_numpy(), f"column {c!r}: expected true/false")
+            flag(
+                notna & ~s.map(lambda x: isinstance(x, (bool, np.bool_))).to_numpy(),
+                f"column {c!r}: expected true/false",
+            )
         else:
             flag(notna & ~s.map(lambda x: isinstance(x, str)).to_numpy(), f"column {c!r}: expected text")
     if target not in df.columns: flag(everything, f"label {target!r}: missing")
@@ -78,7 +90,10 @@ def check_rows(df: pd.DataFrame, schema: dict, classes=None, range_slack: float 
             flag(t.notna().to_numpy() & ~np.isfinite(v), f"label {target!r}: expected a finite number")
         elif classes is not None:
             known = {str(k) for k in classes}
-            flag(t.notna().to_numpy() & ~t.astype(str).isin(known).to_numpy(), f"label {target!r}: not one of the classes {sorted(known)}")
+            flag(
+                t.notna().to_numpy() & ~t.astype(str).isin(known).to_numpy(),
+                f"label {target!r}: not one of the classes {sorted(known)}",
+            )
     rejected = [{"index": i, "problems": p} for i, p in why.items()]
     good = df.loc[~df.index.isin(list(why))]
     if not len(good): return pd.DataFrame(columns=feats), pd.Series(dtype=object), rejected
@@ -119,8 +134,16 @@ def drift_stream(batches: int = 40, batch_rows: int = 50, drift_at: int | None =
     pos = X[:, 0] * np.cos(theta) + X[:, 1] * np.sin(theta) > 0
     pos = np.where(rng.random(n) < noise, rng.random(n) < 0.5, pos)
     if flip_from is not None: pos = np.where(b >= flip_from, ~pos, pos)
-    return pd.DataFrame({"x1": X[:, 0], "x2": X[:, 1], "c": rng.choice(["a", "b", "c"], n), "y": np.where(pos, "pos", "neg"),
-                         "batch": b, "prediction_id": [f"p{seed}-{i}" for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "x1": X[:, 0],
+            "x2": X[:, 1],
+            "c": rng.choice(["a", "b", "c"], n),
+            "y": np.where(pos, "pos", "neg"),
+            "batch": b,
+            "prediction_id": [f"p{seed}-{i}" for i in range(n)],
+        }
+    )
 
 def stream_package(package_dir, train: pd.DataFrame, name: str = "stream", seed: int = 0) -> str:
     "Train the sgd family on `train` (a `drift_stream`), package it under `package_dir` as the champion; its version."
@@ -136,7 +159,8 @@ def stream_package(package_dir, train: pd.DataFrame, name: str = "stream", seed:
                              X_check=data.drop(columns="y").head(50))["version"]
 
 # %% ../notebooks/97_online.ipynb #d906ef28
-EVENTS_FILE = "online_events.jsonl"   # in package_dir: freezes, resumes, promotions and followed pointers, one JSON object a line
+# in package_dir: freezes, resumes, promotions and followed pointers, one JSON object a line
+EVENTS_FILE = "online_events.jsonl"
 
 class OnlineLearner:
     """Learns a challenger copy of the champion from labelled mini-batches, off the request path, and promotes it
@@ -147,18 +171,34 @@ class OnlineLearner:
                  min_window_rows: int = 50, max_drop: float = 0.5, range_slack: float = 1.0, promote_every: int = 1,
                  onnx: bool = False, max_pending: int = 100_000, max_ids: int = 10_000,
                  on_promote: Optional[Callable] = None, notify: Optional[Callable] = None):
-        for name, v, ok, want in (("batch_rows", batch_rows, batch_rows >= 1, "at least 1"),
-                                  ("min_window_rows", min_window_rows, min_window_rows >= 1, "at least 1"),
-                                  ("window_rows", window_rows, window_rows >= min_window_rows, f"at least online.min_window_rows ({min_window_rows})"),
-                                  ("promote_every", promote_every, promote_every >= 1, "at least 1"),
-                                  ("max_drop", max_drop, max_drop > 0, "above 0"), ("range_slack", range_slack, range_slack >= 0, "0 or more")):
+        for name, v, ok, want in (
+            ("batch_rows", batch_rows, batch_rows >= 1, "at least 1"),
+            ("min_window_rows", min_window_rows, min_window_rows >= 1, "at least 1"),
+            (
+                "window_rows",
+                window_rows,
+                window_rows >= min_window_rows,
+                f"at least online.min_window_rows ({min_window_rows})",
+            ),
+            ("promote_every", promote_every, promote_every >= 1, "at least 1"),
+            ("max_drop", max_drop, max_drop > 0, "above 0"),
+            ("range_slack", range_slack, range_slack >= 0, "0 or more"),
+        ):
             if not ok: raise ValueError(f"online.{name}: expected {want}, got {v!r}")
         if margin < 0: raise ValueError(f"acceptance.max_regression_vs_champion: expected 0 or more, got {margin!r}")
         self.package_dir, self.metric, self.margin = Path(package_dir), metric, margin
         self.batch_rows, self.window_rows, self.min_window_rows = batch_rows, window_rows, min_window_rows
         self.max_drop, self.range_slack, self.promote_every, self.onnx = max_drop, range_slack, promote_every, onnx
         self.max_ids, self.on_promote, self.notify = max_ids, on_promote, notify
-        self.counts = {"received": 0, "rejected": 0, "learned": 0, "held": 0, "batches": 0, "promotions": 0, "dropped": 0}
+        self.counts = {
+            "received": 0,
+            "rejected": 0,
+            "learned": 0,
+            "held": 0,
+            "batches": 0,
+            "promotions": 0,
+            "dropped": 0,
+        }
         self.rejections: dict = {}                 # problem message -> rows
         self.curve: list[dict] = []                # per batch: both models' scores before learning it
         self.frozen, self.freeze_reason, self.last_error = False, None, None
@@ -170,9 +210,11 @@ class OnlineLearner:
         "Take the package in `folder` as the champion, and a fresh copy of it as the challenger."
         model = load_package(folder)
         if not is_incremental(model):
-            raise ValueError(f"{folder}: the champion's model ({type(model[-1] if hasattr(model, 'steps') else model).__name__}) "
-                             "cannot learn online (no partial_fit); train the sgd family (train.candidates: [dummy, sgd]) "
-                             "and package it, or serve without --online")
+            raise ValueError(
+                f"{folder}: the champion's model ({type(model[-1] if hasattr(model, 'steps') else model).__name__}) "
+                "cannot learn online (no partial_fit); train the sgd family (train.candidates: [dummy, sgd]) "
+                "and package it, or serve without --online"
+            )
         self.schema, self.lineage = read_json(Path(folder)/"schema.json"), read_json(Path(folder)/"lineage.json")
         self.version, self.champion, self.challenger = self.lineage["version"], model, copy.deepcopy(model)
         self.classes = list(getattr(model, "classes_", [])) or None
@@ -212,7 +254,14 @@ class OnlineLearner:
             self.counts["rejected"] += len(rejected)
             for r in rejected:
                 for p in r["problems"]: self.rejections[p] = self.rejections.get(p, 0) + 1
-            out = {"rows": n, "rejected": len(rejected), "rejected_rows": rejected, "learned": 0, "promoted": None, "frozen": self.frozen}
+            out = {
+                "rows": n,
+                "rejected": len(rejected),
+                "rejected_rows": rejected,
+                "learned": 0,
+                "promoted": None,
+                "frozen": self.frozen,
+            }
             if self.frozen or not len(X):
                 if self.frozen: self.counts["held"] += len(X)
                 return out
@@ -220,16 +269,25 @@ class OnlineLearner:
             pc, pn = self.champion.predict(X), self.challenger.predict(X)
             sc, sn = batch_score(self.task, self.metric, y, pc), batch_score(self.task, self.metric, y, pn)
             self.counts["batches"] += 1
-            point = {"batch": self.counts["batches"], "rows": len(X), "champion": round(sc, 6), "challenger": round(sn, 6),
-                     "served": self.version, "promoted": None, "frozen": False}
+            point = {
+                "batch": self.counts["batches"],
+                "rows": len(X),
+                "champion": round(sc, 6),
+                "challenger": round(sn, 6),
+                "served": self.version,
+                "promoted": None,
+                "frozen": False,
+            }
             self.curve.append(point)
             if len(self.window["y"]) >= self.min_window_rows:
                 before = self._window_score("champion")
                 if dropped_by(before, sc, self.metric) > self.max_drop:
                     self.frozen = True
-                    self.freeze_reason = (f"{self.metric} of {self.version} fell from {before:.4f} on the last {len(self.window['y'])} "
-                                          f"rows to {sc:.4f} on a batch of {len(X)} (more than online.max_drop = {self.max_drop}): "
-                                          "labels or inputs may be corrupted; learning is frozen until resumed")
+                    self.freeze_reason = (
+                        f"{self.metric} of {self.version} fell from {before:.4f} on the last {len(self.window['y'])} "
+                        f"rows to {sc:.4f} on a batch of {len(X)} (more than online.max_drop = {self.max_drop}): "
+                        "labels or inputs may be corrupted; learning is frozen until resumed"
+                    )
                     self.counts["held"] += len(X); point["frozen"] = True
                     self._event("frozen", reason=self.freeze_reason, batch_score=sc, window_score=before, rows=len(X),
                                 prediction_ids=ids[:100])
@@ -250,14 +308,24 @@ class OnlineLearner:
             return out
 
     def _promote(self, challenger_score: float, champion_score: float) -> Optional[str]:
-        "Package the challenger as a new version (lineage: parent, what it learned, the window scores) and make it the champion."
+        """Package the challenger as a new version (lineage: parent, what it learned, the window scores) and make it the
+        champion."""
         parent, rows = self.version, len(self.window["y"])
         window = {"metric": self.metric, "rows": rows, "challenger": round(challenger_score, 6),
                   "champion": round(champion_score, 6), "margin": self.margin}
-        online = {"parent": parent, "learned_rows": self.learned_rows, "prediction_ids": self.learned_ids[:self.max_ids],
-                  "prediction_ids_truncated": len(self.learned_ids) > self.max_ids, "window": window,
-                  "learned_total": self.counts["learned"]}
-        keep = {k: v for k, v in self.lineage.items() if k not in ("version", "metrics", "intervals", "onnx", "model_sha256", "online", "created")}
+        online = {
+            "parent": parent,
+            "learned_rows": self.learned_rows,
+            "prediction_ids": self.learned_ids[: self.max_ids],
+            "prediction_ids_truncated": len(self.learned_ids) > self.max_ids,
+            "window": window,
+            "learned_total": self.counts["learned"],
+        }
+        keep = {
+            k: v
+            for k, v in self.lineage.items()
+            if k not in ("version", "metrics", "intervals", "onnx", "model_sha256", "online", "created")
+        }
         lineage = {**keep, "created": now_utc(), "online": online}
         X_check = pd.DataFrame(list(self._X))[self.schema["features"]] if self.onnx and self._X else None
         with tempfile.TemporaryDirectory() as d:
@@ -266,16 +334,32 @@ class OnlineLearner:
                 if champion_version(self.package_dir) != parent: return None      # moved meanwhile: followed next batch
                 sync_history(self.package_dir)
                 name = str(parent).rsplit("-", 1)[0]
-                pointer = build_package(f, self.package_dir, name, self.schema, {"online_window": window}, lineage, X_check=X_check)
-                gate = {"gate": f"{self.metric} on the last {rows} unlearned rows not below the champion's by more than the margin",
-                        "value": round(challenger_score - champion_score, 6), "limit": -self.margin, "passed": True}
-                change_champion(self.package_dir, pointer["version"], f"online: learned {self.learned_rows} rows since {parent}; "
-                                f"window {self.metric} {challenger_score:.4f} vs {champion_score:.4f}", action="online",
-                                pointer_written=True, checks=[gate])
+                pointer = build_package(
+                    f, self.package_dir, name, self.schema, {"online_window": window}, lineage, X_check=X_check
+                )
+                gate = {
+                    "gate": (
+                        f"{self.metric} on the last {rows} unlearned rows not below the champion's by more than the"
+                        " margin"
+                    ),
+                    "value": round(challenger_score - champion_score, 6),
+                    "limit": -self.margin,
+                    "passed": True,
+                }
+                change_champion(
+                    self.package_dir,
+                    pointer["version"],
+                    f"online: learned {self.learned_rows} rows since {parent}; "
+                    f"window {self.metric} {challenger_score:.4f} vs {champion_score:.4f}",
+                    action="online",
+                    pointer_written=True,
+                    checks=[gate],
+                )
         self.version = pointer["version"]
         self.lineage = read_json(self.package_dir/self.version/"lineage.json")
         self.champion = copy.deepcopy(self.challenger)
-        self.window["champion"] = deque(self.window["challenger"], maxlen=self.window_rows)   # the served model's record now
+        # the served model's record now
+        self.window["champion"] = deque(self.window["challenger"], maxlen=self.window_rows)
         self.learned_ids, self.learned_rows = [], 0
         self.counts["promotions"] += 1
         self._event("promoted", parent=parent, window=window, learned_rows=online["learned_rows"])
@@ -293,12 +377,14 @@ class OnlineLearner:
 
     # ---- off the request path: a queue and a thread
     def submit(self, rows: pd.DataFrame) -> int:
-        "Queue labelled rows for learning; never blocks (rows beyond the queue's room are counted as dropped). Rows queued."
+        """Queue labelled rows for learning; never blocks (rows beyond the queue's room are counted as dropped). Rows
+        queued."""
         try: self._q.put_nowait(rows.copy()); return len(rows)
         except queue.Full: self.counts["dropped"] += len(rows); return 0
 
     def feed(self, item: Optional[pd.DataFrame]) -> None:
-        "Buffer labelled rows and learn every full batch of `batch_rows` (None: learn what is buffered, a partial batch too)."
+        """Buffer labelled rows and learn every full batch of `batch_rows` (None: learn what is buffered, a partial batch
+        too)."""
         if item is not None: self._buf.append(item)
         buffered = pd.concat(self._buf) if self._buf else None
         while buffered is not None and (len(buffered) >= self.batch_rows or (item is None and len(buffered))):
@@ -335,35 +421,71 @@ class OnlineLearner:
 
     def brief(self) -> dict:
         "The counters and the freeze state, read without waiting for a batch being learned (for `/health`)."
-        return {"model_version": self.version, "frozen": self.frozen, **dict(self.counts),
-                "buffered": sum(len(b) for b in list(self._buf)), "idle": self._q.unfinished_tasks == 0 and not self._busy.is_set()}
+        return {
+            "model_version": self.version,
+            "frozen": self.frozen,
+            **dict(self.counts),
+            "buffered": sum(len(b) for b in list(self._buf)),
+            "idle": self._q.unfinished_tasks == 0 and not self._busy.is_set(),
+        }
 
     def status(self) -> dict:
         "Counters, the freeze state, the window scores and the version being learned from (JSON-ready)."
         with self._lock:
             n = len(self.window["y"])
-            win = ({"rows": n, "champion": round(self._window_score("champion"), 6), "challenger": round(self._window_score("challenger"), 6)}
-                   if n else {"rows": 0})
-            return {"model_version": self.version, "metric": self.metric, "frozen": self.frozen, "freeze_reason": self.freeze_reason,
-                    **self.counts, "pending_rows": sum(len(b) for b in self._buf), "window": win,
-                    "rejections": dict(sorted(self.rejections.items(), key=lambda kv: -kv[1])[:20]), "last_error": self.last_error}
+            win = (
+                {
+                    "rows": n,
+                    "champion": round(self._window_score("champion"), 6),
+                    "challenger": round(self._window_score("challenger"), 6),
+                }
+                if n
+                else {"rows": 0}
+            )
+            return {
+                "model_version": self.version,
+                "metric": self.metric,
+                "frozen": self.frozen,
+                "freeze_reason": self.freeze_reason,
+                **self.counts,
+                "pending_rows": sum(len(b) for b in self._buf),
+                "window": win,
+                "rejections": dict(sorted(self.rejections.items(), key=lambda kv: -kv[1])[:20]),
+                "last_error": self.last_error,
+            }
 
 # %% ../notebooks/97_online.ipynb #0e1f7a02
 class WebhookNotifier:
-    "A learner's `notify`: a freeze → `online_frozen`, a promotion → `new_champion`, through `notify.notify` (background)."
+    """A learner's `notify`: a freeze → `online_frozen`, a promotion → `new_champion`, through `notify.notify`
+    (background)."""
     EVENTS = {"frozen": "online_frozen", "promoted": "new_champion"}
-    def __init__(self, root, settings: dict, project: str = ""): self.root, self.settings, self.project = str(root), settings, project
+    def __init__(self, root, settings: dict, project: str = ""):
+        self.root, self.settings, self.project = str(root), settings, project
     def __call__(self, e: dict):
         kind = self.EVENTS.get(e.get("event"))
         if kind is None: return None
-        what = (f"learning stopped: {e.get('reason')}; POST /admin/online/resume after a look at the labels" if kind == "online_frozen"
-                else f"online learning promoted a challenger learned from {e.get('learned_rows')} rows (parent {e.get('parent')})")
-        return notify(kind, self.settings, self.root, model_version=e.get("model_version"), message=what, project=self.project,
-                      online={k: v for k, v in e.items() if k in ("batch_score", "window_score", "rows", "window", "parent")})
+        what = (
+            f"learning stopped: {e.get('reason')}; POST /admin/online/resume after a look at the labels"
+            if kind == "online_frozen"
+            else (
+                f"online learning promoted a challenger learned from {e.get('learned_rows')} rows (parent"
+                f" {e.get('parent')})"
+            )
+        )
+        return notify(
+            kind,
+            self.settings,
+            self.root,
+            model_version=e.get("model_version"),
+            message=what,
+            project=self.project,
+            online={k: v for k, v in e.items() if k in ("batch_score", "window_score", "rows", "window", "parent")},
+        )
 
 # %% ../notebooks/97_online.ipynb #3f0bd254
 def _learner_main(package_dir, metric: str, options: dict, q, status_path) -> None:
-    "The learner process: feed what arrives on `q` to an OnlineLearner, publish its status to `status_path` after each item."
+    """The learner process: feed what arrives on `q` to an OnlineLearner, publish its status to `status_path` after each
+    item."""
     from mlops_nb.core import write_json
     L, items, resumes = OnlineLearner(package_dir, metric, **options), 0, 0
     def publish(): write_json({**L.status(), "items": items, "resumes": resumes,
@@ -399,13 +521,20 @@ class LearnerProcess:
         self.status_path, self.submitted = self._dir/"status.json", 0
         ctx = mp.get_context("spawn")                               # never fork a process that runs threads
         self._q = ctx.Queue()
-        self._proc = ctx.Process(target=_learner_main, args=(str(package_dir), metric, options, self._q, str(self.status_path)),
-                                 name="mlops-nb-online-learner", daemon=True)
+        self._proc = ctx.Process(
+            target=_learner_main,
+            args=(str(package_dir), metric, options, self._q, str(self.status_path)),
+            name="mlops-nb-online-learner",
+            daemon=True,
+        )
         self._proc.start()
         deadline = time.monotonic() + start_timeout_s
         while not self.status_path.is_file():
-            if not self._proc.is_alive(): raise RuntimeError(f"the online learner process exited with code {self._proc.exitcode}")
-            if time.monotonic() > deadline: self.close(); raise RuntimeError(f"the online learner process did not start within {start_timeout_s} s")
+            if not self._proc.is_alive():
+                raise RuntimeError(f"the online learner process exited with code {self._proc.exitcode}")
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(f"the online learner process did not start within {start_timeout_s} s")
             time.sleep(0.05)
 
     def start(self) -> "LearnerProcess": return self
@@ -424,7 +553,11 @@ class LearnerProcess:
     def status(self) -> dict:
         "The learner's status as it last published it, with whether everything submitted was processed."
         s = self._read()
-        return {**s, "idle": s.get("items", -1) >= self.submitted, "process": {"pid": self._proc.pid, "alive": self._proc.is_alive()}}
+        return {
+            **s,
+            "idle": s.get("items", -1) >= self.submitted,
+            "process": {"pid": self._proc.pid, "alive": self._proc.is_alive()},
+        }
 
     def brief(self) -> dict:
         s = self.status()
@@ -460,7 +593,8 @@ class LearnerProcess:
 # %% ../notebooks/97_online.ipynb #1b8b6afe
 def prequential_curves(package_dir, stream: pd.DataFrame, metric: str = "balanced_accuracy", **learner) -> pd.DataFrame:
     """Per batch of `stream` (test-then-train): the score of the static champion, of the online model as served, and of
-    the challenger, each on the batch before learning it. The online learner promotes through the registry in `package_dir`."""
+    the challenger, each on the batch before learning it. The online learner promotes through the registry in
+    `package_dir`."""
     static = load_package(current_package(package_dir))
     L = OnlineLearner(package_dir, metric, **learner)
     feats, rows = L.schema["features"], []
@@ -469,19 +603,36 @@ def prequential_curves(package_dir, stream: pd.DataFrame, metric: str = "balance
         seen = L.counts["batches"]
         o = L.learn(g)
         p = L.curve[-1] if L.counts["batches"] > seen else {}
-        rows.append({"batch": int(b), "static": round(s, 6), "online": p.get("champion"), "challenger": p.get("challenger"),
-                     "served": L.version, "promoted": bool(o["promoted"]), "frozen": bool(o["frozen"])})
+        rows.append(
+            {
+                "batch": int(b),
+                "static": round(s, 6),
+                "online": p.get("champion"),
+                "challenger": p.get("challenger"),
+                "served": L.version,
+                "promoted": bool(o["promoted"]),
+                "frozen": bool(o["frozen"]),
+            }
+        )
     return pd.DataFrame(rows)
 
-def recovery(curves: pd.DataFrame, drift_at: int, column: str = "online", tolerance: float = 0.05, settle: int = 3) -> dict:
+def recovery(
+    curves: pd.DataFrame, drift_at: int, column: str = "online", tolerance: float = 0.05, settle: int = 3
+) -> dict:
     """The pre-drift level of `column` (mean over the batches before `drift_at`), the lowest score after it, and the number
-    of batches after the drift until it is back within `tolerance` of that level for `settle` batches in a row (None: never)."""
+    of batches after the drift until it is back within `tolerance` of that level for `settle` batches in a row (None:
+    never)."""
     pre = float(curves.loc[curves.batch < drift_at, column].mean())
     post = curves.loc[curves.batch >= drift_at, column].reset_index(drop=True)
     ok = (post >= pre - tolerance).to_numpy()
     back = next((i for i in range(len(ok) - settle + 1) if ok[i:i + settle].all()), None)
-    return {"pre_drift": round(pre, 4), "lowest_after": round(float(post.min()), 4), "batches_to_recover": back,
-            "mean_after": round(float(post.mean()), 4), "mean_after_recovery": round(float(post[back:].mean()), 4) if back is not None else None}
+    return {
+        "pre_drift": round(pre, 4),
+        "lowest_after": round(float(post.min()), 4),
+        "batches_to_recover": back,
+        "mean_after": round(float(post.mean()), 4),
+        "mean_after_recovery": round(float(post[back:].mean()), 4) if back is not None else None,
+    }
 
 def plot_curves(curves: pd.DataFrame, drift_at: int | None = None, metric: str = "balanced_accuracy", dest=None):
     "The prequential scores per batch, static champion against the online model (saved as PNG at `dest` if given)."
@@ -502,7 +653,8 @@ def plot_curves(curves: pd.DataFrame, drift_at: int | None = None, metric: str =
 
 # %% ../notebooks/97_online.ipynb #17d28cbc
 def feedback_rows(rows: pd.DataFrame, target: str) -> pd.DataFrame:
-    "The rows `serve`'s `on_feedback` hands on (logged features, `label`, `prediction_id`, ...) as labelled rows for `learn`."
+    """The rows `serve`'s `on_feedback` hands on (logged features, `label`, `prediction_id`, ...) as labelled rows for
+    `learn`."""
     return rows.drop(columns=[target], errors="ignore").rename(columns={"label": target})
 
 def online_app(package_dir, log_db, metric: str, token: Optional[str] = None, reload_poll_s: Optional[float] = 0.5,
@@ -522,7 +674,8 @@ def online_app(package_dir, log_db, metric: str, token: Optional[str] = None, re
     def promoted(version):
         try: holder["app"].state.champion.reload()
         except ReloadRefused: pass            # the poller keeps trying; /health shows the error
-    if process: L = LearnerProcess(package_dir, metric, notify=notify, **learner)      # refuses a champion that cannot learn, first
+    # refuses a champion that cannot learn, first
+    if process: L = LearnerProcess(package_dir, metric, notify=notify, **learner)
     else: L = OnlineLearner(package_dir, metric, on_promote=promoted, notify=notify, **learner)
     target = read_json(current_package(package_dir)/"schema.json")["target"]
     app = create_app(package_dir, log_db=log_db, fast=fast, token=token, reload_poll_s=reload_poll_s,
@@ -531,7 +684,8 @@ def online_app(package_dir, log_db, metric: str, token: Optional[str] = None, re
     from contextlib import asynccontextmanager
     inner = app.router.lifespan_context
     @asynccontextmanager
-    async def lifespan(a):         # the learner stops with the app (uvicorn may end the process by a signal right after)
+    # the learner stops with the app (uvicorn may end the process by a signal right after)
+    async def lifespan(a):
         try:
             async with inner(a) as state: yield state
         finally: L.close()
@@ -539,14 +693,19 @@ def online_app(package_dir, log_db, metric: str, token: Optional[str] = None, re
     bearer = HTTPBearer(auto_error=False)
     async def authorized(cred=Depends(bearer)):      # no annotation: this module's annotations are strings
         if token and (cred is None or not hmac.compare_digest(cred.credentials.encode(), token.encode())):
-            raise HTTPException(401, "a valid bearer token is required: Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "a valid bearer token is required: Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
     old = next(r for r in app.router.routes if getattr(r, "path", None) == "/health")
     app.router.routes.remove(old)
     @app.get("/health")
     async def health() -> dict:
         return {**(await old.endpoint()), "online": L.brief()}
     @app.get("/online", dependencies=[Depends(authorized)])
-    def online() -> dict: return {**L.status(), "idle": L.brief()["idle"]}    # sync: in thread mode it waits for a batch being learned
+    # sync: in thread mode it waits for a batch being learned
+    def online() -> dict: return {**L.status(), "idle": L.brief()["idle"]}
     @app.post("/admin/online/resume", dependencies=[Depends(authorized)])
     def resume() -> dict: return L.resume("resumed through POST /admin/online/resume")
     return app

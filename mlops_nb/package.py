@@ -41,27 +41,41 @@ def model_card(model, name: str, version: str, schema: dict, metrics: dict, line
     card = Card(model, trusted=None)
     feats = ", ".join(f"`{f}` ({schema['columns'][f]['kind']})" for f in schema["features"])
     git = lineage.get("git", {})
-    card.add(**{
-        "Model description": f"**{name}**, version `{version}`: predicts `{schema['target']}` ({schema['task']}) from {feats}.",
-        "Intended uses & limitations": "Trained on the data and with the parameters recorded in `lineage.json`; use it for "
-            "rows like those (see `schema.json`). Inputs are checked against the schema: values outside the training "
-            "ranges and unseen categories are reported, and predictions on them are less reliable. The test split is "
-            "small for small data sets: read the intervals, not just the point estimates.",
-        "Training Procedure": f"Data sha256 `{lineage.get('data', {}).get('data_sha256')}`; code commit `{git.get('commit')}` "
-            f"(dirty: {git.get('dirty')}); Python {lineage.get('environment', {}).get('python')}; "
-            f"chosen by cross-validation among the families in `lineage.json`.",
-        "Export": ("ONNX: `model.onnx`, parity with scikit-learn on the test split: " + str(onnx.get("parity")) if onnx and onnx.get("converted")
-                   else f"ONNX: not exported ({(onnx or {}).get('reason', 'not attempted')})"),
-    })
+    card.add(
+        **{
+            "Model description": (
+                f"**{name}**, version `{version}`: predicts `{schema['target']}` ({schema['task']}) from {feats}."
+            ),
+            "Intended uses & limitations": (
+                "Trained on the data and with the parameters recorded in `lineage.json`; use it for rows like those"
+                " (see `schema.json`). Inputs are checked against the schema: values outside the training ranges and"
+                " unseen categories are reported, and predictions on them are less reliable. The test split is small"
+                " for small data sets: read the intervals, not just the point estimates."
+            ),
+            "Training Procedure": (
+                f"Data sha256 `{lineage.get('data', {}).get('data_sha256')}`; code commit `{git.get('commit')}` "
+                f"(dirty: {git.get('dirty')}); Python {lineage.get('environment', {}).get('python')}; "
+                "chosen by cross-validation among the families in `lineage.json`."
+            ),
+            "Export": (
+                "ONNX: `model.onnx`, parity with scikit-learn on the test split: " + str(onnx.get("parity"))
+                if onnx and onnx.get("converted")
+                else f"ONNX: not exported ({(onnx or {}).get('reason', 'not attempted')})"
+            ),
+        }
+    )
     ci = intervals or {}
-    card.add_metrics(**{f"test {k}": (f"{v} (95% CI {ci[k][0]} to {ci[k][1]})" if k in ci else v) for k, v in metrics.items()})
+    card.add_metrics(
+        **{f"test {k}": f"{v} (95% CI {ci[k][0]} to {ci[k][1]})" if k in ci else v for k, v in metrics.items()}
+    )
     return card
 
 # %% ../notebooks/08_package.ipynb #da5016eb
 ONNX_MISSING = "__mlops_nb_missing__"   # how an ONNX model of ours takes a missing category (ONNX text has no NaN)
 
 def _swapped(convert, change):
-    "A skl2onnx converter or shape calculator that runs `convert` on a copy of the operator's estimator changed by `change`."
+    """A skl2onnx converter or shape calculator that runs `convert` on a copy of the operator's estimator changed by
+    `change`."""
     import copy
     def run(*args):
         operator = args[-1] if len(args) == 1 else args[1]
@@ -95,7 +109,8 @@ def onnx_converters() -> tuple[dict, dict, dict]:
         if not (nan and isinstance(operator.inputs[0].type, StringTensorType)): return None
         new = copy.copy(op); new.missing_values = ONNX_MISSING
         return new
-    def ignore_unseen(operator, op):   # with no rare category met in training, "infrequent_if_exist" ignores unseen ones
+    # with no rare category met in training, "infrequent_if_exist" ignores unseen ones
+    def ignore_unseen(operator, op):
         rare = getattr(op, "infrequent_categories_", None) or []
         if op.handle_unknown != "infrequent_if_exist" or any(r is not None for r in rare): return None
         new = copy.copy(op); new.handle_unknown = "ignore"
@@ -120,7 +135,8 @@ def onnx_feeds(X: pd.DataFrame, inputs: list[dict]) -> dict:
     feeds = {}
     for i in inputs:
         s = X[i["feature"]]
-        if i["type"] == "float": feeds[i["name"]] = pd.to_numeric(s).to_numpy(np.float32, na_value=np.nan).reshape(-1, 1)
+        if i["type"] == "float":
+            feeds[i["name"]] = pd.to_numeric(s).to_numpy(np.float32, na_value=np.nan).reshape(-1, 1)
         else: feeds[i["name"]] = s.astype(object).where(s.notna(), ONNX_MISSING).astype(str).to_numpy().reshape(-1, 1)
     return feeds
 
@@ -128,7 +144,8 @@ def onnx_feeds(X: pd.DataFrame, inputs: list[dict]) -> dict:
 PARITY = {"min_label_agreement": 0.99, "max_abs_diff": 1e-3}
 
 def _parity_rows(X: pd.DataFrame, schema: dict) -> pd.DataFrame:
-    "`X` plus, for each categorical column, its first row with an unseen category there (ONNX must take it as scikit-learn does)."
+    """`X` plus, for each categorical column, its first row with an unseen category there (ONNX must take it as
+    scikit-learn does)."""
     cats = [f for f in schema["features"] if schema["columns"][f]["kind"] == "categorical"]
     extra = [X.iloc[:1].assign(**{c: "__unseen__"}) for c in cats] if len(X) else []
     return pd.concat([X, *extra], ignore_index=True) if extra else X
@@ -153,7 +170,10 @@ def export_onnx(model, schema: dict, X: pd.DataFrame, dest) -> dict:
         sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
         Xc = _parity_rows(X[schema["features"]].reset_index(drop=True), schema)
         names = [i.name for i in sess.get_inputs()]   # skl2onnx renames inputs that are not identifiers ("mean radius")
-        inputs = [{"feature": f, "name": n, "type": "float" if num(f) else "string"} for n, f in zip(names, schema["features"])]
+        inputs = [
+            {"feature": f, "name": n, "type": "float" if num(f) else "string"}
+            for n, f in zip(names, schema["features"])
+        ]
         out = sess.run(None, onnx_feeds(Xc, inputs))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")     # the unseen categories
@@ -191,7 +211,8 @@ def _champion_name(package_dir) -> str | None:
 def build_package(model_file, package_dir, name: str, schema: dict, metrics: dict, lineage: dict,
                   intervals: dict | None = None, X_check: pd.DataFrame | None = None) -> dict:
     """Package `model_file` as a new version under `package_dir` and make it the champion; return the champion's pointer.
-    A version packaged before is left as it is and the pointer is not moved (the registry may have promoted another since).
+    A version packaged before is left as it is and the pointer is not moved (the registry may have promoted another
+    since).
     The version is written to a temporary folder, flushed and renamed into place, and `current.json` is replaced last:
     an error at any point (a full disk, a folder that cannot be written) raises an OSError naming the folder and the
     file, and leaves the champion as it was."""
@@ -208,9 +229,20 @@ def build_package(model_file, package_dir, name: str, schema: dict, metrics: dic
                 shutil.copyfile(model_file, tmp/"model.skops")
                 write_json(schema, tmp/"schema.json")
                 onnx = export_onnx(model, schema, X_check, tmp/"model.onnx") if X_check is not None else None
-                write_json({**lineage, "version": version, "metrics": metrics, "intervals": intervals or {}, "onnx": onnx,
-                            "model_sha256": file_sha256(tmp/"model.skops")}, tmp/"lineage.json")
-                model_card(model, name, version, schema, metrics.get("test", {}), lineage, intervals, onnx).save(tmp/"model_card.md")
+                write_json(
+                    {
+                        **lineage,
+                        "version": version,
+                        "metrics": metrics,
+                        "intervals": intervals or {},
+                        "onnx": onnx,
+                        "model_sha256": file_sha256(tmp / "model.skops"),
+                    },
+                    tmp / "lineage.json",
+                )
+                model_card(model, name, version, schema, metrics.get("test", {}), lineage, intervals, onnx).save(
+                    tmp / "model_card.md"
+                )
                 for f in tmp.iterdir(): _fsync(f)
                 os.chmod(tmp, 0o755)
                 os.replace(tmp, final)
@@ -221,10 +253,18 @@ def build_package(model_file, package_dir, name: str, schema: dict, metrics: dic
         # rollback (a retry after a failed switch, with no registry history, still switches)
         if existed and old is not None and (package_dir/"history.jsonl").is_file():
             return read_json(package_dir/"current.json")
-        pointer = {"version": version, "path": str(final), "model_sha256": file_sha256(final/"model.skops"), "promoted": now_utc()}
+        pointer = {
+            "version": version,
+            "path": str(final),
+            "model_sha256": file_sha256(final / "model.skops"),
+            "promoted": now_utc(),
+        }
         write_json(pointer, package_dir/"current.json")
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
-        raise OSError(e.errno, f"{package_dir}: packaging {version} failed: {e.strerror or e}{where}; current.json was not "
-                      f"switched, the champion is still {old or 'none (no model was packaged before)'}") from e
+        raise OSError(
+            e.errno,
+            f"{package_dir}: packaging {version} failed: {e.strerror or e}{where}; current.json was not "
+            f"switched, the champion is still {old or 'none (no model was packaged before)'}",
+        ) from e
     return pointer

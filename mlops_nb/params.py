@@ -15,9 +15,18 @@ __all__ = ['STEP_NOTEBOOKS', 'SHARED', 'COMMAND_PARAMETERS', 'Param', 'notebook_
            'validate_params', 'describe', 'step_values']
 
 # %% ../notebooks/89_params.ipynb #d6835079
-STEP_NOTEBOOKS = {"ingest": "01_ingest", "validate": "02_validate", "wrangle": "03_wrangle", "split": "04_split",
-                  "train": "05_train", "evaluate": "06_evaluate", "acceptance": "07_acceptance", "package": "08_package",
-                  "serve": "09_serve", "monitor": "10_monitor"}
+STEP_NOTEBOOKS = {
+    "ingest": "01_ingest",
+    "validate": "02_validate",
+    "wrangle": "03_wrangle",
+    "split": "04_split",
+    "train": "05_train",
+    "evaluate": "06_evaluate",
+    "acceptance": "07_acceptance",
+    "package": "08_package",
+    "serve": "09_serve",
+    "monitor": "10_monitor",
+}
 SHARED = ("project", "paths")
 
 COMMAND_PARAMETERS = {   # read by the `mlops-nb` command, not by a notebook
@@ -99,7 +108,19 @@ def notebook_spec(nb_path) -> dict[str, Param]:
 
 # %% ../notebooks/89_params.ipynb #d1519277
 import typing
-_TYPES = {"Optional": typing.Optional, "Union": typing.Union, "Any": typing.Any, "int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict, "None": None, "tuple": tuple}
+_TYPES = {
+    "Optional": typing.Optional,
+    "Union": typing.Union,
+    "Any": typing.Any,
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "list": list,
+    "dict": dict,
+    "None": None,
+    "tuple": tuple,
+}
 
 def check_value(value, type_name: str | None, where: str):
     "Raise ParamsError naming `where` when `value` is not of the annotated type (no annotation: anything goes)."
@@ -134,8 +155,11 @@ def validate_params(params: dict, spec: dict) -> dict:
     for section, values in params.items():
         if section not in known_sections:
             close = difflib.get_close_matches(str(section), known_sections, n=1)
-            raise ParamsError(f"params.yaml: unknown section {section!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                              + f"; the sections are {known_sections}")
+            raise ParamsError(
+                f"params.yaml: unknown section {section!r}"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + f"; the sections are {known_sections}"
+            )
         if not isinstance(values, dict):
             raise ParamsError(f"params.yaml: section {section!r} must be a mapping of names to values, got {values!r}")
         for key, value in values.items():
@@ -143,7 +167,11 @@ def validate_params(params: dict, spec: dict) -> dict:
             decls = list(spec.get(section, {}).get(key) and [spec[section][key]] or [])
             if section in SHARED: decls += _declared_anywhere(spec, key)
             if not decls:
-                names = sorted(spec.get(section, {})) if section not in SHARED else sorted({n for s in STEP_NOTEBOOKS for n in spec.get(s, {})})
+                names = (
+                    sorted(spec.get(section, {}))
+                    if section not in SHARED
+                    else sorted({n for s in STEP_NOTEBOOKS for n in spec.get(s, {})})
+                )
                 close = difflib.get_close_matches(str(key), names, n=1)
                 owner = f"{STEP_NOTEBOOKS[section]}.ipynb" if section in STEP_NOTEBOOKS else "any step notebook"
                 raise ParamsError(f"params.yaml: {where} is not a parameter of {owner}"
@@ -161,13 +189,34 @@ def describe(params: dict, spec: dict) -> list[dict]:
         if section in SHARED:
             names = list(given) + [n for n, p in spec.get(section, {}).items() if n not in given]
         else:
-            names = [n for n in spec.get(section, {}) if n not in params.get("project", {}) and n not in params.get("paths", {})]
+            names = [
+                n
+                for n in spec.get(section, {})
+                if n not in params.get("project", {}) and n not in params.get("paths", {})
+            ]
         for n in names:
             decl = spec.get(section, {}).get(n) or next(iter(_declared_anywhere(spec, n)), None)
             if decl is None: continue
-            rows.append({"parameter": f"{section}.{n}", "type": decl.type or "", "value": given.get(n, decl.default),
-                         "default": decl.default, "set": n in given, "description": decl.help,
-                         "declared_in": ", ".join(sorted({d for p in [spec.get(section, {}).get(n), *_declared_anywhere(spec, n)] if p for d in p.declared_in}))})
+            rows.append(
+                {
+                    "parameter": f"{section}.{n}",
+                    "type": decl.type or "",
+                    "value": given.get(n, decl.default),
+                    "default": decl.default,
+                    "set": n in given,
+                    "description": decl.help,
+                    "declared_in": ", ".join(
+                        sorted(
+                            {
+                                d
+                                for p in [spec.get(section, {}).get(n), *_declared_anywhere(spec, n)]
+                                if p
+                                for d in p.declared_in
+                            }
+                        )
+                    ),
+                }
+            )
     return rows
 
 # %% ../notebooks/89_params.ipynb #56476068

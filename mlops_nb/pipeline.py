@@ -127,7 +127,10 @@ def _explain(e: BaseException, timed_out: float | None) -> str:
         if e.ename == "KeyboardInterrupt": return "interrupted (Ctrl-C)"
         return f"{e.ename}: {e.evalue} (in cell {e.exec_count})"
     if type(e).__name__ == "DeadKernelError":
-        return f"the kernel died (killed by a signal, or out of memory) before the notebook finished; its own messages are in {KERNEL_LOG}"
+        return (
+            "the kernel died (killed by a signal, or out of memory) before the notebook finished; its own messages are"
+            f" in {KERNEL_LOG}"
+        )
     return f"{type(e).__name__}: {e}"
 
 def run_step(step: str, root=None, timeout: float | None = None, log=print, km=None) -> dict:
@@ -188,9 +191,18 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print, km=N
         if os.path.getsize(tmp) > 0: os.replace(tmp, out)
         else: os.remove(tmp)
     if env_before is None: os.environ.pop("YDATA_PROFILING_NO_ANALYTICS", None)
-    status = "ok" if not error else "timed out" if timed_out else "interrupted" if interrupted or "Ctrl-C" in error else "failed"
-    record.update(seconds=round(time.perf_counter() - t0, 2), status=status, error=error, html=str(page.relative_to(root)),
-                  kernel_peak_rss_mib=peak[0] or None)
+    status = (
+        "ok"
+        if not error
+        else "timed out" if timed_out else "interrupted" if interrupted or "Ctrl-C" in error else "failed"
+    )
+    record.update(
+        seconds=round(time.perf_counter() - t0, 2),
+        status=status,
+        error=error,
+        html=str(page.relative_to(root)),
+        kernel_peak_rss_mib=peak[0] or None,
+    )
     if out.exists():
         try: render_html(out, page, problem=error)
         except Exception as e:   # a page we cannot render must not hide the step's outcome
@@ -199,13 +211,19 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print, km=N
     write_json(record, steps_dir/f"{step}.json")
     if interrupted: raise KeyboardInterrupt(f"step {step} interrupted")
     if error:
-        raise StepFailed(f"step {step} {'failed' if status == 'failed' else status}: {error}\n  executed notebook: {page.relative_to(root)}")
+        raise StepFailed(
+            f"step {step} {'failed' if status == 'failed' else status}: {error}\n  executed notebook:"
+            f" {page.relative_to(root)}"
+        )
     log(f"[{i}/{len(STEPS)}] {step}: done in {record['seconds']:.1f} s")
     return record
 
 # %% ../notebooks/90_pipeline.ipynb #f2fd93b6
 EXECUTOR_ENV = "MLOPS_NB_EXECUTOR"
-WARM_IMPORTS = "import numpy, pandas, scipy, sklearn, sklearn.pipeline, sklearn.compose, sklearn.ensemble, sklearn.linear_model, mlops_nb.core"
+WARM_IMPORTS = (
+    "import numpy, pandas, scipy, sklearn, sklearn.pipeline, sklearn.compose, sklearn.ensemble, sklearn.linear_model,"
+    " mlops_nb.core"
+)
 
 class WarmKernel:
     "A kernel started before the step that uses it, in the project root; its boot overlaps DVC's bookkeeping."
@@ -272,7 +290,8 @@ class StepServer:
             if kernel: kernel.stop()
             raise
         write({"rc": rc, "error": error})
-        self.warm = WarmKernel(self.root)                          # the next step's kernel boots while DVC records this one
+        # the next step's kernel boots while DVC records this one
+        self.warm = WarmKernel(self.root)
         if kernel: kernel.stop()
     def serve_until(self, proc):
         "Answer requests until the DVC process `proc` exits."
@@ -302,8 +321,14 @@ def write_sources(root, notebooks=None) -> list[Path]:
     written = []
     for nb in (notebooks or STEPS.values()):
         cells = json.loads((root/NOTEBOOKS_DIR/f"{nb}.ipynb").read_text())["cells"]
-        text = "".join(f"# %% [{c['cell_type']}]" + (f" tags={c['metadata']['tags']}" if c.get("metadata", {}).get("tags") else "")
-                       + "\n" + "".join(c["source"]).rstrip() + "\n\n" for c in cells)
+        text = "".join(
+            f"# %% [{c['cell_type']}]"
+            + (f" tags={c['metadata']['tags']}" if c.get("metadata", {}).get("tags") else "")
+            + "\n"
+            + "".join(c["source"]).rstrip()
+            + "\n\n"
+            for c in cells
+        )
         f = dest/f"{nb}.py"
         if not f.exists() or f.read_text() != text:
             write_text(text, f); written.append(f)
@@ -332,7 +357,8 @@ class RunLock:
 
 ADVICE = ("To track the changes with git", "To enable auto staging", "Use `dvc push`")
 
-RESTORED = re.compile(r"^Stage '([^']+)' is cached - skipping run")   # DVC's run-cache: outputs of an identical earlier run
+# DVC's run-cache: outputs of an identical earlier run
+RESTORED = re.compile(r"^Stage '([^']+)' is cached - skipping run")
 
 def _relay_dvc(stream, out=None, restored=None):
     """Pass DVC's output on as it comes (its progress and errors), without its advice about git and remotes; the stages
@@ -399,8 +425,11 @@ def run_pipeline(root=None, force: bool = False, wait: bool = False, log=print) 
                 how = "ran" if r in ran else "restored (run-cache)" if r["step"] in restored else "skipped (unchanged)"
                 log(f"{r['step']:<12} {r['status']:<11} {r['seconds']:>6.1f} s  {how:<20}  "
                     f"{_outputs_summary(root, params, r['step'])}")
-        verdict = ("interrupted: the running step was stopped; finished steps are kept, run again to resume" if interrupted
-                   else "pipeline complete" if rc == 0 else "pipeline FAILED (see the step above); run again to resume from it")
+        verdict = (
+            "interrupted: the running step was stopped; finished steps are kept, run again to resume"
+            if interrupted
+            else "pipeline complete" if rc == 0 else "pipeline FAILED (see the step above); run again to resume from it"
+        )
         log(f"\n{len(ran)} of {len(STEPS)} steps ran, total {total:.1f} s; {verdict}")
         index = root/"reports/index.html"
         if rc != 0 and records: build_index(root)   # the report links the failed step's notebook
@@ -408,5 +437,6 @@ def run_pipeline(root=None, force: bool = False, wait: bool = False, log=print) 
     if rc == 0 and (params.get("tracking") or {}).get("mlflow_uri"):   # unset: mlflow is not imported
         from mlops_nb.tracking import log_run
         try: log_run(root, log=log)
-        except Exception as e: log(f"warning: the run is complete, but it was not logged to MLflow: {type(e).__name__}: {e}")
+        except Exception as e:
+            log(f"warning: the run is complete, but it was not logged to MLflow: {type(e).__name__}: {e}")
     return rc

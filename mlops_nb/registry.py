@@ -24,7 +24,8 @@ class RegistryError(ValueError):
     "A registry command was refused; nothing was changed."
 
 def _created(folder) -> str:
-    "When the version in `folder` was packaged (ISO 8601, UTC): its lineage's `created`, else when lineage.json was written."
+    """When the version in `folder` was packaged (ISO 8601, UTC): its lineage's `created`, else when lineage.json was
+    written."""
     from datetime import datetime, timezone
     f = Path(folder)/"lineage.json"
     try: c = read_json(f).get("created")
@@ -37,7 +38,11 @@ def versions(package_dir) -> list[str]:
     "The names of the packaged versions under `package_dir`, oldest first."
     d = Path(package_dir)
     if not d.is_dir(): return []
-    found = [f for f in d.iterdir() if not f.name.startswith(".") and (f/"lineage.json").is_file() and (f/"model.skops").is_file()]
+    found = [
+        f
+        for f in d.iterdir()
+        if not f.name.startswith(".") and (f / "lineage.json").is_file() and (f / "model.skops").is_file()
+    ]
     return [f.name for f in sorted(found, key=lambda f: (_created(f), (f/"lineage.json").stat().st_mtime_ns, f.name))]
 
 def champion_version(package_dir) -> str | None:
@@ -51,15 +56,21 @@ def version_folder(package_dir, version: str) -> Path:
     d = Path(package_dir)
     known = versions(d)
     if not isinstance(version, str) or version not in known:
-        raise RegistryError(f"{d}: no packaged version {version!r}; the versions are {known or 'none'} (see `mlops-nb models`)")
+        raise RegistryError(
+            f"{d}: no packaged version {version!r}; the versions are {known or 'none'} (see `mlops-nb models`)"
+        )
     folder = d/version
     try: expected = read_json(folder/"lineage.json").get("model_sha256")
     except (OSError, ValueError, AttributeError) as e:
-        raise RegistryError(f"{folder/'lineage.json'}: unreadable ({type(e).__name__}: {e}); refusing to use {version}") from None
+        raise RegistryError(
+            f"{folder/'lineage.json'}: unreadable ({type(e).__name__}: {e}); refusing to use {version}"
+        ) from None
     actual = file_sha256(folder/"model.skops")
     if actual != expected:
-        raise RegistryError(f"{folder/'model.skops'}: SHA-256 {actual[:16]}… does not match the recorded {str(expected)[:16]}… "
-                            f"(tampered with?); refusing to use {version}")
+        raise RegistryError(
+            f"{folder/'model.skops'}: SHA-256 {actual[:16]}… does not match the recorded {str(expected)[:16]}… "
+            f"(tampered with?); refusing to use {version}"
+        )
     return folder
 
 # %% ../notebooks/95_registry.ipynb #1094b2d3
@@ -71,7 +82,8 @@ def read_history(package_dir) -> list[dict]:
     for i, line in enumerate(f.read_text().splitlines(), 1):
         if not line.strip(): continue
         try: e = json.loads(line)
-        except ValueError as err: raise RegistryError(f"{f}: line {i} is not JSON ({err}); fix or remove that line") from None
+        except ValueError as err:
+            raise RegistryError(f"{f}: line {i} is not JSON ({err}); fix or remove that line") from None
         if not isinstance(e, dict) or "to" not in e:
             raise RegistryError(f"{f}: line {i} is not a change of champion (expected an object with 'to')")
         out.append(e)
@@ -106,8 +118,11 @@ def _on_champion_change(package_dir, previous: str | None, version: str, entry: 
     if settings_near(package_dir) is None: return None          # not set: mlflow is not imported
     try: on_champion_change(package_dir, version)
     except Exception as e:
-        print(f"warning: {version} is the champion, but the MLflow alias 'champion' was not moved: {type(e).__name__}: {e}",
-              file=sys.stderr)
+        print(
+            f"warning: {version} is the champion, but the MLflow alias 'champion' was not moved:"
+            f" {type(e).__name__}: {e}",
+            file=sys.stderr,
+        )
 
 @contextlib.contextmanager
 def registry_lock(package_dir):
@@ -126,7 +141,14 @@ def change_champion(package_dir, version: str, why: str, action: str = "promote"
     folder = version_folder(package_dir, version)
     recorded = read_history(package_dir)
     previous = (recorded[-1]["to"] if recorded else None) if pointer_written else champion_version(package_dir)
-    entry = {"time": at or now_utc(), "from": previous, "to": version, "action": action, "why": why, "forced": bool(forced)}
+    entry = {
+        "time": at or now_utc(),
+        "from": previous,
+        "to": version,
+        "action": action,
+        "why": why,
+        "forced": bool(forced),
+    }
     if checks is not None: entry["checks"] = checks
     old = _append_history(package_dir, entry)
     if not pointer_written:
@@ -176,22 +198,42 @@ def list_versions(package_dir, metric: str) -> list[dict]:
         test = (lin.get("metrics") or {}).get("test") or {}
         acc = (((lin.get("steps") or {}).get("acceptance") or {}).get("metrics") or {}).get("accepted")
         forced = any(e["to"] == v and e.get("forced") for e in history)
-        rows.append({"version": v, "created": lin.get("created"), "data_sha256": (lin.get("data") or {}).get("data_sha256"),
-                     "metric": metric, "test": test.get(key), "interval": (lin.get("intervals") or {}).get(key),
-                     "accepted": acc, "forced": forced,
-                     "intact": file_sha256(package_dir/v/"model.skops") == lin.get("model_sha256"),
-                     "champion": v == cur, "former_champion": v != cur and v in former})
+        rows.append(
+            {
+                "version": v,
+                "created": lin.get("created"),
+                "data_sha256": (lin.get("data") or {}).get("data_sha256"),
+                "metric": metric,
+                "test": test.get(key),
+                "interval": (lin.get("intervals") or {}).get(key),
+                "accepted": acc,
+                "forced": forced,
+                "intact": file_sha256(package_dir / v / "model.skops") == lin.get("model_sha256"),
+                "champion": v == cur,
+                "former_champion": v != cur and v in former,
+            }
+        )
     return rows
 
 # %% ../notebooks/95_registry.ipynb #29071abb
-def promotion_gates(package_dir, version: str, train, test, target: str, metric: str, min_metric: float, min_gain: float,
-                    max_regression: float) -> tuple[list[dict], dict | None]:
+def promotion_gates(
+    package_dir,
+    version: str,
+    train,
+    test,
+    target: str,
+    metric: str,
+    min_metric: float,
+    min_gain: float,
+    max_regression: float,
+) -> tuple[list[dict], dict | None]:
     "The acceptance gates of `version` against the current champion on the rows of `test`, and the champion's metrics."
     import pandas as pd
     from mlops_nb.evaluate import task_metrics
     folder = version_folder(package_dir, version)
     try: model = load_package(folder)
-    except (TamperedModelError, UntrustedModelError) as e: raise RegistryError(f"refusing to use {version}: {e}") from None
+    except (TamperedModelError, UntrustedModelError) as e:
+        raise RegistryError(f"refusing to use {version}: {e}") from None
     schema = read_json(folder/"schema.json")
     X = test.drop(columns=[target])
     try: candidate = task_metrics(schema["task"], test[target], model.predict(X))
@@ -199,7 +241,8 @@ def promotion_gates(package_dir, version: str, train, test, target: str, metric:
         return [{"gate": "the version can score the test rows", "value": f"{type(e).__name__}: {e}"[:200],
                  "limit": None, "passed": False}], None
     try: champion = champion_metrics(package_dir, test, target, schema["task"])
-    except (TamperedModelError, UntrustedModelError, FileNotFoundError, ValueError): champion = None   # nothing to compare with
+    # nothing to compare with
+    except (TamperedModelError, UntrustedModelError, FileNotFoundError, ValueError): champion = None
     baseline = baseline_metrics(train, test, target, schema["task"])
     gates = acceptance_gates(candidate, metric, baseline, champion, min_metric, min_gain, max_regression)
     return gates + behaviour_checks(model, X, schema), champion
@@ -210,7 +253,8 @@ def _with_lock(package_dir, fn):
     with registry_lock(package_dir): return fn()
 
 def promote(version: str, root=".", force: bool = False, why: str | None = None, package_dir=None) -> dict:
-    "Make `version` the champion if it passes the acceptance gates against the current one (or `force`); the history entry."
+    """Make `version` the champion if it passes the acceptance gates against the current one (or `force`); the history
+    entry."""
     import pandas as pd
     from mlops_nb.core import require
     root = Path(root)
@@ -223,13 +267,28 @@ def promote(version: str, root=".", force: bool = False, why: str | None = None,
         split = root/a["split_dir"]
         train = pd.read_parquet(require(split/"train.parquet", "run `mlops-nb run` first"))
         test = pd.read_parquet(require(split/"test.parquet", "run `mlops-nb run` first"))
-        gates, _ = promotion_gates(package_dir, version, train, test, a["target"], a["primary_metric"], a["min_primary_metric"],
-                                   a["min_gain_over_baseline"], a["max_regression_vs_champion"])
+        gates, _ = promotion_gates(
+            package_dir,
+            version,
+            train,
+            test,
+            a["target"],
+            a["primary_metric"],
+            a["min_primary_metric"],
+            a["min_gain_over_baseline"],
+            a["max_regression_vs_champion"],
+        )
         failed = [g["gate"] for g in gates if not g["passed"]]
         if failed and not force:
-            raise RegistryError(f"{version} not promoted (the champion stays {cur}); it failed the acceptance gates "
-                                "(--force overrides them):\n" + "\n".join(
-                                    f"- {g['gate']}: measured {g.get('value')}, limit {g.get('limit')}" for g in gates if not g["passed"]))
+            raise RegistryError(
+                f"{version} not promoted (the champion stays {cur}); it failed the acceptance gates "
+                "(--force overrides them):\n"
+                + "\n".join(
+                    f"- {g['gate']}: measured {g.get('value')}, limit {g.get('limit')}"
+                    for g in gates
+                    if not g["passed"]
+                )
+            )
         reason = why or (f"forced past the failed gates: {'; '.join(failed)}" if failed else
                          f"passed the acceptance gates against {cur or 'no champion'} on {len(test)} test rows")
         sync_history(package_dir)          # only now: a refused promotion writes nothing
@@ -239,11 +298,18 @@ def promote(version: str, root=".", force: bool = False, why: str | None = None,
 def rollback(root=".", why: str | None = None, package_dir=None) -> dict:
     "Return to the previous champion of the chain; the history entry."
     root = Path(root)
-    package_dir = Path(package_dir) if package_dir is not None else root/load_params(root/"params.yaml")["paths"]["package_dir"]
+    package_dir = (
+        Path(package_dir)
+        if package_dir is not None
+        else root / load_params(root / "params.yaml")["paths"]["package_dir"]
+    )
     def go():
-        known = read_history(package_dir) + [{"from": None, "to": v, "action": "package"} for v in _unrecorded(package_dir)]
+        known = read_history(package_dir) + [
+            {"from": None, "to": v, "action": "package"} for v in _unrecorded(package_dir)
+        ]
         chain, cur = champion_chain(known), champion_version(package_dir)
-        if len(chain) < 2: raise RegistryError(f"{package_dir}: no earlier champion to roll back to (the champion is {cur})")
+        if len(chain) < 2:
+            raise RegistryError(f"{package_dir}: no earlier champion to roll back to (the champion is {cur})")
         target = chain[-2]
         version_folder(package_dir, target)
         sync_history(package_dir)          # only now: a refused rollback writes nothing

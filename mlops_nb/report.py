@@ -74,18 +74,25 @@ details.mlops-code>summary{cursor:pointer;color:#57606a;font:12px system-ui,sans
 def _banner(nb, title: str, back: str | None, problem: str | None = None) -> str:
     "The status line at the top of an executed notebook's page."
     pm = nb.metadata.get("papermill", {})
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
     when = f" &middot; started {_esc(pm['start_time'][:19])} UTC" if pm.get("start_time") else ""
     took = f" &middot; {pm['duration']:.1f} s" if isinstance(pm.get("duration"), (int, float)) else ""
     nav = f"<a href='{_esc(back)}'>&larr; run summary</a> &middot; " if back else ""
     if problem and not errors:   # the kernel died, timed out or was interrupted: no error output to point at
-        return (f"<div class='mlops-banner failed' role='alert'>{nav}<b>{_esc(title)}</b>: <span class='status'>STOPPED</span>{when}{took}"
-                f"<br><code>{_esc(problem)}</code> &mdash; the last cell that ran is the last one with outputs</div>")
+        return (
+            f"<div class='mlops-banner failed' role='alert'>{nav}<b>{_esc(title)}</b>: <span"
+            f" class='status'>STOPPED</span>{when}{took}<br><code>{_esc(problem)}</code> &mdash; the last cell that ran"
+            " is the last one with outputs</div>"
+        )
     if errors:
         e = errors[0]
-        return (f"<div class='mlops-banner failed' role='alert'>{nav}<b>{_esc(title)}</b>: <span class='status'>FAILED</span>{when}{took}"
-                f"<br><code>{_esc(e.get('ename'))}: {_esc(e.get('evalue'))}</code> &mdash; "
-                f"<a href='#failed-cell'>go to the cell where it failed</a></div>")
+        return (
+            f"<div class='mlops-banner failed' role='alert'>{nav}<b>{_esc(title)}</b>: <span"
+            f" class='status'>FAILED</span>{when}{took}<br><code>{_esc(e.get('ename'))}: {_esc(e.get('evalue'))}</code>"
+            " &mdash; <a href='#failed-cell'>go to the cell where it failed</a></div>"
+        )
     return f"<div class='mlops-banner ok'>{nav}<b>{_esc(title)}</b>: <span class='status'>ok</span>{when}{took}</div>"
 
 def render_html(nb_path, dest, back: str | None = "../index.html", problem: str | None = None) -> Path:
@@ -97,7 +104,9 @@ def render_html(nb_path, dest, back: str | None = "../index.html", problem: str 
     nb = nbformat.read(str(nb_path), as_version=4)
     title = Path(nb_path).stem
     for c in nb.cells:   # the collapsed code says what it holds: its first line that is not an nbdev directive
-        lines = [l for l in c.source.splitlines() if l.strip() and not l.startswith("#|")] if c.cell_type == "code" else []
+        lines = (
+            [l for l in c.source.splitlines() if l.strip() and not l.startswith("#|")] if c.cell_type == "code" else []
+        )
         if lines: c.metadata["mlops_summary"] = "code: " + (lines[0] if len(lines[0]) <= 90 else lines[0][:87] + "...")
     exporter = HTMLExporter(template_name="lab", extra_loaders=[jinja2.DictLoader({"mlops_report.html.j2": _TEMPLATE})],
                             template_file="mlops_report.html.j2")
@@ -137,7 +146,8 @@ def experiment_rows(shown: list) -> list[dict]:
 def dvc_experiments(root) -> tuple[list, str | None]:
     "Run `dvc exp show --json` in `root`: (the parsed list, None) or ([], the reason it could not)."
     exe = Path(sys.executable).parent/"dvc"
-    cmd = [str(exe) if exe.exists() else "dvc", "exp", "show", "--json", "--num", "10"]   # the last 10 commits and their experiments
+    # the last 10 commits and their experiments
+    cmd = [str(exe) if exe.exists() else "dvc", "exp", "show", "--json", "--num", "10"]
     env = dict(os.environ, DVC_NO_ANALYTICS="1")
     try: r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120, env=env)
     except (OSError, subprocess.TimeoutExpired) as e: return [], f"{type(e).__name__}: {e}"
@@ -167,23 +177,45 @@ def _cell(v) -> str:
 def experiments_page(rows: list[dict], error: str | None = None, primary: str | None = None) -> str:
     "The experiments page: one row per run, the parameters that differ between runs and every metric as columns."
     def keys(part): return sorted({k for r in rows for k in r[part]})
-    varying = [k for k in keys("params") if len({json.dumps(r["params"].get(k), sort_keys=True, default=str) for r in rows}) > 1]
+    varying = [
+        k
+        for k in keys("params")
+        if len({json.dumps(r["params"].get(k), sort_keys=True, default=str) for r in rows}) > 1
+    ]
     # the headline metrics: test split (its interval goes in the same cell), the chosen candidate's CV scores, monitoring
-    shown = [k for k in keys("metrics") if not (k.startswith(("evaluate.valid", "train.candidates.")) or "_ci." in k or k.endswith(".step"))
-             and not isinstance(next((r["metrics"][k] for r in rows if k in r["metrics"]), None), (list, dict, str))]
-    metrics = sorted(shown, key=lambda k: (not k.startswith("evaluate.test."), not (primary and k.endswith(f".{primary}")), k))
+    shown = [
+        k
+        for k in keys("metrics")
+        if not (k.startswith(("evaluate.valid", "train.candidates.")) or "_ci." in k or k.endswith(".step"))
+        and not isinstance(next((r["metrics"][k] for r in rows if k in r["metrics"]), None), (list, dict, str))
+    ]
+    metrics = sorted(
+        shown, key=lambda k: (not k.startswith("evaluate.test."), not (primary and k.endswith(f".{primary}")), k)
+    )
     def metric_cell(r, m):
         v = r["metrics"].get(m)
         stage, split, name = (m.split(".", 2) + ["", ""])[:3]
         lo, hi = (r["metrics"].get(f"{stage}.{split}_ci.{name}_{e}") for e in ("low", "high"))
         return _cell(v) + (f" <small>({_cell(lo)} to {_cell(hi)})</small>" if lo is not None and hi is not None else "")
     head = "".join(f"<th>{_esc(h)}</th>" for h in ["run", "kind", "commit", "time", *varying, *metrics])
-    body = "".join(f"<tr><td><b>{_esc(r['name'])}</b></td><td>{_esc(r['kind'])}</td><td><code>{_esc(r['rev'])}</code></td>"
-                   f"<td>{_esc((r['timestamp'] or '')[:19])}</td>" + "".join(f"<td>{_cell(r['params'].get(k))}</td>" for k in varying) +
-                   "".join(f"<td>{metric_cell(r, m)}</td>" for m in metrics) + "</tr>" for r in rows)
+    body = "".join(
+        f"<tr><td><b>{_esc(r['name'])}</b></td><td>{_esc(r['kind'])}</td><td><code>{_esc(r['rev'])}</code></td>"
+        f"<td>{_esc((r['timestamp'] or '')[:19])}</td>"
+        + "".join(f"<td>{_cell(r['params'].get(k))}</td>" for k in varying)
+        + "".join(f"<td>{metric_cell(r, m)}</td>" for m in metrics)
+        + "</tr>"
+        for r in rows
+    )
     note = (f"<p class='bad'>Could not list the experiments: {_esc(error)}</p>" if error else "") + (
-        "<p class='muted'>Every run has the same parameters.</p>" if rows and not varying else
-        f"<p class='muted'>Parameters that differ between runs: {len(varying)}; parameters equal in every run are not shown.</p>" if rows else "")
+        "<p class='muted'>Every run has the same parameters.</p>"
+        if rows and not varying
+        else (
+            f"<p class='muted'>Parameters that differ between runs: {len(varying)}; parameters equal in every run are"
+            " not shown.</p>"
+            if rows
+            else ""
+        )
+    )
     return _page("mlops-nb experiments", f"""<nav><a href="index.html">&larr; run summary</a></nav>
 <h1>Experiments</h1><p>From <code>dvc exp show</code>: the workspace (this run), the committed baselines and every
 <code>dvc exp run</code> experiment, with their parameters and metrics side by side. Try one with
@@ -211,38 +243,70 @@ def _lineage_html(root: Path, P: dict, params: dict, records: dict) -> str:
     commits = {(r.get("git") or {}).get("commit") for r in records.values()}
     git = latest.get("git") or {}
     dirty = git.get("dirty")
-    code = (f"<code>{_esc((git.get('commit') or 'unknown')[:12])}</code> "
-            + ("<span class='bad'>with uncommitted changes (dirty)</span>" if dirty else "<span class='ok'>clean</span>" if dirty is False
-               else f"<span class='muted'>{_esc(git.get('note', 'not recorded'))}</span>")
-            + (f" <span class='muted'>(steps ran at {len(commits)} different commits; see each step's record)</span>" if len(commits) > 1 else ""))
+    code = (
+        f"<code>{_esc((git.get('commit') or 'unknown')[:12])}</code> "
+        + (
+            "<span class='bad'>with uncommitted changes (dirty)</span>"
+            if dirty
+            else (
+                "<span class='ok'>clean</span>"
+                if dirty is False
+                else f"<span class='muted'>{_esc(git.get('note', 'not recorded'))}</span>"
+            )
+        )
+        + (
+            f" <span class='muted'>(steps ran at {len(commits)} different commits; see each step's record)</span>"
+            if len(commits) > 1
+            else ""
+        )
+    )
     manifest = _read(root/P["raw_dir"]/"manifest.json") or {}
-    data = [(f"<code>{_esc(k)}</code>", f"<code>{_esc(v)}</code>") for k, v in
-            [("source", manifest.get("source")), ("rows x columns", f"{manifest.get('rows')} x {manifest.get('columns')}"),
-             ("source sha256", manifest.get("source_sha256")), ("data sha256", manifest.get("data_sha256"))] if v]
+    data = [
+        (f"<code>{_esc(k)}</code>", f"<code>{_esc(v)}</code>")
+        for k, v in [
+            ("source", manifest.get("source")),
+            ("rows x columns", f"{manifest.get('rows')} x {manifest.get('columns')}"),
+            ("source sha256", manifest.get("source_sha256")),
+            ("data sha256", manifest.get("data_sha256")),
+        ]
+        if v
+    ]
     files = {}
     for r in records.values():
         for f, h in {**(r.get("inputs") or {}), **(r.get("outputs") or {})}.items():
             if f.startswith(("data/", "models/")) or f.endswith((".parquet", ".skops", "schema.json")): files[f] = h
     data += [(f"<code>{_esc(f)}</code>", f"<code>{_esc(h)}</code>") for f, h in sorted(files.items())]
-    prm = [(f"<code>{_esc(s)}.{_esc(k)}</code>", _cell(v)) for s, sec in params.items() if s != "paths" and isinstance(sec, dict)
-           for k, v in _flat(sec).items()]
+    prm = [
+        (f"<code>{_esc(s)}.{_esc(k)}</code>", _cell(v))
+        for s, sec in params.items()
+        if s != "paths" and isinstance(sec, dict)
+        for k, v in _flat(sec).items()
+    ]
     env = latest.get("environment") or {}; mach = latest.get("machine") or {}
     envrows = [("python", _esc(f"{env.get('python', '')} {env.get('implementation', '')}"))] + [
         (_esc(k), _esc(v)) for k, v in (env.get("packages") or {}).items()]
     machrows = [(_esc(k), _esc(v)) for k, v in mach.items()]
-    return (f"<h2 id='lineage'>Lineage</h2><p>Code: commit {code}. Recorded by each step in <code>{_esc(P['lineage_dir'])}/</code>; "
-            f"the packaged model's <a href='model/lineage.json'>lineage.json</a> merges them.</p>" if (root/P["package_dir"]/"current.json").exists() else
-            f"<h2 id='lineage'>Lineage</h2><p>Code: commit {code}.</p>") + (
-        f"<h3>Data (SHA-256)</h3>{_table(data)}" + "<details><summary>Parameters (params.yaml, paths left out)</summary>"
-        f"{_table(prm, ['parameter', 'value'])}</details>"
-        f"<details><summary>Environment and machine ({_esc(env.get('python', '?'))} on {_esc(mach.get('hostname', '?'))}, "
-        f"{_esc(mach.get('cpu_count', '?'))} CPUs)</summary>{_table(envrows, ['package', 'version'])}{_table(machrows, ['machine', ''])}</details>")
+    return (
+        f"<h2 id='lineage'>Lineage</h2><p>Code: commit {code}. Recorded by each step in"
+        f" <code>{_esc(P['lineage_dir'])}/</code>; the packaged model's <a href='model/lineage.json'>lineage.json</a>"
+        " merges them.</p>"
+        if (root / P["package_dir"] / "current.json").exists()
+        else f"<h2 id='lineage'>Lineage</h2><p>Code: commit {code}.</p>"
+    ) + (
+        f"<h3>Data (SHA-256)</h3>{_table(data)}"
+        + "<details><summary>Parameters (params.yaml, paths left"
+        f" out)</summary>{_table(prm, ['parameter', 'value'])}</details><details><summary>Environment and machine"
+        f" ({_esc(env.get('python', '?'))} on {_esc(mach.get('hostname', '?'))}, {_esc(mach.get('cpu_count', '?'))}"
+        f" CPUs)</summary>{_table(envrows, ['package', 'version'])}{_table(machrows, ['machine', ''])}</details>"
+    )
 
 def _metrics_html(withci: dict, acc: dict) -> str:
     if not withci: return "<p class='muted'>No evaluation yet.</p>"
     names = list(next(iter(withci.values()))["metrics"])
     champ = acc.get("champion") if acc else None
-    head = ["metric", *[f"{s} ({r.get('rows', '?')} rows)" for s, r in withci.items()]] + (["champion (same test rows)", "change"] if champ else [])
+    head = ["metric", *[f"{s} ({r.get('rows', '?')} rows)" for s, r in withci.items()]] + (
+        ["champion (same test rows)", "change"] if champ else []
+    )
     rows = []
     for m in names:
         row = [f"<b>{_esc(m)}</b>"]
@@ -252,11 +316,32 @@ def _metrics_html(withci: dict, acc: dict) -> str:
         if champ:
             c, t = champ.get(m), withci.get("test", {}).get("metrics", {}).get(m)
             d = (t - c) if isinstance(c, (int, float)) and isinstance(t, (int, float)) else None
-            better = None if d is None or d == 0 else (d > 0) != (m in ("log_loss",) or m.startswith(("neg_", "rmse", "mae")))
-            row += [_esc(c), "" if d is None else f"<span class='{'up' if better else 'down' if better is False else 'muted'}'>{d:+.4f}</span>"]
+            better = (
+                None
+                if d is None or d == 0
+                else (d > 0) != (m in ("log_loss",) or m.startswith(("neg_", "rmse", "mae")))
+            )
+            row += [
+                _esc(c),
+                (
+                    ""
+                    if d is None
+                    else f"<span class='{'up' if better else 'down' if better is False else 'muted'}'>{d:+.4f}</span>"
+                ),
+            ]
         rows.append(row)
-    note = ("" if champ else "<p class='muted'>No champion to compare with: this is the first accepted model, "
-            "or the champion could not score these rows.</p>") if acc else "<p class='muted'>Acceptance has not run.</p>"
+    note = (
+        (
+            ""
+            if champ
+            else (
+                "<p class='muted'>No champion to compare with: this is the first accepted model, "
+                "or the champion could not score these rows.</p>"
+            )
+        )
+        if acc
+        else "<p class='muted'>Acceptance has not run.</p>"
+    )
     return f"<p>95% bootstrap intervals in brackets.</p>{_table(rows, head)}{note}"
 
 def build_index(root=None) -> Path:
@@ -285,61 +370,131 @@ def build_index(root=None) -> Path:
             # survive Markdown rendering, and the view works without it
             md = re.sub(r"<script\b.*?</script>", "", (vdir/"model_card.md").read_text(), flags=re.S | re.I)
             card = markdown2html_mistune(md)
-            write_text(_page(f"Model card: {cur['version']}", f"<nav><a href='../index.html'>&larr; run summary</a></nav>{card}"),
-                       reports/"model/model_card.html")
+            write_text(
+                _page(
+                    f"Model card: {cur['version']}", f"<nav><a href='../index.html'>&larr; run summary</a></nav>{card}"
+                ),
+                reports / "model/model_card.html",
+            )
             model_links += [("Model card", "model/model_card.html"), ("Model card (Markdown)", "model/model_card.md")]
-        if (vdir/"lineage.json").exists(): model_links.append(("Lineage of the champion model (JSON)", "model/lineage.json"))
+        if (vdir / "lineage.json").exists():
+            model_links.append(("Lineage of the champion model (JSON)", "model/lineage.json"))
     # experiments side by side
     shown, err = dvc_experiments(root)
-    write_text(experiments_page(experiment_rows(shown), err, params["project"].get("primary_metric")), reports/"experiments.html")
+    write_text(
+        experiments_page(experiment_rows(shown), err, params["project"].get("primary_metric")),
+        reports / "experiments.html",
+    )
     # status of the run
     failed = [r for r in steps if r.get("status") not in (None, "ok")]   # failed, timed out or interrupted
-    latest_failed = max(failed, key=lambda r: r.get("started", "")) if failed else None   # this run's, not an older one's
+    # this run's, not an older one's
+    latest_failed = max(failed, key=lambda r: r.get("started", "")) if failed else None
     if failed:
         f = latest_failed
         rel = link(f["html"]) if f.get("html") else None
         where = f" <a href='{_esc(rel)}#failed-cell'>Open the executed notebook at the failing cell</a>." if rel else ""
-        banner = (f"<div class='banner failed' role='alert'><b class='bad'>This run FAILED at step {_esc(f['step'])}</b> ({_esc(f.get('status'))}, "
-                  f"{_esc(f.get('started'))}): <code>{_esc(f.get('error'))}</code>.{where} "
-                  "Earlier outputs and the packaged champion are unchanged.</div>")
+        banner = (
+            f"<div class='banner failed' role='alert'><b class='bad'>This run FAILED at step {_esc(f['step'])}</b>"
+            f" ({_esc(f.get('status'))}, {_esc(f.get('started'))}): <code>{_esc(f.get('error'))}</code>.{where} Earlier"
+            " outputs and the packaged champion are unchanged.</div>"
+        )
     else:
-        banner = f"<div class='banner passed'><b class='ok'>Run complete</b>: {len(steps)} steps ran without error.</div>" if steps else ""
+        banner = (
+            f"<div class='banner passed'><b class='ok'>Run complete</b>: {len(steps)} steps ran without error.</div>"
+            if steps
+            else ""
+        )
     failed_at = latest_failed["started"] if failed else None
     def step_row(r):
         page = link(r["html"]) if r.get("html") else None
         stale = failed_at and r.get("status") == "ok" and r.get("started", "") < failed_at and \
             Path(r["notebook"]).name > Path(latest_failed["notebook"]).name
-        status = {"ok": "<span class='ok'>ok</span>", "failed": "<span class='bad'>FAILED</span>"}.get(r.get("status"), f"<span class='bad'>{_esc(str(r.get('status')).upper())}</span>")
-        nb = (f"<a href='{_esc(page)}'>executed notebook</a>" + (f" &middot; <a href='{_esc(page)}#failed-cell'>failing cell</a>"
-              if r.get("status") not in (None, "ok") else "")) if page else ""
+        status = {"ok": "<span class='ok'>ok</span>", "failed": "<span class='bad'>FAILED</span>"}.get(
+            r.get("status"), f"<span class='bad'>{_esc(str(r.get('status')).upper())}</span>"
+        )
+        nb = (
+            (
+                f"<a href='{_esc(page)}'>executed notebook</a>"
+                + (
+                    f" &middot; <a href='{_esc(page)}#failed-cell'>failing cell</a>"
+                    if r.get("status") not in (None, "ok")
+                    else ""
+                )
+            )
+            if page
+            else ""
+        )
         secs = r.get("seconds")
-        return [f"<b>{_esc(r['step'])}</b>", status + (" <span class='muted'>(from an earlier run)</span>" if stale else ""),
-                f"{secs:.1f} s" if isinstance(secs, (int, float)) else "", _esc(r.get("started")), nb, _esc(r.get("error") or "")]
-    gates = [[_esc(g.get("gate")), _esc(g.get("value", "")), _esc(g.get("limit", "")),
-              "<span class='ok'>passed</span>" if g.get("passed") else "<span class='bad'>FAILED</span>"] for g in acc.get("gates", [])]
+        return [
+            f"<b>{_esc(r['step'])}</b>",
+            status + (" <span class='muted'>(from an earlier run)</span>" if stale else ""),
+            f"{secs:.1f} s" if isinstance(secs, (int, float)) else "",
+            _esc(r.get("started")),
+            nb,
+            _esc(r.get("error") or ""),
+        ]
+    gates = [
+        [
+            _esc(g.get("gate")),
+            _esc(g.get("value", "")),
+            _esc(g.get("limit", "")),
+            "<span class='ok'>passed</span>" if g.get("passed") else "<span class='bad'>FAILED</span>",
+        ]
+        for g in acc.get("gates", [])
+    ]
     chosen = ((records.get("train") or {}).get("metrics") or {}).get("chosen")
     cands = train.get("candidates", {})
     heads = sorted({k for v in cands.values() for k in v}, key=lambda k: (not k.endswith("_mean"), k))
-    cand_rows = [[_esc(n) + (" <b>(chosen)</b>" if n == chosen else "")] + [_cell(v.get(h, "")) for h in heads] for n, v in cands.items()]
-    plots = [(link(os.path.relpath(p, root)), p.stem.replace("_", " ")) for p in sorted((root/P["eval_dir"]).glob("*.png"))]
-    plot_html = "".join(f"<figure><a href='{_esc(s)}'><img src='{_esc(s)}' alt='{_esc(t)}'></a><figcaption>{_esc(t)}</figcaption></figure>"
-                        for s, t in plots if s)
-    links = [("Data profile (ydata-profiling)", P["profile_path"]), ("Drift report", P["drift_report"]),
-             ("Data profile: reference vs current (ydata-profiling)", P.get("drift_profile", "reports/drift_profile.html")),
-             ("Confusion matrix", f"{P['eval_dir']}/confusion_matrix.png"), ("Misclassified test rows (CSV)", f"{P['eval_dir']}/errors.csv"),
-             ("Worst slices (CSV)", f"{P['eval_dir']}/slices.csv"), ("Permutation importance (CSV)", f"{P['eval_dir']}/permutation_importance.csv"),
-             ("Per-class metrics (CSV)", f"{P['eval_dir']}/per_class.csv"), ("Acceptance gates (JSON)", P["acceptance_path"]),
-             ("Monitoring result (JSON)", P["monitor_path"])]
+    cand_rows = [
+        [_esc(n) + (" <b>(chosen)</b>" if n == chosen else "")] + [_cell(v.get(h, "")) for h in heads]
+        for n, v in cands.items()
+    ]
+    plots = [
+        (link(os.path.relpath(p, root)), p.stem.replace("_", " ")) for p in sorted((root / P["eval_dir"]).glob("*.png"))
+    ]
+    plot_html = "".join(
+        f"<figure><a href='{_esc(s)}'><img src='{_esc(s)}'"
+        f" alt='{_esc(t)}'></a><figcaption>{_esc(t)}</figcaption></figure>"
+        for s, t in plots
+        if s
+    )
+    links = [
+        ("Data profile (ydata-profiling)", P["profile_path"]),
+        ("Drift report", P["drift_report"]),
+        ("Data profile: reference vs current (ydata-profiling)", P.get("drift_profile", "reports/drift_profile.html")),
+        ("Confusion matrix", f"{P['eval_dir']}/confusion_matrix.png"),
+        ("Misclassified test rows (CSV)", f"{P['eval_dir']}/errors.csv"),
+        ("Worst slices (CSV)", f"{P['eval_dir']}/slices.csv"),
+        ("Permutation importance (CSV)", f"{P['eval_dir']}/permutation_importance.csv"),
+        ("Per-class metrics (CSV)", f"{P['eval_dir']}/per_class.csv"),
+        ("Acceptance gates (JSON)", P["acceptance_path"]),
+        ("Monitoring result (JSON)", P["monitor_path"]),
+    ]
     link_html = "".join(f"<li><a href='{_esc(h)}'>{_esc(t)}</a></li>" for t, p in links if (h := link(p)))
     link_html += "".join(f"<li><a href='{_esc(h)}'>{_esc(t)}</a></li>" for t, h in model_links)
     link_html += "<li><a href='experiments.html'>Experiments side by side (dvc exp show)</a></li>"
     pm = acc.get("primary_metric") or params["project"].get("primary_metric")
     tm = withci.get("test", {}); v, ci = tm.get("metrics", {}).get(pm), tm.get("intervals", {}).get(pm)
     c = (acc.get("champion") or {}).get(pm)
-    headline = (f"<p class='headline'>Test <code>{_esc(pm)}</code>: <b>{_esc(v)}</b>" + (f" (95% interval {ci[0]} to {ci[1]})" if ci else "") +
-                (f"; the champion scores {_esc(c)} on the same rows (change {v - c:+.4f})" if isinstance(c, (int, float)) and isinstance(v, (int, float))
-                 else "; no champion to compare with") + ".</p>") if v is not None else ""
-    verdict = ("<b class='ok'>accepted</b>" if acc.get("accepted") else "<b class='bad'>not accepted</b>") if acc else "<span class='muted'>not run</span>"
+    headline = (
+        (
+            f"<p class='headline'>Test <code>{_esc(pm)}</code>: <b>{_esc(v)}</b>"
+            + (f" (95% interval {ci[0]} to {ci[1]})" if ci else "")
+            + (
+                f"; the champion scores {_esc(c)} on the same rows (change {v - c:+.4f})"
+                if isinstance(c, (int, float)) and isinstance(v, (int, float))
+                else "; no champion to compare with"
+            )
+            + ".</p>"
+        )
+        if v is not None
+        else ""
+    )
+    verdict = (
+        ("<b class='ok'>accepted</b>" if acc.get("accepted") else "<b class='bad'>not accepted</b>")
+        if acc
+        else "<span class='muted'>not run</span>"
+    )
     body = f"""<h1>mlops-nb run summary</h1>
 <p class="muted">Built {_esc(now_utc())} in <code>{_esc(root.name)}</code>.</p>
 <nav><a href="#rows">Rows</a><a href="#lineage">Lineage</a><a href="#metrics">Metrics</a><a href="#acceptance">Acceptance</a><a href="#plots">Plots</a>
@@ -371,8 +526,11 @@ def row_flow_section(root, params: dict, records: dict) -> str:
     rows = {s: (r or {}).get("rows") for s, r in records.items() if isinstance((r or {}).get("rows"), dict)}
     manifest = _read(root/P["raw_dir"]/"manifest.json") or {}
     w, s, t = rows.get("wrangle") or {}, rows.get("split") or {}, rows.get("train") or {}
-    flow = [("source", manifest.get("rows", (rows.get("validate") or {}).get("rows_in"))),
-            ("with a target", w.get("with_target", (rows.get("validate") or {}).get("with_target"))), ("clean", w.get("rows_out"))]
+    flow = [
+        ("source", manifest.get("rows", (rows.get("validate") or {}).get("rows_in"))),
+        ("with a target", w.get("with_target", (rows.get("validate") or {}).get("with_target"))),
+        ("clean", w.get("rows_out")),
+    ]
     flow += [(k, v) for k, v in (s.get("splits") or {}).items()]
     if t.get("refit_rows") is not None: flow.append(("model fitted on", t["refit_rows"]))
     warn = [f"{step} removed {r['removed_share']:.1%} of its {r['rows_in']} input rows (more than {limit:.0%}): "
@@ -380,7 +538,9 @@ def row_flow_section(root, params: dict, records: dict) -> str:
             if r.get("rows_in") and r.get("removed_share", 0) > limit]
     if t.get("refit_rows") is not None and t["refit_rows"] < t.get("rows_in", 0):
         warn.append(f"the model was fitted on {t['refit_rows']} of the {t['rows_in']} training rows (the time budget)")
-    removed = [[_esc(step), _esc(why), _esc(n)] for step, r in rows.items() for why, n in (r.get("removed") or {}).items()]
+    removed = [
+        [_esc(step), _esc(why), _esc(n)] for step, r in rows.items() for why, n in (r.get("removed") or {}).items()
+    ]
     shown = [(k, v) for k, v in flow if v is not None]
     arrow = " &rarr; ".join(f"<b>{_esc(k)}</b> {_esc(v)}" for k, v in shown)
     html_ = (f"<h2 id='rows'>Rows</h2><p class='rowflow'>{arrow}</p>" if shown else
@@ -417,7 +577,8 @@ def _history_html(root: Path, P: dict, last: int = 20) -> str:
 
 # %% ../notebooks/92_report.ipynb #2eda32fb
 def _jobs_html(root: Path, params: dict, last: int = 20) -> str:
-    "The last `last` job runs of `mlops-nb watch` (watch.jobs_log), newest first, with a count per job and outcome; '' without the file."
+    """The last `last` job runs of `mlops-nb watch` (watch.jobs_log), newest first, with a count per job and outcome; ''
+    without the file."""
     f = Path(root)/((params.get("watch") or {}).get("jobs_log") or "reports/jobs.jsonl")
     if not f.is_file(): return ""
     runs = []
@@ -426,13 +587,25 @@ def _jobs_html(root: Path, params: dict, last: int = 20) -> str:
         except ValueError: continue
         if isinstance(e, dict) and "job" in e: runs.append(e)
     counts = {}
-    for e in runs: counts.setdefault(e["job"], {}).setdefault(e.get("outcome"), 0); counts[e["job"]][e.get("outcome")] += 1
-    summary = "; ".join(f"{_esc(j)}: " + ", ".join(f"{n} {_esc(o)}" for o, n in sorted(c.items(), key=lambda x: str(x[0])))
-                        for j, c in sorted(counts.items()))
+    for e in runs:
+        counts.setdefault(e["job"], {}).setdefault(e.get("outcome"), 0)
+        counts[e["job"]][e.get("outcome")] += 1
+    summary = "; ".join(
+        f"{_esc(j)}: " + ", ".join(f"{n} {_esc(o)}" for o, n in sorted(c.items(), key=lambda x: str(x[0])))
+        for j, c in sorted(counts.items())
+    )
     cls = {"failed": "bad", "ok": "ok", "signal": "bad"}
-    rows = [[_esc(e.get("job")), _esc(e.get("start")), _esc(e.get("end")), _esc(e.get("seconds")),
-             f"<b class='{cls.get(e.get('outcome'), 'muted')}'>{_esc(e.get('outcome'))}</b>", _esc(str(e.get("message", ""))[:300])]
-            for e in reversed(runs[-last:])]
+    rows = [
+        [
+            _esc(e.get("job")),
+            _esc(e.get("start")),
+            _esc(e.get("end")),
+            _esc(e.get("seconds")),
+            f"<b class='{cls.get(e.get('outcome'), 'muted')}'>{_esc(e.get('outcome'))}</b>",
+            _esc(str(e.get("message", ""))[:300]),
+        ]
+        for e in reversed(runs[-last:])
+    ]
     return (f"<h2 id='jobs'>Jobs</h2><p>From <code>{_esc(f.relative_to(root) if f.is_relative_to(root) else f)}</code> "
             f"(`mlops-nb watch`): {summary or 'no runs yet'}. The last {min(last, len(runs))}, newest first:</p>"
             + _table(rows, ["job", "start", "end", "seconds", "outcome", "message"]))

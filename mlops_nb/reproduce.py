@@ -56,7 +56,10 @@ def environment_diff(recorded: dict, current: dict) -> list[str]:
     out = []
     for k in ("python", "implementation"):
         if recorded.get(k) != current.get(k): out.append(f"{k}: recorded {recorded.get(k)}, now {current.get(k)}")
-    rp, cp = recorded.get("installed") or recorded.get("packages") or {}, current.get("installed") or current.get("packages") or {}
+    rp, cp = (
+        recorded.get("installed") or recorded.get("packages") or {},
+        current.get("installed") or current.get("packages") or {},
+    )
     for name in sorted(set(rp) | set(cp)):
         a, b = rp.get(name), cp.get(name)
         if a != b and name in rp:   # a package installed since is not a difference in what the run used
@@ -103,7 +106,9 @@ def compare_lineages(old: dict, new: dict) -> dict:
             else: items[key] = v
         return items
     a, b = flat(_metrics(old)), flat(_metrics(new))
-    diffs = [f"{k}: recorded {a.get(k)!r}, reproduced {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    diffs = [
+        f"{k}: recorded {a.get(k)!r}, reproduced {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+    ]
     data_a, data_b = (old.get("data") or {}).get("sha256"), (new.get("data") or {}).get("sha256")
     return {"data_identical": data_a == data_b, "data_sha256": {"recorded": data_a, "reproduced": data_b},
             "metrics_compared": len(a), "metric_differences": diffs, "identical": data_a == data_b and not diffs}
@@ -122,13 +127,17 @@ def reproduce(target: str = "current", root=None, keep: bool = False, log=print)
     for d in env_diff: log(f"  - {d}")
     git = lineage.get("git") or {}
     commit = git.get("commit")
-    if not commit: raise ValueError(f"{lin_path}: no commit recorded (the run was not in a git repository); cannot reproduce")
-    if git.get("dirty"): log(f"  warning: the run was made from uncommitted changes on top of {commit[:12]}; its code may differ")
+    if not commit:
+        raise ValueError(f"{lin_path}: no commit recorded (the run was not in a git repository); cannot reproduce")
+    if git.get("dirty"):
+        log(f"  warning: the run was made from uncommitted changes on top of {commit[:12]}; its code may differ")
     params = lineage.get("params")
     if not params: raise ValueError(f"{lin_path}: no parameters recorded; cannot reproduce")
     work = Path(tempfile.mkdtemp(prefix=f"reproduce-{version}-"))
     tree = work/"project"
-    r = subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=root, capture_output=True, text=True)
+    r = subprocess.run(
+        ["git", "worktree", "add", "--detach", str(tree), commit], cwd=root, capture_output=True, text=True
+    )
     if r.returncode != 0:
         shutil.rmtree(work, ignore_errors=True)
         raise ValueError(f"cannot check out the recorded commit {commit[:12]}: {r.stderr.strip()}")
@@ -136,14 +145,24 @@ def reproduce(target: str = "current", root=None, keep: bool = False, log=print)
     try:
         (tree/"params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         source = str((params.get("ingest") or {}).get("source", ""))
-        if source and not source.startswith("bundled:") and "://" not in source and (root/source).exists() and not (tree/source).exists():
+        if (
+            source
+            and not source.startswith("bundled:")
+            and "://" not in source
+            and (root / source).exists()
+            and not (tree / source).exists()
+        ):
             (tree/source).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(root/source, tree/source)
         env = dict(os.environ, PYTHONPATH=str(tree) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         cli = Path(sys.executable).parent/"mlops-nb"
         log(f"running the pipeline at commit {commit[:12]} in {tree}")
-        run = subprocess.run([str(cli) if cli.exists() else "mlops-nb", "run"], cwd=tree, env=env, capture_output=True, text=True)
+        run = subprocess.run(
+            [str(cli) if cli.exists() else "mlops-nb", "run"], cwd=tree, env=env, capture_output=True, text=True
+        )
         if run.returncode != 0:
-            raise RuntimeError(f"the reproduction run failed (exit {run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+            raise RuntimeError(
+                f"the reproduction run failed (exit {run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+            )
         pkg = tree/params["paths"]["package_dir"]
         new = read_json(pkg/read_json(pkg/"current.json")["version"]/"lineage.json")
         result = {"version": version, "commit": commit, "dirty": git.get("dirty"), "environment_differences": env_diff,
@@ -154,8 +173,14 @@ def reproduce(target: str = "current", root=None, keep: bool = False, log=print)
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=root, capture_output=True)
             shutil.rmtree(work, ignore_errors=True)
     out = write_json(result, root/"reports"/"reproduce"/f"{version}.json")
-    log(f"data: {'identical' if result['data_identical'] else 'DIFFERENT'} (sha256 {str(result['data_sha256']['reproduced'])[:16]})")
-    log(f"metrics: {result['metrics_compared']} compared, " + ("all identical" if not result["metric_differences"] else f"{len(result['metric_differences'])} differ"))
+    log(
+        f"data: {'identical' if result['data_identical'] else 'DIFFERENT'} (sha256"
+        f" {str(result['data_sha256']['reproduced'])[:16]})"
+    )
+    log(
+        f"metrics: {result['metrics_compared']} compared, "
+        + ("all identical" if not result["metric_differences"] else f"{len(result['metric_differences'])} differ")
+    )
     for d in result["metric_differences"]: log(f"  - {d}")
     log(f"result: {out}")
     return result

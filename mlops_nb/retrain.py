@@ -20,8 +20,11 @@ __all__ = ['append_current', 'set_param', 'read_recipe', 'retrain']
 # %% ../notebooks/94_retrain.ipynb #c12976cf
 def append_current(raw: pd.DataFrame, current: pd.DataFrame, target: str) -> pd.DataFrame:
     "`raw` with the labelled rows of `current` appended (`raw`'s columns and dtypes); an error names what is missing."
-    if target not in current: raise ValueError(f"retrain: the current data has no {target!r} column, so it cannot be learned from; "
-                                               "retraining needs labelled rows")
+    if target not in current:
+        raise ValueError(
+            f"retrain: the current data has no {target!r} column, so it cannot be learned from; "
+            "retraining needs labelled rows"
+        )
     missing = [c for c in raw.columns if c not in current.columns]
     if missing: raise ValueError(f"retrain: the current data lacks the columns {missing} of the training data")
     new = current.loc[current[target].notna(), list(raw.columns)]
@@ -47,7 +50,9 @@ def read_recipe(root, params: dict) -> pd.DataFrame:
     left another) with the same query (SQL) and CSV options (separator, encoding, decimal mark, missing-value markers)."""
     ing = params.get("ingest", {}); src = str(ing["source"])
     if not (src.startswith("bundled:") or is_sql_url(src) or Path(src).is_absolute()): src = str(Path(root)/src)
-    csv = {k: ing[k] for k in ("sep", "encoding", "decimal", "na_values", "drop_index_column") if ing.get(k) is not None}
+    csv = {
+        k: ing[k] for k in ("sep", "encoding", "decimal", "na_values", "drop_index_column") if ing.get(k) is not None
+    }
     return read_source(src, ing.get("query"), **csv)
 
 # %% ../notebooks/94_retrain.ipynb #a8cda96b

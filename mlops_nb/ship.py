@@ -99,7 +99,11 @@ def package_folder(package_dir, version: str | None = None) -> Path:
     if version in (None, "", "current"): return current_package(package_dir)
     folder = package_dir/version
     if not (folder/"model.skops").is_file():
-        have = sorted(p.name for p in package_dir.iterdir() if (p/"model.skops").is_file()) if package_dir.is_dir() else []
+        have = (
+            sorted(p.name for p in package_dir.iterdir() if (p / "model.skops").is_file())
+            if package_dir.is_dir()
+            else []
+        )
         raise FileNotFoundError(f"{folder}: no packaged model of version {version!r}; the versions are {have}")
     return folder
 
@@ -245,12 +249,22 @@ def build_image_context(root=None, version: str | None = None, out=None, base: s
         copy_modules(Path(mlops_nb.__file__).parent, tmp/"app"/"mlops_nb")
         copy_package(folder, tmp/"app"/"package")
         write_text(ENTRYPOINT, tmp/"app"/"serve.py")
-        write_text("\n".join(pinned_closure(SERVING_REQUIREMENTS, root/"constraints.txt")) + "\n", tmp/"requirements.txt")
+        write_text(
+            "\n".join(pinned_closure(SERVING_REQUIREMENTS, root / "constraints.txt")) + "\n", tmp / "requirements.txt"
+        )
         if wheels: wheelhouse(tmp/"requirements.txt", tmp/"wheelhouse")
         name = lineage["version"].rsplit("-", 1)[0]
         write_text(dockerfile(image_labels(lineage, name), base or S["base_image"], S["port"]), tmp/"Dockerfile")
-        write_json({"version": lineage["version"], "name": name, "target": schema.get("target"), "task": schema.get("task"),
-                    "created": now_utc()}, tmp/"context.json")
+        write_json(
+            {
+                "version": lineage["version"],
+                "name": name,
+                "target": schema.get("target"),
+                "task": schema.get("task"),
+                "created": now_utc(),
+            },
+            tmp / "context.json",
+        )
         os.chmod(tmp, 0o755)
         _replace_dir(tmp, dest)
     finally:
@@ -278,7 +292,14 @@ def engine_cmd(engine: str, action: str, *args) -> list[str]:
     "The command line of `engine action args...` with the flags this machine needs."
     if engine != "podman": return [engine, action, *args]
     extra = PODMAN_BUILD if action == "build" else PODMAN_RUN_OPTS if action == "run" else ()
-    return ["podman", *(PODMAN_RUN if action in ("run", "create", "start") else ()), *PODMAN_GLOBAL, action, *extra, *args]
+    return [
+        "podman",
+        *(PODMAN_RUN if action in ("run", "create", "start") else ()),
+        *PODMAN_GLOBAL,
+        action,
+        *extra,
+        *args,
+    ]
 
 def image_exists(engine: str, tag: str) -> bool:
     return subprocess.run(engine_cmd(engine, "image", "inspect", tag), capture_output=True).returncode == 0
@@ -299,7 +320,8 @@ def ensure_base_image(engine: str, tag: str = "localhost/mlops-nb-base:bookworm"
 
 def build_image(context, engine: str | None = None, tag: str | None = None, base: str | None = None) -> dict:
     """Build the image of a build `context` with `engine` (default: the one found); `base` is the FROM image (default:
-    the Dockerfile's, or the local mmdebstrap base when that one is not on this machine). Return tag, engine, base, size."""
+    the Dockerfile's, or the local mmdebstrap base when that one is not on this machine). Return tag, engine, base,
+    size."""
     context = Path(context); meta = read_json(context/"context.json")
     engine = engine or find_engine()
     if engine is None: raise RuntimeError("no container engine found (podman or docker); the build context is "
@@ -311,8 +333,15 @@ def build_image(context, engine: str | None = None, tag: str | None = None, base
     r = subprocess.run(engine_cmd(engine, "build", "--build-arg", f"BASE={want}", "-t", tag, str(context)),
                        capture_output=True, text=True)
     if r.returncode != 0: raise RuntimeError(f"{engine} build failed: {(r.stderr or r.stdout).strip()[-2500:]}")
-    info = json.loads(subprocess.run(engine_cmd(engine, "image", "inspect", tag), capture_output=True, text=True).stdout)[0]
-    return {"tag": tag, "engine": engine, "base": want, "size_bytes": int(info.get("Size") or info.get("VirtualSize") or 0)}
+    info = json.loads(
+        subprocess.run(engine_cmd(engine, "image", "inspect", tag), capture_output=True, text=True).stdout
+    )[0]
+    return {
+        "tag": tag,
+        "engine": engine,
+        "base": want,
+        "size_bytes": int(info.get("Size") or info.get("VirtualSize") or 0),
+    }
 
 # %% ../notebooks/96_ship.ipynb #47aaf497
 HANDLER = '''"""Serverless entry point of an mlops-nb model (written by `mlops-nb build bundle`).
@@ -452,10 +481,13 @@ def build_bundle(root=None, version: str | None = None, out=None, backend: str =
     root = find_root(root); S, P = _ship_settings(root)
     folder = package_folder(root/P["package_dir"], version)
     lineage, schema = read_json(folder/"lineage.json"), read_json(folder/"schema.json")
-    if backend not in ("auto", "onnx", "sklearn"): raise ValueError(f"backend: expected auto, onnx or sklearn, got {backend!r}")
+    if backend not in ("auto", "onnx", "sklearn"):
+        raise ValueError(f"backend: expected auto, onnx or sklearn, got {backend!r}")
     onnx_ok = _onnx_ready(folder, lineage)
     if backend == "onnx" and not onnx_ok:
-        raise ValueError(f"{folder}: no ONNX copy with parity ({(lineage.get('onnx') or {}).get('reason', 'not exported')})")
+        raise ValueError(
+            f"{folder}: no ONNX copy with parity ({(lineage.get('onnx') or {}).get('reason', 'not exported')})"
+        )
     use = "onnx" if backend in ("auto", "onnx") and onnx_ok else "sklearn"
     dest = Path(out) if out else root/S["dist_dir"]/f"bundle-{lineage['version']}.zip"
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -475,10 +507,21 @@ def build_bundle(root=None, version: str | None = None, out=None, backend: str =
             copy_modules(Path(mlops_nb.__file__).parent, d/"mlops_nb")
             reqs = pinned_closure(SKLEARN_BUNDLE_REQUIREMENTS, root/"constraints.txt")
         onnx = lineage.get("onnx") or {}
-        write_json({"version": lineage["version"], "backend": use, "classes": classes, "inputs": onnx.get("inputs"),
-                    "missing_text": onnx.get("missing_text"), "parity": onnx.get("parity"),
-                    "onnx": {k: onnx.get(k) for k in ("converted", "reason")}, "task": schema.get("task"),
-                    "data_sha256": (lineage.get("data") or {}).get("data_sha256"), "created": now_utc()}, model/"bundle.json")
+        write_json(
+            {
+                "version": lineage["version"],
+                "backend": use,
+                "classes": classes,
+                "inputs": onnx.get("inputs"),
+                "missing_text": onnx.get("missing_text"),
+                "parity": onnx.get("parity"),
+                "onnx": {k: onnx.get(k) for k in ("converted", "reason")},
+                "task": schema.get("task"),
+                "data_sha256": (lineage.get("data") or {}).get("data_sha256"),
+                "created": now_utc(),
+            },
+            model / "bundle.json",
+        )
         write_text(HANDLER, d/"handler.py")
         write_text("\n".join(reqs) + "\n", d/"requirements.txt")
         zpath = d/"bundle.zip"

@@ -24,11 +24,15 @@ def _shares(test_size, batch_size, valid_size) -> dict:
         if not (0 < v < 1 or (name == "valid" and v == 0)):
             raise ValueError(f"split.{name}_size: expected a share between 0 and 1, got {v}")
     if sum(sizes.values()) >= 0.9:
-        raise ValueError(f"split: test_size + valid_size + batch_size = {sum(sizes.values()):.2f} leaves too little to train on (expected < 0.9)")
+        raise ValueError(
+            f"split: test_size + valid_size + batch_size = {sum(sizes.values()):.2f} leaves too little to train on"
+            " (expected < 0.9)"
+        )
     return sizes
 
 def _by_order(df: pd.DataFrame, order: np.ndarray, sizes: dict, sizes_of=None) -> dict:
-    "Cut the rows (or groups), in `order`, into train, valid, test, batch by their shares of rows (`sizes_of`: rows per group)."
+    """Cut the rows (or groups), in `order`, into train, valid, test, batch by their shares of rows (`sizes_of`: rows per
+    group)."""
     w = np.ones(len(order)) if sizes_of is None else np.asarray(sizes_of, dtype=float)[order]
     cum = np.concatenate([[0.0], np.cumsum(w) / w.sum()])
     names = [n for n in ("train", "valid", "test", "batch") if n == "train" or sizes[n] > 0]
@@ -42,8 +46,10 @@ def _by_order(df: pd.DataFrame, order: np.ndarray, sizes: dict, sizes_of=None) -
 def split_frame(df: pd.DataFrame, target: str, test_size: float = 0.2, batch_size: float = 0.2,
                 seed: int = 42, stratify: bool = True, valid_size: float = 0.0, method: str | None = None,
                 group_column: str | None = None, time_column: str | None = None) -> dict[str, pd.DataFrame]:
-    """Split `df` into train, (valid,) test and batch frames, shares of all rows. `method`: random, stratified (on `target`),
-    group (whole groups of `group_column`) or time (ordered by `time_column`); None or auto: stratified when `stratify`, else random."""
+    """Split `df` into train, (valid,) test and batch frames, shares of all rows. `method`: random, stratified (on
+    `target`),
+    group (whole groups of `group_column`) or time (ordered by `time_column`); None or auto: stratified when `stratify`,
+    else random."""
     sizes = _shares(test_size, batch_size, valid_size)
     method = method or "auto"
     if method not in METHODS: raise ValueError(f"split.method: expected one of {list(METHODS)}, got {method!r}")
@@ -65,12 +71,17 @@ def split_frame(df: pd.DataFrame, target: str, test_size: float = 0.2, batch_siz
         return {k: df.iloc[out[k]].reset_index(drop=True) for k in SPLITS if k in out}
     col = group_column if method == "group" else time_column
     if not col: raise ValueError(f"split.{method}_column: method {method!r} needs the column to split by")
-    if col not in df.columns: raise ValueError(f"split.{method}_column: column {col!r} is not in the data; columns are {list(df.columns)}")
+    if col not in df.columns:
+        raise ValueError(f"split.{method}_column: column {col!r} is not in the data; columns are {list(df.columns)}")
     if col == target: raise ValueError(f"split.{method}_column: cannot split by the target {target!r}")
     if method == "group":
         g = df[col].astype(object).where(df[col].notna(), "\x00missing")
         codes, uniq = pd.factorize(g)
-        if len(uniq) < 4: raise ValueError(f"split.group_column: {col!r} has {len(uniq)} groups; at least 4 are needed for train, validation, test and batch")
+        if len(uniq) < 4:
+            raise ValueError(
+                f"split.group_column: {col!r} has {len(uniq)} groups; at least 4 are needed for train, validation, test"
+                " and batch"
+            )
         order = np.random.default_rng(seed).permutation(len(uniq))
         counts = np.bincount(codes, minlength=len(uniq))
         parts = _by_order(df, order, sizes, sizes_of=counts)
@@ -78,7 +89,8 @@ def split_frame(df: pd.DataFrame, target: str, test_size: float = 0.2, batch_siz
     from mlops_nb.contracts import parse_dates
     t = parse_dates(df[col])
     if t.isna().all(): raise ValueError(f"split.time_column: column {col!r} holds no dates or times")
-    order = np.argsort(t.to_numpy(dtype="datetime64[ns]").astype("int64"), kind="stable")   # NaT (smallest) first: into train
+    # NaT (smallest) first: into train
+    order = np.argsort(t.to_numpy(dtype="datetime64[ns]").astype("int64"), kind="stable")
     parts = _by_order(df, order, sizes)
     return {k: df.iloc[v].reset_index(drop=True) for k, v in parts.items()}
 
@@ -92,7 +104,8 @@ def feature_hashes(splits: dict[str, pd.DataFrame], target: str) -> dict[str, np
 
 def overlap_report(splits: dict[str, pd.DataFrame], target: str, examples: int = 3, hashes: dict | None = None,
                    pairs=None) -> dict:
-    "Per pair of splits (all, or those in `pairs` such as 'train/test'): rows whose features appear in both, with a few examples."
+    """Per pair of splits (all, or those in `pairs` such as 'train/test'): rows whose features appear in both, with a few
+    examples."""
     hashes = hashes or feature_hashes(splits, target)
     names, out = list(splits), {}
     for i, a in enumerate(names):
@@ -114,5 +127,10 @@ def leaked_rows(splits: dict[str, pd.DataFrame], target: str, hashes: dict | Non
 
 def split_manifest(splits: dict[str, pd.DataFrame], method: str, **params) -> dict:
     "Rows and content hash of every split, with the method and its parameters."
-    return {"method": method, **params,
-            "splits": {k: {"file": f"{k}.parquet", "rows": int(len(v)), "sha256": frame_sha256(v)} for k, v in splits.items()}}
+    return {
+        "method": method,
+        **params,
+        "splits": {
+            k: {"file": f"{k}.parquet", "rows": int(len(v)), "sha256": frame_sha256(v)} for k, v in splits.items()
+        },
+    }

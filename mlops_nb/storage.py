@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-DEFAULT_REMOTE = "storage"   # the remote .dvc/config declares as default (url ../../mlops-nb-storage: a folder beside the project)
+# the remote .dvc/config declares as default (url ../../mlops-nb-storage: a folder beside the project)
+DEFAULT_REMOTE = "storage"
 
 # %% auto #0
 __all__ = ['DEFAULT_REMOTE', 'StorageError', 'remote_info', 'check_remote', 'push', 'pull']
@@ -33,8 +34,10 @@ def remote_info(root, remote: str | None = None) -> dict:
         raise StorageError(f"{root/'.dvc/config'}: no default DVC remote; add one with "
                            f"`dvc remote add -d {DEFAULT_REMOTE} URL` (a folder, s3://..., ssh://...)")
     if name not in remotes:
-        raise StorageError(f"{root/'.dvc/config'}: no DVC remote {name!r} (the remotes are {sorted(remotes) or 'none'}); "
-                           f"add it with `dvc remote add {name} URL`")
+        raise StorageError(
+            f"{root/'.dvc/config'}: no DVC remote {name!r} (the remotes are {sorted(remotes) or 'none'}); "
+            f"add it with `dvc remote add {name} URL`"
+        )
     url = str(remotes[name]["url"])
     return {"name": name, "url": url, "local": _is_local(url)}
 
@@ -67,13 +70,20 @@ def push(root=".", remote: str | None = None, jobs: int | None = None, log=print
     with Repo(str(root)) as repo:
         changed = _changes(repo)
         if changed:
-            log(f"warning: the workspace differs from dvc.lock in {', '.join(sorted(changed))}; pushing what dvc.lock records. "
-                f"To share the change: `dvc commit`, then `git commit dvc.lock`")
+            log(
+                f"warning: the workspace differs from dvc.lock in {', '.join(sorted(changed))}; pushing what dvc.lock"
+                " records. To share the change: `dvc commit`, then `git commit dvc.lock`"
+            )
         try: n = repo.push(remote=info["name"], jobs=jobs)
         except DvcException as e:
             raise StorageError(f"push to DVC remote {info['name']!r} ({info['url']}) failed: {e}") from None
-    return {"remote": info["name"], "url": info["url"], "pushed": int(n or 0), "seconds": round(time.perf_counter() - t0, 2),
-            "unrecorded": sorted(changed)}
+    return {
+        "remote": info["name"],
+        "url": info["url"],
+        "pushed": int(n or 0),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "unrecorded": sorted(changed),
+    }
 
 def pull(root=".", remote: str | None = None, jobs: int | None = None, force: bool = False) -> dict:
     """Fetch every output dvc.lock records from the DVC remote, then check it out (only once all of it arrived);
@@ -86,8 +96,10 @@ def pull(root=".", remote: str | None = None, jobs: int | None = None, force: bo
     with Repo(str(root)) as repo:
         try: n = repo.fetch(remote=info["name"], jobs=jobs)
         except DvcException as e:
-            raise StorageError(f"pull from {where} failed: {e}; the workspace was not changed "
-                               f"(was everything pushed? `mlops-nb push` in the project that ran the pipeline)") from None
+            raise StorageError(
+                f"pull from {where} failed: {e}; the workspace was not changed "
+                "(was everything pushed? `mlops-nb push` in the project that ran the pipeline)"
+            ) from None
         try: repo.checkout(force=force)
         except CheckoutError as e:
             raise StorageError(f"pull from {where}: fetched, but not checked out: {e}") from None
@@ -95,5 +107,10 @@ def pull(root=".", remote: str | None = None, jobs: int | None = None, force: bo
             raise StorageError(f"pull from {where}: fetched, but not checked out ({e}); files changed here are "
                                f"kept: `mlops-nb pull --force` replaces them") from None
         changes = _changes(repo)
-    return {"remote": info["name"], "url": info["url"], "fetched": int(n or 0), "seconds": round(time.perf_counter() - t0, 2),
-            "changes": changes}
+    return {
+        "remote": info["name"],
+        "url": info["url"],
+        "fetched": int(n or 0),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "changes": changes,
+    }

@@ -19,7 +19,8 @@ __all__ = ['ALIAS', 'VERSION_TAG', 'REPORTS', 'tracking_settings', 'settings_nea
 
 # %% ../notebooks/97b_tracking.ipynb #8ce28616
 def tracking_settings(root) -> dict | None:
-    "The `tracking` section when `mlflow_uri` is set ({uri, experiment, model_name}), else None. A relative sqlite path is the project's."
+    """The `tracking` section when `mlflow_uri` is set ({uri, experiment, model_name}), else None. A relative sqlite path
+    is the project's."""
     root = Path(root)
     p = load_params(root/"params.yaml")
     t = p.get("tracking") or {}
@@ -70,7 +71,8 @@ def _pyfunc_class():
     return PackagedModel
 
 def _mlflow_type(col: dict) -> str:
-    "The MLflow column type of a schema column: integers as long (MLflow will not cast int64 to double), numbers as double."
+    """The MLflow column type of a schema column: integers as long (MLflow will not cast int64 to double), numbers as
+    double."""
     if col["kind"] == "boolean": return "boolean"
     if col["kind"] != "numeric": return "string"
     return "long" if str(col.get("dtype", "")).lower().startswith(("int", "uint")) else "double"
@@ -91,8 +93,11 @@ def input_example(schema: dict, rows=None, n: int = 3):
     cols = {}
     for f in schema["features"]:
         c = schema["columns"][f]
-        cols[f] = ([(int if _mlflow_type(c) == "long" else float)(c.get("min") or 0)] * n if c["kind"] == "numeric" else [bool(i % 2) for i in range(n)]
-                   if c["kind"] == "boolean" else [(c.get("categories") or ["a"])[0]] * n)
+        cols[f] = (
+            [(int if _mlflow_type(c) == "long" else float)(c.get("min") or 0)] * n
+            if c["kind"] == "numeric"
+            else [bool(i % 2) for i in range(n)] if c["kind"] == "boolean" else [(c.get("categories") or ["a"])[0]] * n
+        )
     return pd.DataFrame(cols)
 
 # %% ../notebooks/97b_tracking.ipynb #305ad538
@@ -107,8 +112,11 @@ def _experiment(s: dict) -> None:
     import mlflow
     c = _client(s)
     if c.get_experiment_by_name(s["experiment"]) is None:
-        loc = ((Path(s["uri"].removeprefix("sqlite:///")).parent/"mlartifacts").as_uri() if s["uri"].startswith("sqlite:///")
-               else None)
+        loc = (
+            (Path(s["uri"].removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+            if s["uri"].startswith("sqlite:///")
+            else None
+        )
         c.create_experiment(s["experiment"], artifact_location=loc)
     mlflow.set_experiment(s["experiment"])
 
@@ -148,10 +156,15 @@ def log_version(s: dict, folder, rows=None) -> str:
     try:
         # MLflow's advice (type hints, models from code) does not apply: the signature is given, and the wrapper is ours
         quiet.setLevel(logging.ERROR); warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
-        info = mlflow.pyfunc.log_model(name="model", python_model=cls(), artifacts={"package": str(folder)},
-                                       signature=signature_from_schema(schema, served.classes if served.is_classifier else None),
-                                       input_example=example, pip_requirements=_requirements(),
-                                       registered_model_name=s["model_name"])
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=cls(),
+            artifacts={"package": str(folder)},
+            signature=signature_from_schema(schema, served.classes if served.is_classifier else None),
+            input_example=example,
+            pip_requirements=_requirements(),
+            registered_model_name=s["model_name"],
+        )
     finally:
         quiet.setLevel(level)
         if run is not None: mlflow.end_run()
@@ -159,8 +172,14 @@ def log_version(s: dict, folder, rows=None) -> str:
     mv = str(info.registered_model_version)
     c.set_model_version_tag(s["model_name"], mv, VERSION_TAG, folder.name)
     lin = read_json(folder/"lineage.json")
-    c.update_model_version(s["model_name"], mv, description=f"mlops-nb package {folder.name}; data "
-                           f"{str((lin.get('data') or {}).get('data_sha256'))[:12]}, model sha256 {str(lin.get('model_sha256'))[:12]}")
+    c.update_model_version(
+        s["model_name"],
+        mv,
+        description=(
+            f"mlops-nb package {folder.name}; data "
+            f"{str((lin.get('data') or {}).get('data_sha256'))[:12]}, model sha256 {str(lin.get('model_sha256'))[:12]}"
+        ),
+    )
     return mv
 
 def move_alias(s: dict, version: str, package_dir) -> str:

@@ -35,7 +35,8 @@ def task_kind(task: str) -> str:
 def make_estimator(family: str, task: str, numeric, categorical, seed: int = 42, datetime=(), text=()) -> Pipeline:
     "The unfitted `Pipeline(features, model)` of `family` for `task`, with default hyperparameters."
     reg = task_kind(task) == "regression"
-    if family == "dummy": model, enc = (DummyRegressor() if reg else DummyClassifier(strategy="prior")), "ordinal"  # cheapest encoding
+    # cheapest encoding
+    if family == "dummy": model, enc = (DummyRegressor() if reg else DummyClassifier(strategy="prior")), "ordinal"
     elif family == "linear": model, enc = (Ridge() if reg else LogisticRegression(max_iter=2000)), "onehot"
     elif family == "sgd":      # incremental: the final estimator has partial_fit (online learning, 97_online)
         model = (SGDRegressor(random_state=seed) if reg else SGDClassifier(loss="log_loss", random_state=seed))
@@ -48,7 +49,9 @@ def make_estimator(family: str, task: str, numeric, categorical, seed: int = 42,
             random_state=seed, categorical_features=mask if categorical else None)
         enc = "ordinal"
     else: raise ValueError(f"train.candidates: unknown model family {family!r}; expected one of {list(FAMILIES)}")
-    pre = make_preprocessor(numeric, categorical, scale=family in ("linear", "sgd"), encoding=enc, datetime=datetime, text=text)
+    pre = make_preprocessor(
+        numeric, categorical, scale=family in ("linear", "sgd"), encoding=enc, datetime=datetime, text=text
+    )
     return Pipeline([("features", pre), ("model", model)])
 
 def search_space(family: str, task: str, spaces: dict) -> dict:
@@ -74,7 +77,8 @@ def probe_costs(ests: dict, X: pd.DataFrame, y: pd.Series, task: str, seed: int 
         times = []
         for j, (Xp, yp) in enumerate(probes):
             runs = []
-            for _ in range(2 if j == 0 else 1):   # the first fit pays one-off costs (imports, thread pools): not a fixed cost
+            # the first fit pays one-off costs (imports, thread pools): not a fixed cost
+            for _ in range(2 if j == 0 else 1):
                 t0 = time.perf_counter(); clone(est).fit(Xp, yp); runs.append(time.perf_counter() - t0)
             times.append(min(runs))
         per_row = max((times[-1] - times[0]) / (sizes[-1] - sizes[0]), 0.0) if len(sizes) > 1 else times[-1] / sizes[-1]
@@ -90,7 +94,8 @@ def plan_family(name: str, cost: tuple, n: int, settings: int, folds: int, share
     fixed, per_row = cost
     secs = lambda rows, k: (fixed + per_row * rows) * k * folds
     n_cap, floor = min(n, max_rows or n), min(min_rows, n)
-    if secs(n_cap, settings) <= share: p = {"rows": n_cap, "settings": settings, "action": "full" if n_cap == n else "subsampled"}
+    if secs(n_cap, settings) <= share:
+        p = {"rows": n_cap, "settings": settings, "action": "full" if n_cap == n else "subsampled"}
     else:
         rows = int((share / (settings * folds) - fixed) / per_row) if per_row else n_cap
         if rows >= floor: p = {"rows": rows, "settings": settings, "action": "subsampled"}
@@ -118,10 +123,16 @@ def search_family(est: Pipeline, space: dict, X, y, task: str, metric: str, fold
                   seed: int = 42, method: str = "random", n_jobs: int = 1) -> dict:
     "Search `space` for `est`; the best setting's parameters and per-metric CV mean, std and fold scores."
     metrics = METRICS[task_kind(task)]
-    if metric not in metrics: raise ValueError(f"project.primary_metric: {metric!r} is not a {task_kind(task)} metric; expected one of {list(metrics)}")
+    if metric not in metrics:
+        raise ValueError(
+            f"project.primary_metric: {metric!r} is not a {task_kind(task)} metric; expected one of {list(metrics)}"
+        )
     if task_kind(task) == "classification":
         smallest = int(pd.Series(y).value_counts().min())
-        if smallest < folds: raise ValueError(f"train.cv_folds: {folds} folds need at least {folds} rows per class; the smallest class has {smallest}")
+        if smallest < folds:
+            raise ValueError(
+                f"train.cv_folds: {folds} folds need at least {folds} rows per class; the smallest class has {smallest}"
+            )
     cv = make_cv(task, folds, seed)
     grid = space or {}   # no space: the single default setting, cross-validated
     if method == "halving" and space:
@@ -153,8 +164,11 @@ def usable_folds(y: pd.Series, folds: int, task: str, log=print) -> int:
     counts = pd.Series(y).value_counts()
     cls, n = counts.idxmin(), int(counts.min())
     if n >= folds: return folds
-    if n < 2: raise ValueError(f"train.cv_folds: class {cls!r} has {n} row in the training split; cross-validation needs "
-                               "at least 2 rows of every class (gather more rows of it, or leave it out of the data)")
+    if n < 2:
+        raise ValueError(
+            f"train.cv_folds: class {cls!r} has {n} row in the training split; cross-validation needs "
+            "at least 2 rows of every class (gather more rows of it, or leave it out of the data)"
+        )
     log(f"warning: class {cls!r} has {n} rows in the training split, fewer than train.cv_folds = {folds}; "
         f"cross-validating with {n} folds instead")
     return n
@@ -176,22 +190,42 @@ def compute_backend(scheduler: str | None):
     try: client = Client(scheduler, timeout="20s")
     except OSError as e: raise ConnectionError(f"train.dask_scheduler: cannot reach {scheduler}: {e}") from None
     try:
-        with joblib.parallel_backend("dask"): yield f"dask {scheduler} ({len(client.scheduler_info()['workers'])} workers)"
+        with joblib.parallel_backend("dask"):
+            yield f"dask {scheduler} ({len(client.scheduler_info()['workers'])} workers)"
     finally: client.close()
 
 # %% ../notebooks/05_train.ipynb #a5825003
-def train_candidates(X: pd.DataFrame, y: pd.Series, schema: dict, families, metric: str, spaces: dict | None = None,
-                     folds: int = 5, n_iter: int = 6, method: str = "random", seed: int = 42, time_budget_s: float = 150,
-                     min_rows: int = 2000, scheduler: str | None = None, log=print) -> tuple:
+def train_candidates(
+    X: pd.DataFrame,
+    y: pd.Series,
+    schema: dict,
+    families,
+    metric: str,
+    spaces: dict | None = None,
+    folds: int = 5,
+    n_iter: int = 6,
+    method: str = "random",
+    seed: int = 42,
+    time_budget_s: float = 150,
+    min_rows: int = 2000,
+    scheduler: str | None = None,
+    log=print,
+) -> tuple:
     "Plan, search every family and refit the best on all rows within the budget. Returns (model, chosen, results, plan)."
     if not families: raise ValueError("train.candidates: empty; name at least one model family")
-    if not time_budget_s > 0: raise ValueError(f"train.time_budget_s: expected a positive number of seconds, got {time_budget_s}")
+    if not time_budget_s > 0:
+        raise ValueError(f"train.time_budget_s: expected a positive number of seconds, got {time_budget_s}")
     unknown = [f for f in families if f not in FAMILIES]
-    if unknown: raise ValueError(f"train.candidates: unknown model families {unknown}; expected some of {list(FAMILIES)}")
+    if unknown:
+        raise ValueError(f"train.candidates: unknown model families {unknown}; expected some of {list(FAMILIES)}")
     task = schema["task"]
     fp = feature_plan(schema, X.columns)      # numeric, categorical, datetime and text columns
     if not any(fp.values()): raise ValueError("train: no usable feature column")
-    ests = {f: make_estimator(f, task, fp["numeric"], fp["categorical"], seed, fp["datetime"], fp["text"]) for f in FAMILIES if f in families}
+    ests = {
+        f: make_estimator(f, task, fp["numeric"], fp["categorical"], seed, fp["datetime"], fp["text"])
+        for f in FAMILIES
+        if f in families
+    }
     sp = {f: search_space(f, task, spaces) for f in ests}
     settings = {f: n_fits(sp[f], n_iter) for f in ests}
     # On large data the folds run one after the other locally: the forests' trees and HistGradientBoosting
@@ -207,31 +241,54 @@ def train_candidates(X: pd.DataFrame, y: pd.Series, schema: dict, families, metr
         log(f"searching on {backend}, budget {time_budget_s} s")
         for i, f in enumerate(order):
             est = ests[f]
-            share = max(searches_end - time.perf_counter(), 0) / (len(order) - i)   # what is left, re-planned after each family
+            # what is left, re-planned after each family
+            share = max(searches_end - time.perf_counter(), 0) / (len(order) - i)
             share *= 1 if n_jobs == 1 else 2          # two cores when the folds run in parallel
-            p = plan[f] = plan_family(f, costs[f], len(X), settings[f], folds, share, min_rows, grace_s=0.05 * time_budget_s,
-                                      max_rows=50_000 if f == "dummy" else None)   # the baseline needs no more
+            p = plan[f] = plan_family(
+                f,
+                costs[f],
+                len(X),
+                settings[f],
+                folds,
+                share,
+                min_rows,
+                grace_s=0.05 * time_budget_s,
+                max_rows=50_000 if f == "dummy" else None,
+            )  # the baseline needs no more
             if p["action"] == "skipped":
                 log(f"  {f}: skipped, an estimated {p['estimated_s']} s exceeds its share of the budget"); continue
             Xs, ys = _subsample(X, y, p["rows"], seed, task_kind(task) == "classification")
             results[f] = search_family(est, sp[f], Xs, ys, task, metric, folds, p["settings"], seed, method, n_jobs)
-            note = {"subsampled": f" on a subsample of {p['rows']} rows",
-                    "fewer settings": f" on {p['rows']} rows with {p['settings']} of {settings[f]} settings"}.get(p["action"], "")
-            log(f"  {f}: cv {metric} {results[f][f'{metric}_mean']:.4f} ± {results[f][f'{metric}_std']:.4f}{note} "
-                f"({results[f]['settings_tried']} settings, {results[f]['search_seconds']:.1f} s) {results[f]['params']}")
+            note = {
+                "subsampled": f" on a subsample of {p['rows']} rows",
+                "fewer settings": f" on {p['rows']} rows with {p['settings']} of {settings[f]} settings",
+            }.get(p["action"], "")
+            log(
+                f"  {f}: cv {metric} {results[f][f'{metric}_mean']:.4f} ± {results[f][f'{metric}_std']:.4f}{note}"
+                f" ({results[f]['settings_tried']} settings, {results[f]['search_seconds']:.1f} s)"
+                f" {results[f]['params']}"
+            )
         plan = {f: plan[f] for f in ests if f in plan}
         results = {f: results[f] for f in ests if f in results}    # reported simplest first
-        if not results: raise RuntimeError("train: every family was skipped by the time budget; raise train.time_budget_s")
+        if not results:
+            raise RuntimeError("train: every family was skipped by the time budget; raise train.time_budget_s")
         chosen = select_best(results, metric)
         model = clone(ests[chosen]).set_params(**{f"model__{k}": v for k, v in results[chosen]["params"].items()})
         left = time_budget_s - (time.perf_counter() - t_start)
         fixed, per_row = plan[chosen]["fit_fixed_s"], plan[chosen]["fit_per_1k_rows_s"] / 1000
         full = fixed + per_row * len(X)
-        rows = len(X) if full <= max(left, 0) or full < 5 else max(int((left - fixed) / per_row) if per_row else len(X), min(min_rows, len(X)))
+        rows = (
+            len(X)
+            if full <= max(left, 0) or full < 5
+            else max(int((left - fixed) / per_row) if per_row else len(X), min(min_rows, len(X)))
+        )
         Xr, yr = _subsample(X, y, rows, seed, task_kind(task) == "classification")
         t0 = time.perf_counter(); model.fit(Xr, yr)
         plan[chosen]["refit_rows"], plan[chosen]["refit_s"] = len(Xr), round(time.perf_counter() - t0, 3)
-    log(f"chosen: {chosen}, refitted on {len(Xr)} rows in {plan[chosen]['refit_s']} s; train phase {time.perf_counter() - t_start:.1f} s")
+    log(
+        f"chosen: {chosen}, refitted on {len(Xr)} rows in {plan[chosen]['refit_s']} s; train phase"
+        f" {time.perf_counter() - t_start:.1f} s"
+    )
     return model, chosen, results, plan
 
 # %% ../notebooks/05_train.ipynb #7e54263d
@@ -245,8 +302,18 @@ def log_training(live_dir, results: dict, chosen: str, plan: dict, params: dict,
         for fold in range(len(results[chosen]["fold_scores"])):
             for f, r in results.items(): live.log_metric(f"cv_{metric}/{f}", r["fold_scores"][fold], plot=True)
             live.next_step()
-        live.summary = {"chosen": {f"cv_{m}": round(results[chosen][f"{m}_mean"], 6) for m in metrics if f"{m}_mean" in results[chosen]},
-                        "candidates": {f: {f"cv_{metric}_mean": round(r[f"{metric}_mean"], 6), f"cv_{metric}_std": round(r[f"{metric}_std"], 6),
-                                           "fit_time_mean": round(r["fit_time_mean"], 4), "rows": r["rows"]}
-                                       for f, r in results.items()}}
+        live.summary = {
+            "chosen": {
+                f"cv_{m}": round(results[chosen][f"{m}_mean"], 6) for m in metrics if f"{m}_mean" in results[chosen]
+            },
+            "candidates": {
+                f: {
+                    f"cv_{metric}_mean": round(r[f"{metric}_mean"], 6),
+                    f"cv_{metric}_std": round(r[f"{metric}_std"], 6),
+                    "fit_time_mean": round(r["fit_time_mean"], 4),
+                    "rows": r["rows"],
+                }
+                for f, r in results.items()
+            },
+        }
         live.make_summary()

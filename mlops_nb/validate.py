@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from .core import atomic_path, frame_sha256, read_json, write_json
-from .contracts import check_schema, detect_task, pandera_schema, parse_dates   # shared: 00a_contracts  # noqa: F401
+# shared: 00a_contracts  # noqa: F401
+from .contracts import check_schema, detect_task, pandera_schema, parse_dates
 from .pages import html_page
 
 # %% auto #0
@@ -45,10 +46,13 @@ def column_role(name: str, s: pd.Series, kind: str, max_categories: int = 50) ->
     if kind == "categorical" and d > max_categories:
         words = float(nn.astype(str).head(2000).str.split().str.len().mean())
         if words >= 3: return "text", f"free text: {d} distinct values, {words:.1f} words on average"
-        if len(nn) >= 20 and d >= 0.95 * len(nn): return "identifier", f"{d / len(nn):.0%} of {len(nn)} values distinct, short text"
+        if len(nn) >= 20 and d >= 0.95 * len(nn):
+            return "identifier", f"{d / len(nn):.0%} of {len(nn)} values distinct, short text"
     if kind == "numeric" and pd.api.types.is_integer_dtype(s) and len(nn) >= 20 and d == len(nn):
         if _ID_NAME.search(str(name)) or nn.is_monotonic_increasing or nn.is_monotonic_decreasing:
-            return "identifier", "every value distinct, " + ("named like an id" if _ID_NAME.search(str(name)) else "ordered like a row number")
+            return "identifier", "every value distinct, " + (
+                "named like an id" if _ID_NAME.search(str(name)) else "ordered like a row number"
+            )
     return "feature", ""
 
 def missing_share(s: pd.Series) -> float:
@@ -60,7 +64,8 @@ def missing_share(s: pd.Series) -> float:
 
 def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: str | None = None,
                  task_reason: str | None = None, drop_missing_above: float | None = None) -> dict:
-    """The schema of `df`: per column its kind, dtype, nullability, range or categories, and role; the features and dropped columns.
+    """The schema of `df`: per column its kind, dtype, nullability, range or categories, and role; the features and dropped
+    columns.
     `drop_missing_above`: a feature with a larger share of missing values is not used (`role: mostly_empty`)."""
     if target not in df.columns:
         raise KeyError(f"project.target: column {target!r} not in the data; columns are {list(df.columns)}")
@@ -82,7 +87,9 @@ def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: 
                 share = missing_share(s)
                 if share > drop_missing_above:
                     c["role"], c["missing_share"] = "mostly_empty", round(share, 4)
-                    why = f"{share:.1%} of the values missing (above validate.max_missing_share = {drop_missing_above:g})"
+                    why = (
+                        f"{share:.1%} of the values missing (above validate.max_missing_share = {drop_missing_above:g})"
+                    )
             if c["role"] not in ("feature", "text"): dropped[str(name)] = f"{c['role']}: {why}"
             elif why: c["role_reason"] = why
         cols[str(name)] = c
@@ -94,8 +101,14 @@ def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: 
 class DataQualityError(ValueError):
     "The data failed one or more data-quality gates."
 
-GATE_LEVELS = {"missing": "drop", "rows_per_class": "error", "duplicates": "warning", "min_rows": "error", "dropped_columns": "warning",
-               "cv_folds": "error"}
+GATE_LEVELS = {
+    "missing": "drop",
+    "rows_per_class": "error",
+    "duplicates": "warning",
+    "min_rows": "error",
+    "dropped_columns": "warning",
+    "cv_folds": "error",
+}
 
 def drops_mostly_empty(levels: dict | None) -> bool:
     "Whether the missing-share gate's level (default `drop`) leaves mostly-empty feature columns out of the schema."
@@ -107,9 +120,18 @@ def _cv_gate(y: pd.Series, train_share: float):
     cls = counts.idxmin()
     return cls, int(counts.min()), int(np.floor(counts.min() * train_share))
 
-def quality_gates(df: pd.DataFrame, target: str, max_missing_share: float = 0.2, min_rows_per_class: int = 10,
-                  max_duplicate_share: float = 0.05, schema: dict | None = None, min_rows: int = 20,
-                  levels: dict | None = None, cv_folds: int | None = None, train_share: float | None = None) -> list[dict]:
+def quality_gates(
+    df: pd.DataFrame,
+    target: str,
+    max_missing_share: float = 0.2,
+    min_rows_per_class: int = 10,
+    max_duplicate_share: float = 0.05,
+    schema: dict | None = None,
+    min_rows: int = 20,
+    levels: dict | None = None,
+    cv_folds: int | None = None,
+    train_share: float | None = None,
+) -> list[dict]:
     """Measure each gate; every result has gate, key, column, value, limit, passed and level ('error' or 'warning').
     With `cv_folds` and `train_share` (classification): whether every class has enough rows in the training split."""
     levels = {**GATE_LEVELS, **(levels or {})}
@@ -117,32 +139,65 @@ def quality_gates(df: pd.DataFrame, target: str, max_missing_share: float = 0.2,
     if bad: raise ValueError(f"validate.gate_levels: unknown gates {bad}; expected some of {sorted(GATE_LEVELS)}")
     for k, v in levels.items():
         ok = ("error", "warning", "off", "drop") if k == "missing" else ("error", "warning", "off")
-        if v not in ok: raise ValueError(f"validate.gate_levels.{k}: expected {', '.join(ok[:-1])} or {ok[-1]}, got {v!r}")
+        if v not in ok:
+            raise ValueError(f"validate.gate_levels.{k}: expected {', '.join(ok[:-1])} or {ok[-1]}, got {v!r}")
     out = []
     def gate(key, name, column, value, limit, passed, detail=None):
         lvl = levels.get(key, "error")
         lvl = "warning" if lvl == "drop" else lvl         # the columns were dropped: what is left is reported
         if lvl != "off":
-            out.append({"gate": name, "key": key, "column": column, "value": value, "limit": limit, "passed": bool(passed), "level": lvl,
-                        **({"detail": detail} if detail else {})})
+            out.append(
+                {
+                    "gate": name,
+                    "key": key,
+                    "column": column,
+                    "value": value,
+                    "limit": limit,
+                    "passed": bool(passed),
+                    "level": lvl,
+                    **({"detail": detail} if detail else {}),
+                }
+            )
     y = df[target]
     gate("target", "target has no missing values", target, int(y.isna().sum()), 0, y.isna().sum() == 0)
     gate("target", "target is not constant", target, int(y.nunique()), 2, y.nunique() >= 2)
     gate("min_rows", "rows with a target", None, int(y.notna().sum()), min_rows, y.notna().sum() >= min_rows)
     if schema is None or schema.get("task") != "regression":
         counts = y.value_counts()
-        if len(counts): gate("rows_per_class", "rows per class", target, int(counts.min()), min_rows_per_class, counts.min() >= min_rows_per_class)
+        if len(counts):
+            gate(
+                "rows_per_class",
+                "rows per class",
+                target,
+                int(counts.min()),
+                min_rows_per_class,
+                counts.min() >= min_rows_per_class,
+            )
         if len(counts) and cv_folds and train_share:
             cls, n, k = _cv_gate(y.dropna(), train_share)
             fit = max(min(k, cv_folds), 2)
-            gate("cv_folds", "training rows per class for cross-validation", target, k, cv_folds, k >= cv_folds,
-                 f"class {cls!r} has {n} rows, about {k} of them in the training split ({train_share:.0%} of the rows), "
-                 f"fewer than train.cv_folds = {cv_folds}: "
-                 + (f"set train.cv_folds to {fit} or less, " if k >= 2 else "")
-                 + "gather more rows of that class, or give the training split a larger share (split.*_size)")
+            gate(
+                "cv_folds",
+                "training rows per class for cross-validation",
+                target,
+                k,
+                cv_folds,
+                k >= cv_folds,
+                f"class {cls!r} has {n} rows, about {k} of them in the training split ({train_share:.0%} of the rows), "
+                f"fewer than train.cv_folds = {cv_folds}: "
+                + (f"set train.cv_folds to {fit} or less, " if k >= 2 else "")
+                + "gather more rows of that class, or give the training split a larger share (split.*_size)",
+            )
     feats = schema["features"] if schema else [c for c in df.columns if c != target]
     for name, share in df[feats].isna().mean().items():
-        gate("missing", "share of missing values", str(name), round(float(share), 4), max_missing_share, share <= max_missing_share)
+        gate(
+            "missing",
+            "share of missing values",
+            str(name),
+            round(float(share), 4),
+            max_missing_share,
+            share <= max_missing_share,
+        )
     if schema is not None:
         gate("features", "usable features", None, len(feats), 1, len(feats) >= 1)
         for name, why in schema.get("dropped", {}).items():
@@ -155,17 +210,33 @@ def raise_on_failed(gates: list[dict], source: str = "data", schema: dict | None
     "Raise DataQualityError listing every failed error-level gate."
     failed = [g for g in gates if not g["passed"] and g["level"] == "error"]
     if failed:
-        lines = [(f"- {g['gate']}: column {g['column']!r} measured {g['value']}, limit {g['limit']}" if g["column"] is not None
-                  else f"- {g['gate']}: measured {g['value']}, limit {g['limit']}") + (f" ({g['detail']})" if g.get("detail") else "")
-                 for g in failed]
+        lines = [
+            (
+                f"- {g['gate']}: column {g['column']!r} measured {g['value']}, limit {g['limit']}"
+                if g["column"] is not None
+                else f"- {g['gate']}: measured {g['value']}, limit {g['limit']}"
+            )
+            + (f" ({g['detail']})" if g.get("detail") else "")
+            for g in failed
+        ]
         if schema and any(g["key"] == "features" for g in failed):
-            lines.append("  (no usable feature; dropped: " + "; ".join(f"{k}: {v}" for k, v in schema.get("dropped", {}).items()) + ")")
+            lines.append(
+                "  (no usable feature; dropped: "
+                + "; ".join(f"{k}: {v}" for k, v in schema.get("dropped", {}).items())
+                + ")"
+            )
         raise DataQualityError(f"{source} failed {len(failed)} data-quality gate(s):\n" + "\n".join(lines))
 
 def failed_warnings(gates: list[dict]) -> list[str]:
     "One line per failed warning-level gate."
-    return [f"{g['gate']}: " + (f"column {g['column']!r} " if g["column"] is not None else "") + f"measured {g['value']}, limit {g['limit']}"
-            + (f" ({g['detail']})" if g.get("detail") else "") for g in gates if not g["passed"] and g["level"] == "warning"]
+    return [
+        f"{g['gate']}: "
+        + (f"column {g['column']!r} " if g["column"] is not None else "")
+        + f"measured {g['value']}, limit {g['limit']}"
+        + (f" ({g['detail']})" if g.get("detail") else "")
+        for g in gates
+        if not g["passed"] and g["level"] == "warning"
+    ]
 
 # %% ../notebooks/02_validate.ipynb #76fb5ffd
 def _frame_page(title: str, parts: list[tuple[str, str]]) -> str:
@@ -175,7 +246,8 @@ def _frame_page(title: str, parts: list[tuple[str, str]]) -> str:
 
 def profile_report(df: pd.DataFrame, dest, title: str = "Data profile", minimal: bool = False,
                    sample_rows: int | None = None, seed: int = 42, interactions: bool = False) -> dict:
-    "Write a ydata-profiling HTML report of `df` to `dest` atomically; above `sample_rows` rows, exact column statistics plus costly parts on a sample. Returns what was computed on what."
+    """Write a ydata-profiling HTML report of `df` to `dest` atomically; above `sample_rows` rows, exact column statistics
+    plus costly parts on a sample. Returns what was computed on what."""
     os.environ["YDATA_PROFILING_NO_ANALYTICS"] = "True"
     from data_profiling import ProfileReport
     n = len(df)
@@ -183,19 +255,37 @@ def profile_report(df: pd.DataFrame, dest, title: str = "Data profile", minimal:
         page = ProfileReport(df, title=title, minimal=minimal, progress_bar=False).to_html()
         info = {"rows": n, "mode": "minimal" if minimal else "full", "sample_rows": None}
     else:
-        full = ProfileReport(df, title=f"{title}: exact column statistics on all {n:,} rows", minimal=True, progress_bar=False,
-                             samples={"head": 5, "tail": 5}).to_html()
+        full = ProfileReport(
+            df,
+            title=f"{title}: exact column statistics on all {n:,} rows",
+            minimal=True,
+            progress_bar=False,
+            samples={"head": 5, "tail": 5},
+        ).to_html()
         sample = df.sample(sample_rows, random_state=seed)
         desc = f"random sample of {sample_rows:,} of {n:,} rows (seed {seed})"
-        costly = ProfileReport(sample, title=f"{title}: correlations, duplicates, missing-value patterns on a {desc}", progress_bar=False,
-                               minimal=True, correlations={"auto": {"calculate": True}}, duplicates={"head": 10},
-                               missing_diagrams={"bar": True, "matrix": True, "heatmap": True},
-                               interactions={"continuous": interactions},
-                               dataset={"description": f"Computed on a {desc}; column statistics on all rows are in the first part."}).to_html()
-        costs = "correlations, " + ("interactions, " if interactions else "") + "duplicate rows and missing-value patterns"
+        costly = ProfileReport(
+            sample,
+            title=f"{title}: correlations, duplicates, missing-value patterns on a {desc}",
+            progress_bar=False,
+            minimal=True,
+            correlations={"auto": {"calculate": True}},
+            duplicates={"head": 10},
+            missing_diagrams={"bar": True, "matrix": True, "heatmap": True},
+            interactions={"continuous": interactions},
+            dataset={"description": f"Computed on a {desc}; column statistics on all rows are in the first part."},
+        ).to_html()
+        costs = (
+            "correlations, " + ("interactions, " if interactions else "") + "duplicate rows and missing-value patterns"
+        )
         page = _frame_page(title, [(f"Part 1: exact statistics of every column, on all {n:,} rows", full),
                                    (f"Part 2: {costs}, on a {desc}", costly)])
-        info = {"rows": n, "mode": "exact column statistics on all rows, costly parts on a sample", "sample_rows": sample_rows,
-                "sample_seed": seed, "on_the_sample": costs}
+        info = {
+            "rows": n,
+            "mode": "exact column statistics on all rows, costly parts on a sample",
+            "sample_rows": sample_rows,
+            "sample_seed": seed,
+            "on_the_sample": costs,
+        }
     with atomic_path(dest) as tmp: Path(tmp).write_text(page)
     return {"path": str(dest), **info}

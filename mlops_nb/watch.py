@@ -18,8 +18,11 @@ __all__ = ['JOBS', 'WATCH_DEFAULTS', 'parse_every', 'watch_settings', 'trigger',
 
 # %% ../notebooks/98_watch.ipynb #9dc101ba
 JOBS = ("monitor", "score", "retrain")
-_KEYS = {"monitor": {"every", "cron", "window", "profile"}, "score": {"every", "cron", "input", "db", "table", "key", "proba"},
-         "retrain": {"every", "cron", "on_signal"}}
+_KEYS = {
+    "monitor": {"every", "cron", "window", "profile"},
+    "score": {"every", "cron", "input", "db", "table", "key", "proba"},
+    "retrain": {"every", "cron", "on_signal"},
+}
 WATCH_DEFAULTS = {"jobs": {}, "jobs_log": "reports/jobs.jsonl", "reports_dir": "reports/watch"}
 
 def parse_every(text) -> float:
@@ -32,21 +35,24 @@ def watch_settings(params: dict) -> dict:
     "The `watch` section over `WATCH_DEFAULTS`, checked: every error names the key (`watch.jobs.score.input`...)."
     w = {**WATCH_DEFAULTS, **{k: v for k, v in ((params or {}).get("watch") or {}).items() if v is not None}}
     unknown = [k for k in w if k not in WATCH_DEFAULTS]
-    if unknown: raise ValueError(f"params.yaml: watch.{unknown[0]} is not a setting; the settings are {list(WATCH_DEFAULTS)}")
+    if unknown:
+        raise ValueError(f"params.yaml: watch.{unknown[0]} is not a setting; the settings are {list(WATCH_DEFAULTS)}")
     jobs = {}
     for name, spec in (w["jobs"] or {}).items():
         where = f"params.yaml: watch.jobs.{name}"
         if name not in JOBS: raise ValueError(f"{where}: unknown job; the jobs are {list(JOBS)}")
         spec = dict(spec or {})
         bad = sorted(set(spec) - _KEYS[name])
-        if bad: raise ValueError(f"{where}.{bad[0]} is not a setting of this job; its settings are {sorted(_KEYS[name])}")
+        if bad:
+            raise ValueError(f"{where}.{bad[0]} is not a setting of this job; its settings are {sorted(_KEYS[name])}")
         if "every" in spec and "cron" in spec: raise ValueError(f"{where}: give `every` or `cron`, not both")
         if "every" in spec:
             try: spec["seconds"] = parse_every(spec["every"])
             except ValueError as e: raise ValueError(f"{where}.every: {e}") from None
         elif "cron" in spec: _cron(spec["cron"], f"{where}.cron")
         elif name != "retrain": raise ValueError(f"{where}: give `every` (e.g. 5m) or `cron` (e.g. \"*/5 * * * *\")")
-        if name == "score" and not spec.get("input"): raise ValueError(f"{where}.input: the batch file to score (.csv or .parquet) is required")
+        if name == "score" and not spec.get("input"):
+            raise ValueError(f"{where}.input: the batch file to score (.csv or .parquet) is required")
         if name == "retrain": spec.setdefault("on_signal", True)
         jobs[name] = spec
     return {**w, "jobs": jobs}
@@ -54,7 +60,10 @@ def watch_settings(params: dict) -> dict:
 def _cron(expr, where):
     from apscheduler.triggers.cron import CronTrigger
     try: return CronTrigger.from_crontab(str(expr), timezone=timezone.utc)
-    except ValueError as e: raise ValueError(f"{where}: {expr!r} is not a crontab expression (minute hour day month weekday): {e}") from None
+    except ValueError as e:
+        raise ValueError(
+            f"{where}: {expr!r} is not a crontab expression (minute hour day month weekday): {e}"
+        ) from None
 
 def trigger(spec: dict):
     "The APScheduler trigger of a checked job `spec`, or None (a retrain that runs only on the signal)."
@@ -69,7 +78,14 @@ def record_run(log_path, job: str, fn, on_failure=None) -> dict:
     t0, start = time.monotonic(), now_utc()
     try: outcome, message = fn()
     except Exception as e: outcome, message = "failed", f"{type(e).__name__}: {e}"[:2000]
-    rec = {"job": job, "start": start, "end": now_utc(), "seconds": round(time.monotonic() - t0, 3), "outcome": outcome, "message": message}
+    rec = {
+        "job": job,
+        "start": start,
+        "end": now_utc(),
+        "seconds": round(time.monotonic() - t0, 3),
+        "outcome": outcome,
+        "message": message,
+    }
     try: append_jsonl(log_path, rec)
     except OSError as e: rec["log_error"] = str(e)
     if outcome == "failed" and on_failure is not None:
@@ -79,10 +95,14 @@ def record_run(log_path, job: str, fn, on_failure=None) -> dict:
 
 # %% ../notebooks/98_watch.ipynb #c1ec6b2d
 def run_schedule(runs: dict, triggers: dict, stop: threading.Event, log=print, on_start=None):
-    "Run `runs[name]()` on `triggers[name]` (None: only on request) until `stop` is set; returns the scheduler (shut down)."
+    """Run `runs[name]()` on `triggers[name]` (None: only on request) until `stop` is set; returns the scheduler (shut
+    down)."""
     from apscheduler.schedulers.background import BackgroundScheduler
-    sched = BackgroundScheduler(timezone=timezone.utc, job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
-                                executors={"default": {"type": "threadpool", "max_workers": max(2, len(runs))}})
+    sched = BackgroundScheduler(
+        timezone=timezone.utc,
+        job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+        executors={"default": {"type": "threadpool", "max_workers": max(2, len(runs))}},
+    )
     for name, fn in runs.items():
         if triggers.get(name) is not None:
             sched.add_job(fn, triggers[name], id=name, name=name, next_run_time=datetime.now(timezone.utc))
@@ -113,12 +133,20 @@ class Watcher:
         self.root, self.env, self.log = Path(root), env, log
         self.params = load_params(self.root/"params.yaml")
         self.settings, self.notify_settings = watch_settings(self.params), notify_settings(self.params)
-        self.jobs, self.signal, self.notified, self.sched, self.rejected = self.settings["jobs"], None, set(), None, None
+        self.jobs, self.signal, self.notified, self.sched, self.rejected = (
+            self.settings["jobs"],
+            None,
+            set(),
+            None,
+            None,
+        )
         self._retraining = threading.Lock()
         self.reports = self.root/self.settings["reports_dir"]
 
     def _notify(self, event, wait=False, **payload):
-        return notify(event, self.notify_settings, self.root, wait=wait, env=self.env, project=self.root.name, **payload)
+        return notify(
+            event, self.notify_settings, self.root, wait=wait, env=self.env, project=self.root.name, **payload
+        )
 
     _wait = False   # True under `once`: notifications are delivered before the job's record is written
 
@@ -126,9 +154,14 @@ class Watcher:
         "Run job `name` once and record it; a failure is notified (`job_failed`)."
         self._wait = wait_notify
         fn = {"monitor": self.monitor, "score": self.score, "retrain": self.retrain}[name]
-        rec = record_run(self.root/self.settings["jobs_log"], name, fn,
-                         on_failure=lambda r: self._notify("job_failed", wait_notify, message=f"job {name} failed: {r['message']}",
-                                                           job=name))
+        rec = record_run(
+            self.root / self.settings["jobs_log"],
+            name,
+            fn,
+            on_failure=lambda r: self._notify(
+                "job_failed", wait_notify, message=f"job {name} failed: {r['message']}", job=name
+            ),
+        )
         self.log(f"watch: {name}: {rec['outcome']} ({rec['seconds']} s) {rec['message']}")
         return rec
 
@@ -157,27 +190,49 @@ class Watcher:
     def monitor(self):
         import pandas as pd
         from mlops_nb import monitor as mon
-        if self._retraining.locked(): return "skipped", "a retraining is running (its pipeline rewrites the splits); checked again after it"
+        if self._retraining.locked():
+            return "skipped", "a retraining is running (its pipeline rewrites the splits); checked again after it"
         P = self.params["paths"]; served = self._served()
         try: M, (current, logged, problems, described) = self.window(served)
-        except FileNotFoundError as e: return "unknown", f"no prediction log yet ({e})"     # the service has not logged anything
+        # the service has not logged anything
+        except FileNotFoundError as e: return "unknown", f"no prediction log yet ({e})"
         reference = pd.read_parquet(self.root/P["split_dir"]/"train.parquet")
         test = self.root/P["split_dir"]/"test.parquet"
-        result, table = mon.check_current(M, reference, current, served, predictions=logged, problems=problems, source=described,
-                                          calibration=pd.read_parquet(test) if test.is_file() else None)
+        result, table = mon.check_current(
+            M,
+            reference,
+            current,
+            served,
+            predictions=logged,
+            problems=problems,
+            source=described,
+            calibration=pd.read_parquet(test) if test.is_file() else None,
+        )
         profile = self.reports/"drift_profile.html" if self.jobs.get("monitor", {}).get("profile") else None
         mon.write_monitoring(result, table, reference, current, self.reports/"monitor.json", self.reports/"drift.html",
                              None, profile, M["profile_max_rows"])
         msg = f"{result['status']} on {len(current)} rows ({described}); drift share {result['drift_share']}"
         if result["status"] != mon.RETRAIN: return ("ok" if result["status"] == mon.NO_DRIFT else "unknown"), msg
-        links = {k: str(Path(self.settings["reports_dir"])/f) for k, f in
-                 [("status", "monitor.json"), ("drift_report", "drift.html")] + ([("profile", "drift_profile.html")] if profile else [])}
+        links = {
+            k: str(Path(self.settings["reports_dir"]) / f)
+            for k, f in [("status", "monitor.json"), ("drift_report", "drift.html")] + (
+                [("profile", "drift_profile.html")] if profile else []
+            )
+        }
         feats = drifted_stats(result)
         event = "drift" if feats or (result.get("prediction_drift") or {}).get("drifted") else "decay"
         if (served.version, event) not in self.notified:
             self.notified.add((served.version, event))
-            self._notify(event, self._wait, model_version=served.version, features=feats, links=links,
-                         message="; ".join(result["reasons"]), decay=result.get("decay"), estimated_decay=result.get("estimated_decay"))
+            self._notify(
+                event,
+                self._wait,
+                model_version=served.version,
+                features=feats,
+                links=links,
+                message="; ".join(result["reasons"]),
+                decay=result.get("decay"),
+                estimated_decay=result.get("estimated_decay"),
+            )
         self.signal = {"version": served.version, "current": current, "result": result}
         if "retrain" in self.jobs and self.jobs["retrain"].get("on_signal") and self.sched is not None:
             run_now(self.sched, "retrain", lambda: self.run("retrain"))
@@ -188,7 +243,8 @@ class Watcher:
         spec, P = self.jobs["score"], self.params["paths"]
         served = self._served()
         src = Path(spec["input"]); src = src if src.is_absolute() else self.root/src
-        db = str(spec.get("db") or P["predictions_db"]); db = db if "://" in db or Path(db).is_absolute() else str(self.root/db)
+        db = str(spec.get("db") or P["predictions_db"])
+        db = db if "://" in db or Path(db).is_absolute() else str(self.root / db)
         table = spec.get("table") or self.params.get("serve", {}).get("predictions_table", "predictions")
         n = score_chunks(served, read_chunks(src, served.schema, 100_000, key=spec.get("key")), db, table,
                          key=spec.get("key"), proba=bool(spec.get("proba")))
@@ -202,28 +258,55 @@ class Watcher:
         if not self._retraining.acquire(blocking=False): return "skipped", "a retraining is already running"
         try:
             pkg = self.root/self.params["paths"]["package_dir"]
-            if reg.champion_version(pkg) != sig["version"]: self.signal = None; return "skipped", "the champion changed since the signal"
+            if reg.champion_version(pkg) != sig["version"]:
+                self.signal = None
+                return "skipped", "the champion changed since the signal"
             target = self.params["project"]["target"]
             n = int(sig["current"][target].notna().sum()) if target in sig["current"] else 0
             if self.rejected is not None and self.rejected[0] == sig["version"] and n <= self.rejected[1]:
-                return "skipped", f"the last retraining on these {self.rejected[1]} labelled rows was not accepted; waiting for new feedback"
+                return (
+                    "skipped",
+                    (
+                        f"the last retraining on these {self.rejected[1]} labelled rows was not accepted; waiting for"
+                        " new feedback"
+                    ),
+                )
             info = retrain(self.root, sig["current"], log=lambda m: None)
             self.signal = None
             if info["accepted"] and info["new_version"] and info["new_version"] != info["previous_version"]:
                 with reg.registry_lock(pkg):
-                    reg.change_champion(pkg, info["new_version"], f"watch: retrained on {info['rows_added']} labelled rows after "
-                                        f"{'; '.join(sig['result']['reasons'])}; passed acceptance", action="retrain", pointer_written=True)
-                self._notify("new_champion", self._wait, model_version=info["new_version"], previous_version=info["previous_version"],
-                             message=f"retrained on {info['rows_added']} labelled rows; passed the acceptance gates",
-                             links={"acceptance": self.params["paths"]["acceptance_path"]}, gates=info.get("gates"))
+                    reg.change_champion(
+                        pkg,
+                        info["new_version"],
+                        f"watch: retrained on {info['rows_added']} labelled rows after "
+                        f"{'; '.join(sig['result']['reasons'])}; passed acceptance",
+                        action="retrain",
+                        pointer_written=True,
+                    )
+                self._notify(
+                    "new_champion",
+                    self._wait,
+                    model_version=info["new_version"],
+                    previous_version=info["previous_version"],
+                    message=f"retrained on {info['rows_added']} labelled rows; passed the acceptance gates",
+                    links={"acceptance": self.params["paths"]["acceptance_path"]},
+                    gates=info.get("gates"),
+                )
                 return "ok", f"new champion {info['new_version']} (was {info['previous_version']})"
             self.params, self.rejected = load_params(self.root/"params.yaml"), (sig["version"], n)
-            why = (f"step {info['failed_step']} failed: {info['error']}" if info.get("failed_step") else info.get("error")) or "not accepted"
+            why = (
+                f"step {info['failed_step']} failed: {info['error']}" if info.get("failed_step") else info.get("error")
+            ) or "not accepted"
             gates = [g for g in info.get("gates") or [] if not g.get("passed")]
-            self._notify("gate_failed" if info.get("failed_step") in (None, "acceptance") else "job_failed", self._wait,
-                         model_version=info["previous_version"], job="retrain", gates=gates,
-                         links={"acceptance": self.params["paths"]["acceptance_path"]},
-                         message=f"retrained model not accepted; the champion {info['previous_version']} stays. {why}"[:1500])
+            self._notify(
+                "gate_failed" if info.get("failed_step") in (None, "acceptance") else "job_failed",
+                self._wait,
+                model_version=info["previous_version"],
+                job="retrain",
+                gates=gates,
+                links={"acceptance": self.params["paths"]["acceptance_path"]},
+                message=f"retrained model not accepted; the champion {info['previous_version']} stays. {why}"[:1500],
+            )
             return "failed", f"the champion {info['previous_version']} stays: {why}"[:2000]
         finally: self._retraining.release()
 
@@ -231,7 +314,11 @@ class Watcher:
         "Run the configured jobs (or `names`) once each, in the order monitor, score, retrain; notifications are awaited."
         names = [n for n in JOBS if n in (names or self.jobs)]
         unknown = [n for n in names if n not in self.jobs]
-        if unknown: raise ValueError(f"watch: the job {unknown[0]!r} is not configured in params.yaml watch.jobs (configured: {list(self.jobs)})")
+        if unknown:
+            raise ValueError(
+                f"watch: the job {unknown[0]!r} is not configured in params.yaml watch.jobs (configured:"
+                f" {list(self.jobs)})"
+            )
         return [self.run(n, wait_notify=True) for n in names]
 
     def forever(self, stop: threading.Event | None = None):
@@ -239,7 +326,9 @@ class Watcher:
         if not self.jobs: raise ValueError("watch: no jobs in params.yaml watch.jobs (e.g. monitor: {every: 5m})")
         runs = {n: (lambda n=n: self.run(n)) for n in self.jobs}
         def started(sched): self.sched = sched          # the monitor job asks it for a retrain on the signal
-        return run_schedule(runs, {n: trigger(s) for n, s in self.jobs.items()}, stop or threading.Event(), self.log, on_start=started)
+        return run_schedule(
+            runs, {n: trigger(s) for n, s in self.jobs.items()}, stop or threading.Event(), self.log, on_start=started
+        )
 
 def _champion_created(package_dir, version):
     "When `version` was packaged, as an aware datetime (None when unknown)."
@@ -255,30 +344,41 @@ def cron_expression(spec: dict, where: str = "job", min_minutes: int = 1) -> str
     if "cron" in spec: return str(spec["cron"])
     s = spec["seconds"]
     if s % 60 or s < 60 * min_minutes:
-        raise ValueError(f"{where}: every {spec['every']} cannot be written for cron (whole minutes, at least {min_minutes}); use `cron:`")
+        raise ValueError(
+            f"{where}: every {spec['every']} cannot be written for cron (whole minutes, at least {min_minutes}); use"
+            " `cron:`"
+        )
     m = int(s // 60)
     if m < 60: return f"*/{m} * * * *" if m > 1 else "* * * * *"
     if m % 60 == 0 and m // 60 < 24: return f"0 */{m // 60} * * *" if m > 60 else "0 * * * *"
     if m % 1440 == 0 and m // 1440 <= 31: return f"0 0 */{m // 1440} * *" if m > 1440 else "0 0 * * *"
-    raise ValueError(f"{where}: every {spec['every']} has no cron equivalent (minutes < 60, hours < 24 or days); use `cron:`")
+    raise ValueError(
+        f"{where}: every {spec['every']} has no cron equivalent (minutes < 60, hours < 24 or days); use `cron:`"
+    )
 
 def _commands(settings) -> list[tuple[str, str, list[str]]]:
     "(job name, cron expression, jobs run) per scheduled job; the signal-only retrain rides with monitor."
     jobs, out = settings["jobs"], []
     for name, spec in jobs.items():
         if trigger(spec) is None: continue
-        run = [name] + (["retrain"] if name == "monitor" and "retrain" in jobs and trigger(jobs["retrain"]) is None else [])
+        run = [name] + (
+            ["retrain"] if name == "monitor" and "retrain" in jobs and trigger(jobs["retrain"]) is None else []
+        )
         out.append((name, spec, run))
     if not out: raise ValueError("watch: no scheduled jobs in params.yaml watch.jobs (e.g. monitor: {every: 5m})")
     return out
 
 def crontab_lines(root, params: dict, command: str = "mlops-nb") -> str:
     "crontab lines that run each scheduled job of `params` once, in `root`, appending to a log file."
-    lines = ["# mlops-nb watch jobs (install with `crontab -e`); times are the machine's, UTC recommended (CRON_TZ=UTC)"]
+    lines = [
+        "# mlops-nb watch jobs (install with `crontab -e`); times are the machine's, UTC recommended (CRON_TZ=UTC)"
+    ]
     for name, spec, run in _commands(watch_settings(params)):
         jobs = " ".join(f"--job {j}" for j in run)
-        lines.append(f"{cron_expression(spec, f'watch.jobs.{name}')} cd {_sh(str(Path(root).resolve()))} && {command} watch --once {jobs} "
-                     f">> reports/watch-cron.log 2>&1")
+        lines.append(
+            f"{cron_expression(spec, f'watch.jobs.{name}')} cd {_sh(str(Path(root).resolve()))} && {command} watch"
+            f" --once {jobs} >> reports/watch-cron.log 2>&1"
+        )
     return "\n".join(lines) + "\n"
 
 def _sh(s: str) -> str:
@@ -294,9 +394,17 @@ def github_workflow(params: dict, python: str = "3.11") -> str:
              {"name": "Install", "run": "pip install -c constraints.txt -e ."},
              {"name": "Fetch data and models", "run": "dvc pull || true"}]
     for name, spec, run in cmds:
-        steps.append({"name": f"watch {' + '.join(run)}", "if": f"github.event_name == 'workflow_dispatch' || github.event.schedule == '{cron_expression(spec, name, 5)}'",
-                      "run": "mlops-nb watch --once " + " ".join(f"--job {j}" for j in run),
-                      **({"env": {h: "${{ secrets." + h + " }}" for h in hooks}} if hooks else {})})
+        steps.append(
+            {
+                "name": f"watch {' + '.join(run)}",
+                "if": (
+                    "github.event_name == 'workflow_dispatch' || github.event.schedule =="
+                    f" '{cron_expression(spec, name, 5)}'"
+                ),
+                "run": "mlops-nb watch --once " + " ".join(f"--job {j}" for j in run),
+                **({"env": {h: "${{ secrets." + h + " }}" for h in hooks}} if hooks else {}),
+            }
+        )
     steps.append({"name": "Keep the job records", "if": "always()", "uses": "actions/upload-artifact@v4",
                   "with": {"name": "watch-reports", "path": "reports/"}})
     wf = {"name": "mlops-nb watch", "on": {"schedule": [{"cron": c} for c in crons], "workflow_dispatch": {}},

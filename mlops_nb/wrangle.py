@@ -21,7 +21,9 @@ __all__ = ['DATETIME_PARTS', 'TEXT_COMPONENTS', 'DATE_PARTS', 'clean_rows', 'cle
            'DatetimeFeatures', 'TextFeatures', 'missing_to_nan', 'make_preprocessor', 'categorical_mask']
 
 # %% ../notebooks/03_wrangle.ipynb #6b8ff1c0
-def clean_rows(df: pd.DataFrame, target: str, drop_columns=(), drop_duplicates: bool = False) -> tuple[pd.DataFrame, dict]:
+def clean_rows(
+    df: pd.DataFrame, target: str, drop_columns=(), drop_duplicates: bool = False
+) -> tuple[pd.DataFrame, dict]:
     """A cleaned copy of `df` (listed columns dropped, rows without target removed, and exact duplicate rows too
     when `drop_duplicates`), with the number of rows removed per reason."""
     unknown = sorted(set(drop_columns) - set(df.columns))
@@ -62,13 +64,15 @@ def feature_columns(schema: dict, columns) -> tuple[list[str], list[str]]:
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "minute")
 
 class DatetimeFeatures(TransformerMixin, BaseEstimator):
-    "Each column of dates (datetime values or date text) as numeric parts: year, month, day, weekday, ...; NaN where missing."
+    """Each column of dates (datetime values or date text) as numeric parts: year, month, day, weekday, ...; NaN where
+    missing."""
     def __init__(self, parts=("year", "month", "day", "dayofweek", "hour")):
         self.parts = parts
 
     def fit(self, X, y=None):
         bad = [p for p in self.parts if p not in DATETIME_PARTS]
-        if bad or not len(self.parts): raise ValueError(f"parts: expected some of {list(DATETIME_PARTS)}, got {list(self.parts)}")
+        if bad or not len(self.parts):
+            raise ValueError(f"parts: expected some of {list(DATETIME_PARTS)}, got {list(self.parts)}")
         validate_data(self, X, dtype=None, ensure_all_finite=False, reset=True)
         return self
 
@@ -86,7 +90,11 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "n_features_in_")
-        cols = input_features if input_features is not None else getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])
+        cols = (
+            input_features
+            if input_features is not None
+            else getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])
+        )
         return np.array([f"{c}_{p}" for c in cols for p in self.parts], dtype=object)
 
     def __sklearn_tags__(self):
@@ -99,7 +107,8 @@ def _docs(col) -> list[str]:
     return ["" if v is None or (isinstance(v, float) and v != v) or v is pd.NA else str(v) for v in col]
 
 class TextFeatures(TransformerMixin, BaseEstimator):
-    "Each free-text column as its length, its word count and `n_components` TF-IDF + SVD components (a fixed width); missing text is empty."
+    """Each free-text column as its length, its word count and `n_components` TF-IDF + SVD components (a fixed width);
+    missing text is empty."""
     def __init__(self, n_components: int = 8, max_features: int = 2000, seed: int = 0):
         self.n_components, self.max_features, self.seed = n_components, max_features, seed
 
@@ -134,8 +143,19 @@ class TextFeatures(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "vectorizers_")
-        cols = input_features if input_features is not None else getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])
-        return np.array([n for c in cols for n in [f"{c}_chars", f"{c}_words"] + [f"{c}_tfidf{i}" for i in range(self.n_components)]], dtype=object)
+        cols = (
+            input_features
+            if input_features is not None
+            else getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])
+        )
+        return np.array(
+            [
+                n
+                for c in cols
+                for n in [f"{c}_chars", f"{c}_words"] + [f"{c}_tfidf{i}" for i in range(self.n_components)]
+            ],
+            dtype=object,
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -170,7 +190,9 @@ def make_preprocessor(numeric, categorical, scale: bool = True, encoding: str = 
     date_steps = [("parts", DatetimeFeatures(parts=DATE_PARTS)),
                   ("impute", SimpleImputer(strategy="median", keep_empty_features=True))] + \
                  ([("scale", StandardScaler())] if scale else [])
-    text_steps = [("text", TextFeatures(n_components=TEXT_COMPONENTS))] + ([("scale", StandardScaler())] if scale else [])
+    text_steps = [("text", TextFeatures(n_components=TEXT_COMPONENTS))] + (
+        [("scale", StandardScaler())] if scale else []
+    )
     parts = ([("num", Pipeline(num_steps), list(numeric))] if len(numeric) else []) + \
             ([("date", Pipeline(date_steps), list(datetime))] if len(datetime) else []) + \
             ([("text", Pipeline(text_steps), list(text))] if len(text) else []) + \

@@ -32,7 +32,8 @@ lineage_dir: str = "reports/lineage"  # lineage records
 sep: str = ","  # CSV: field separator
 encoding: str = "utf-8"  # CSV: text encoding
 decimal: str = "."  # CSV: decimal mark ("," for many European exports)
-na_values: list[str] = ["", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]  # CSV: exactly these cells are missing values
+# CSV: exactly these cells are missing values
+na_values: list[str] = ["", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
 drop_index_column: bool = True  # CSV: drop a leading unnamed row-number column (R's write.csv, pandas' to_csv)
 task: str | None = None  # binary | multiclass | regression; null: detected from the target
 
@@ -58,11 +59,25 @@ def _sklearn(name):
 
 BUNDLED = {
     # name: (loader, the data file inside its package or None, where it comes from, its target column)
-    "penguins": (_penguins, ("palmerpenguins", "data/penguins.csv"),
-                 "Palmer penguins (Gorman, Williams & Fraser 2014), shipped by the palmerpenguins package, CC0", "species"),
-    "diabetes": (_sklearn("diabetes"), None, "Diabetes progression (Efron et al. 2004), shipped by scikit-learn; regression", "target"),
+    "penguins": (
+        _penguins,
+        ("palmerpenguins", "data/penguins.csv"),
+        "Palmer penguins (Gorman, Williams & Fraser 2014), shipped by the palmerpenguins package, CC0",
+        "species",
+    ),
+    "diabetes": (
+        _sklearn("diabetes"),
+        None,
+        "Diabetes progression (Efron et al. 2004), shipped by scikit-learn; regression",
+        "target",
+    ),
     "wine": (_sklearn("wine"), None, "Wine recognition (UCI), shipped by scikit-learn; 3 classes", "target"),
-    "breast_cancer": (_sklearn("breast_cancer"), None, "Breast cancer Wisconsin (UCI), shipped by scikit-learn; 2 classes", "target"),
+    "breast_cancer": (
+        _sklearn("breast_cancer"),
+        None,
+        "Breast cancer Wisconsin (UCI), shipped by scikit-learn; 2 classes",
+        "target",
+    ),
 }
 
 NA_VALUES = ("", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
@@ -79,7 +94,8 @@ def safe_url(url: str) -> str:
     except Exception: return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 def source_file(source: str) -> Path | None:
-    "The file behind `source`: a bundled dataset's file inside its package (None if it has none, or for SQL), or the path given."
+    """The file behind `source`: a bundled dataset's file inside its package (None if it has none, or for SQL), or the path
+    given."""
     if source.startswith("bundled:"):
         name = source.split(":", 1)[1]
         if name not in BUNDLED:
@@ -88,7 +104,11 @@ def source_file(source: str) -> Path | None:
         return Path(str(resources.files(res[0]).joinpath(res[1]))) if res else None
     if is_sql_url(source): return None
     p = Path(source)
-    if not p.exists(): raise DataSourceError(f"ingest.source: file {source} not found (expected a .csv or .parquet file, bundled:NAME or a SQLAlchemy URL)")
+    if not p.exists():
+        raise DataSourceError(
+            f"ingest.source: file {source} not found (expected a .csv or .parquet file, bundled:NAME or a SQLAlchemy"
+            " URL)"
+        )
     if not p.is_file(): raise DataSourceError(f"ingest.source: {source} is not a file")
     if p.suffix.lower() not in (".csv", ".tsv", ".txt", ".parquet", ".pq"):
         raise DataSourceError(f"ingest.source: {source}: expected a .csv or .parquet file, got '{p.suffix}'")
@@ -111,19 +131,30 @@ def read_csv(path, sep: str = ",", encoding: str = "utf-8", decimal: str = ".", 
              drop_index_column: bool = True, **kw) -> pd.DataFrame:
     "Read a CSV with explicit missing-value markers; drop a leading unnamed index column; clear errors naming the file."
     path = Path(path)
-    if path.stat().st_size == 0: raise DataSourceError(f"ingest.source: {path} is empty (0 bytes); expected a header line and rows")
+    if path.stat().st_size == 0:
+        raise DataSourceError(f"ingest.source: {path} is empty (0 bytes); expected a header line and rows")
     opts = dict(sep=sep, encoding=encoding, decimal=decimal, na_values=list(na_values), keep_default_na=False)
     try:
         header = _header(path, sep, encoding)
         df = pd.read_csv(path, **opts, **kw)
     except UnicodeDecodeError as e:
-        raise DataSourceError(f"ingest.source: {path} is not text in the encoding {encoding!r} (ingest.encoding): {e.reason} at byte {e.start}") from None
+        raise DataSourceError(
+            f"ingest.source: {path} is not text in the encoding {encoding!r} (ingest.encoding): {e.reason} at byte"
+            f" {e.start}"
+        ) from None
     except pd.errors.EmptyDataError:
-        raise DataSourceError(f"ingest.source: {path} holds no columns (only blank lines); expected a header line and rows") from None
+        raise DataSourceError(
+            f"ingest.source: {path} holds no columns (only blank lines); expected a header line and rows"
+        ) from None
     except (pd.errors.ParserError, ValueError, csv.Error) as e:
-        raise DataSourceError(f"ingest.source: could not parse {path} as CSV with separator {sep!r} (ingest.sep): {str(e).strip()}") from None
+        raise DataSourceError(
+            f"ingest.source: could not parse {path} as CSV with separator {sep!r} (ingest.sep): {str(e).strip()}"
+        ) from None
     dups = sorted({h for h in header if header.count(h) > 1})
-    if dups: raise DataSourceError(f"ingest.source: {path}: the header names the columns {dups} more than once; column names must be unique")
+    if dups:
+        raise DataSourceError(
+            f"ingest.source: {path}: the header names the columns {dups} more than once; column names must be unique"
+        )
     if drop_index_column and df.shape[1] > 1 and _index_like(df.columns[0], df.iloc[:, 0]):
         print(f"{path.name}: dropped the leading unnamed column (row numbers or row names, as R's write.csv writes)")
         df = df.iloc[:, 1:]
@@ -132,16 +163,23 @@ def read_csv(path, sep: str = ",", encoding: str = "utf-8", decimal: str = ".", 
 def read_sql(url: str, query: str | None) -> pd.DataFrame:
     "The result of `query` against the database at the SQLAlchemy `url`."
     import sqlalchemy as sa
-    if not query: raise DataSourceError(f"ingest.query: a SQL source ({safe_url(url)}) needs a query, e.g. 'SELECT * FROM my_table'")
+    if not query:
+        raise DataSourceError(
+            f"ingest.query: a SQL source ({safe_url(url)}) needs a query, e.g. 'SELECT * FROM my_table'"
+        )
     try:
         engine = sa.create_engine(url)
     except Exception as e:
-        raise DataSourceError(f"ingest.source: {safe_url(url)} is not a usable SQLAlchemy URL: {type(e).__name__}: {e}") from None
+        raise DataSourceError(
+            f"ingest.source: {safe_url(url)} is not a usable SQLAlchemy URL: {type(e).__name__}: {e}"
+        ) from None
     try:
         with engine.connect() as conn: return pd.read_sql_query(sa.text(query), conn)
     except Exception as e:
         msg = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-        raise DataSourceError(f"ingest.query: the query failed against {safe_url(url)}: {type(e).__name__}: {msg}") from None
+        raise DataSourceError(
+            f"ingest.query: the query failed against {safe_url(url)}: {type(e).__name__}: {msg}"
+        ) from None
     finally: engine.dispose()
 
 def clean_names(df: pd.DataFrame, where: str = "data") -> pd.DataFrame:
@@ -151,8 +189,11 @@ def clean_names(df: pd.DataFrame, where: str = "data") -> pd.DataFrame:
     for old, n in zip(df.columns, new): seen.setdefault(n, []).append(str(old))
     clash = {n: olds for n, olds in seen.items() if len(olds) > 1}
     if clash:
-        raise DataSourceError(f"ingest.source: {where}: column names collide after cleaning (surrounding whitespace removed): " +
-                              "; ".join(f"{olds} all become {n!r}" for n, olds in clash.items()) + "; rename them in the source")
+        raise DataSourceError(
+            f"ingest.source: {where}: column names collide after cleaning (surrounding whitespace removed): "
+            + "; ".join(f"{olds} all become {n!r}" for n, olds in clash.items())
+            + "; rename them in the source"
+        )
     empty = [i for i, n in enumerate(new) if n == ""]
     if empty: raise DataSourceError(f"ingest.source: {where}: column {empty[0] + 1} has no name")
     return df.set_axis(new, axis=1) if new != list(df.columns) else df
@@ -164,15 +205,21 @@ def read_source(source: str, query: str | None = None, **csv_options) -> pd.Data
     elif is_sql_url(source): df, where = read_sql(source, query), f"the query result from {safe_url(source)}"
     elif path.suffix.lower() in (".parquet", ".pq"):
         try: df = pd.read_parquet(path)
-        except Exception as e: raise DataSourceError(f"ingest.source: could not read {path} as Parquet: {type(e).__name__}: {e}") from None
+        except Exception as e:
+            raise DataSourceError(f"ingest.source: could not read {path} as Parquet: {type(e).__name__}: {e}") from None
         where = str(path)
     else: df, where = read_csv(path, **csv_options), str(path)
     if df.shape[1] == 0: raise DataSourceError(f"ingest.source: {where} holds no columns")
     if len(df) == 0:
-        raise DataSourceError(f"ingest.source: {where} holds only a header (columns {[str(c) for c in df.columns][:10]}), no rows")
+        raise DataSourceError(
+            f"ingest.source: {where} holds only a header (columns {[str(c) for c in df.columns][:10]}), no rows"
+        )
     df = clean_names(df, where)
     if df.shape[1] < 2:
-        raise DataSourceError(f"ingest.source: {where} holds {df.shape[0]} rows x {df.shape[1]} column; expected a target and at least one feature")
+        raise DataSourceError(
+            f"ingest.source: {where} holds {df.shape[0]} rows x {df.shape[1]} column; expected a target and at least"
+            " one feature"
+        )
     return df
 
 # %% [code]
@@ -181,13 +228,17 @@ test_eq(_pen.shape, (344, 8))
 test_eq(read_source("bundled:diabetes").shape, (442, 11))
 test_eq(source_file("bundled:wine"), None)
 test_fail(lambda: read_source("bundled:nope"), contains="unknown bundled dataset")
-test_eq([is_sql_url(s) for s in ("sqlite:///a.db", "postgresql+psycopg://u:p@h/db", "data/a.csv", "C:/x.csv")], [True, True, False, False])
+test_eq(
+    [is_sql_url(s) for s in ("sqlite:///a.db", "postgresql+psycopg://u:p@h/db", "data/a.csv", "C:/x.csv")],
+    [True, True, False, False],
+)
 test_eq(safe_url("postgresql://me:secret@host/db"), "postgresql://me:***@host/db")
 with tempfile.TemporaryDirectory() as d:
     d = Path(d)
     test_fail(lambda: read_source(f"{d}/none.csv"), contains="none.csv not found")
     (d/"x.doc").write_text("a"); test_fail(lambda: read_source(f"{d}/x.doc"), contains="expected a .csv")
-    (d/"bad.parquet").write_text("not parquet"); test_fail(lambda: read_source(f"{d}/bad.parquet"), contains="bad.parquet as Parquet")
+    (d / "bad.parquet").write_text("not parquet")
+    test_fail(lambda: read_source(f"{d}/bad.parquet"), contains="bad.parquet as Parquet")
     _pen.head(5).to_csv(d/"p.csv", index=False)
     test_eq(read_source(f"{d}/p.csv").shape, (5, 8))
     # R's write.csv: an unnamed first column of row numbers, "NA" for missing values
@@ -199,11 +250,16 @@ with tempfile.TemporaryDirectory() as d:
     test_eq(read_source(f"{d}/eu.csv", sep=";", decimal=",")["a"].tolist(), [1.5, 2.5])
     (d/"empty.csv").write_text(""); test_fail(lambda: read_source(f"{d}/empty.csv"), contains="is empty")
     (d/"head.csv").write_text("a,b,y\n"); test_fail(lambda: read_source(f"{d}/head.csv"), contains="only a header")
-    (d/"ragged.csv").write_text("a,b,y\n1,2,3\n1,2,3,4,5\n"); test_fail(lambda: read_source(f"{d}/ragged.csv"), contains="could not parse")
-    (d/"dup.csv").write_text("a,a,y\n1,2,3\n"); test_fail(lambda: read_source(f"{d}/dup.csv"), contains="more than once")
-    (d/"ws.csv").write_text("Age, Age,y\n1,2,3\n"); test_fail(lambda: read_source(f"{d}/ws.csv"), contains="collide after cleaning")
-    (d/"one.csv").write_text("y\n1\n2\n"); test_fail(lambda: read_source(f"{d}/one.csv"), contains="at least one feature")
-    (d/"bin.csv").write_bytes(b"a,b\n\xff\xfe,1\n"); test_fail(lambda: read_source(f"{d}/bin.csv"), contains="ingest.encoding")
+    (d / "ragged.csv").write_text("a,b,y\n1,2,3\n1,2,3,4,5\n")
+    test_fail(lambda: read_source(f"{d}/ragged.csv"), contains="could not parse")
+    (d / "dup.csv").write_text("a,a,y\n1,2,3\n")
+    test_fail(lambda: read_source(f"{d}/dup.csv"), contains="more than once")
+    (d / "ws.csv").write_text("Age, Age,y\n1,2,3\n")
+    test_fail(lambda: read_source(f"{d}/ws.csv"), contains="collide after cleaning")
+    (d / "one.csv").write_text("y\n1\n2\n")
+    test_fail(lambda: read_source(f"{d}/one.csv"), contains="at least one feature")
+    (d / "bin.csv").write_bytes(b"a,b\n\xff\xfe,1\n")
+    test_fail(lambda: read_source(f"{d}/bin.csv"), contains="ingest.encoding")
     with sqlite3.connect(d/"shop.db") as con: _pen.to_sql("penguins", con, index=False)
     test_eq(read_source(f"sqlite:///{d}/shop.db", "SELECT * FROM penguins WHERE year = 2007").shape, (110, 8))
     test_fail(lambda: read_source(f"sqlite:///{d}/shop.db", "SELECT * FROM nope"), contains="no such table: nope")
@@ -219,7 +275,8 @@ distinct values are classes; other numbers are a regression — unless `ingest.t
 # %% [code]
 #| export
 def check_target(df: pd.DataFrame, target: str) -> pd.Series:
-    "The target column, or a DataSourceError: missing (with the closest column names), entirely missing, or a single value."
+    """The target column, or a DataSourceError: missing (with the closest column names), entirely missing, or a single
+    value."""
     if target not in df.columns:
         cols = [str(c) for c in df.columns]
         close = difflib.get_close_matches(target, cols, n=3, cutoff=0.5) or \
@@ -228,10 +285,16 @@ def check_target(df: pd.DataFrame, target: str) -> pd.Series:
         raise DataSourceError(f"project.target: column {target!r} is not in the data{hint} The columns are {cols[:30]}")
     y = df[target]
     n = int(y.notna().sum())
-    if n == 0: raise DataSourceError(f"project.target: column {target!r} is entirely missing ({len(y)} rows, none with a value); nothing to learn from")
+    if n == 0:
+        raise DataSourceError(
+            f"project.target: column {target!r} is entirely missing ({len(y)} rows, none with a value); nothing to"
+            " learn from"
+        )
     if y.nunique() < 2:
-        raise DataSourceError(f"project.target: column {target!r} holds a single value ({y.dropna().iloc[0]!r} in all {n} rows with a value); "
-                              "a model needs at least two classes or distinct values")
+        raise DataSourceError(
+            f"project.target: column {target!r} holds a single value ({y.dropna().iloc[0]!r} in all {n} rows with a"
+            " value); a model needs at least two classes or distinct values"
+        )
     return y
 
 # %% [code]
@@ -267,7 +330,8 @@ def _link(src: Path, dest: Path):
     os.replace(tmp, dest)
 
 def snapshot(df: pd.DataFrame, raw_dir, source: str, source_path=None, **extra) -> dict:
-    "Write `df` to `raw_dir/raw-<hash>.parquet` unless that snapshot exists, link `raw.parquet` to it, write the manifest; return it."
+    """Write `df` to `raw_dir/raw-<hash>.parquet` unless that snapshot exists, link `raw.parquet` to it, write the
+    manifest; return it."""
     raw_dir = Path(raw_dir)
     sha = frame_sha256(df)
     name = f"raw-{sha[:16]}.parquet"
@@ -276,9 +340,10 @@ def snapshot(df: pd.DataFrame, raw_dir, source: str, source_path=None, **extra) 
     for old in raw_dir.glob("raw-*.parquet"):      # one snapshot per raw_dir: the folder is a DVC output
         if old.name != name: old.unlink()
     _link(raw_dir/name, raw_dir/"raw.parquet")
+    # None: loaded by a package or a query
     manifest = {"source": safe_url(source) if is_sql_url(source) else source,
                 "source_file": str(source_path) if source_path else None,
-                "source_sha256": file_sha256(source_path) if source_path else None,   # None: loaded by a package or a query
+                "source_sha256": file_sha256(source_path) if source_path else None,
                 "data_sha256": sha, "snapshot": name, "reused": reused,
                 "rows": int(df.shape[0]), "columns": int(df.shape[1]),
                 "column_names": [str(c) for c in df.columns], "ingested": now_utc(), **extra}
@@ -303,18 +368,31 @@ Paths in params.yaml are relative to the project root, wherever the notebook was
 
 # %% [code]
 os.chdir(find_root())
-csv_options = dict(sep=sep, encoding=encoding, decimal=decimal, na_values=na_values, drop_index_column=drop_index_column)
+csv_options = dict(
+    sep=sep, encoding=encoding, decimal=decimal, na_values=na_values, drop_index_column=drop_index_column
+)
 df = read_source(source, query, **csv_options)
 y = check_target(df, target)
 task_found, task_reason = detect_task(y, task)
 print(f"task: {task_found} ({task_reason})")
 manifest = snapshot(df, raw_dir, source, source_file(source), target=target, task=task_found, task_reason=task_reason,
                     query=query if is_sql_url(source) else None)
-record_step(lineage_dir, "ingest", {"source": manifest["source"], "query": query, "task": task, **csv_options},
-            inputs=[p for p in [source_file(source)] if p is not None], outputs=[raw_dir],
-            metrics={"rows": manifest["rows"], "columns": manifest["columns"]},
-            data={k: manifest[k] for k in ("source", "source_sha256", "data_sha256", "snapshot", "rows", "columns", "task", "task_reason")})
-print(f"{manifest['source']}: {manifest['rows']} rows x {manifest['columns']} columns, sha256 {manifest['data_sha256'][:12]}"
-      + (" (snapshot already there, not rewritten)" if manifest["reused"] else ""))
+record_step(
+    lineage_dir,
+    "ingest",
+    {"source": manifest["source"], "query": query, "task": task, **csv_options},
+    inputs=[p for p in [source_file(source)] if p is not None],
+    outputs=[raw_dir],
+    metrics={"rows": manifest["rows"], "columns": manifest["columns"]},
+    data={
+        k: manifest[k]
+        for k in ("source", "source_sha256", "data_sha256", "snapshot", "rows", "columns", "task", "task_reason")
+    },
+)
+print(
+    f"{manifest['source']}: {manifest['rows']} rows x {manifest['columns']} columns, sha256"
+    f" {manifest['data_sha256'][:12]}"
+    + (" (snapshot already there, not rewritten)" if manifest["reused"] else "")
+)
 df.head()
 

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from mlops_nb.core import atomic_path, frame_sha256, read_json, write_json
-from mlops_nb.contracts import check_schema, detect_task, pandera_schema, parse_dates   # shared: 00a_contracts  # noqa: F401
+# shared: 00a_contracts  # noqa: F401
+from mlops_nb.contracts import check_schema, detect_task, pandera_schema, parse_dates
 from mlops_nb.pages import html_page
 
 # %% [code]
@@ -31,15 +32,26 @@ schema_path: str = "data/interim/schema.json"  # the schema: the contract for la
 validation_path: str = "data/interim/validation.json"  # every gate's measurement, level and verdict
 profile_path: str = "reports/profile.html"  # the ydata-profiling report
 lineage_dir: str = "reports/lineage"  # lineage records
-max_missing_share: float = 0.2  # per feature column; above it the column is dropped with a warning (gate level drop), reported (warning) or stops the run (error)
+# per feature column; above it the column is dropped with a warning (gate level drop), reported (warning) or stops the run (error)
+max_missing_share: float = 0.2
 min_rows_per_class: int = 10  # classification only
 max_duplicate_share: float = 0.05  # share of rows that repeat an earlier row
 min_rows: int = 20  # fewer rows (with a target) fail
-gate_levels: dict = {"missing": "drop", "rows_per_class": "error", "duplicates": "warning", "min_rows": "error", "dropped_columns": "warning", "cv_folds": "error"}  # per gate: error (stops the run), warning (reported) or off; missing also drop (the column is not used, with a warning)
+# per gate: error (stops the run), warning (reported) or off; missing also drop (the column is not used, with a warning)
+gate_levels: dict = {
+    "missing": "drop",
+    "rows_per_class": "error",
+    "duplicates": "warning",
+    "min_rows": "error",
+    "dropped_columns": "warning",
+    "cv_folds": "error",
+}
 max_categories: int = 50  # a text column with more distinct values has no category list in the schema
 profile_minimal: bool = False  # true: ydata-profiling's fast minimal mode only
-profile_sample_rows: int = 20000  # above it: exact column statistics on all rows, correlations, duplicates and missing-value patterns on a sample of this size
-profile_interactions: bool = False  # large data: also the pairwise interaction plots on the sample (slow: about 15 s per numeric column)
+# above it: exact column statistics on all rows, correlations, duplicates and missing-value patterns on a sample of this size
+profile_sample_rows: int = 20000
+# large data: also the pairwise interaction plots on the sample (slow: about 15 s per numeric column)
+profile_interactions: bool = False
 
 # %% [markdown]
 ## The schema
@@ -82,10 +94,13 @@ def column_role(name: str, s: pd.Series, kind: str, max_categories: int = 50) ->
     if kind == "categorical" and d > max_categories:
         words = float(nn.astype(str).head(2000).str.split().str.len().mean())
         if words >= 3: return "text", f"free text: {d} distinct values, {words:.1f} words on average"
-        if len(nn) >= 20 and d >= 0.95 * len(nn): return "identifier", f"{d / len(nn):.0%} of {len(nn)} values distinct, short text"
+        if len(nn) >= 20 and d >= 0.95 * len(nn):
+            return "identifier", f"{d / len(nn):.0%} of {len(nn)} values distinct, short text"
     if kind == "numeric" and pd.api.types.is_integer_dtype(s) and len(nn) >= 20 and d == len(nn):
         if _ID_NAME.search(str(name)) or nn.is_monotonic_increasing or nn.is_monotonic_decreasing:
-            return "identifier", "every value distinct, " + ("named like an id" if _ID_NAME.search(str(name)) else "ordered like a row number")
+            return "identifier", "every value distinct, " + (
+                "named like an id" if _ID_NAME.search(str(name)) else "ordered like a row number"
+            )
     return "feature", ""
 
 def missing_share(s: pd.Series) -> float:
@@ -97,7 +112,8 @@ def missing_share(s: pd.Series) -> float:
 
 def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: str | None = None,
                  task_reason: str | None = None, drop_missing_above: float | None = None) -> dict:
-    """The schema of `df`: per column its kind, dtype, nullability, range or categories, and role; the features and dropped columns.
+    """The schema of `df`: per column its kind, dtype, nullability, range or categories, and role; the features and dropped
+    columns.
     `drop_missing_above`: a feature with a larger share of missing values is not used (`role: mostly_empty`)."""
     if target not in df.columns:
         raise KeyError(f"project.target: column {target!r} not in the data; columns are {list(df.columns)}")
@@ -119,7 +135,9 @@ def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: 
                 share = missing_share(s)
                 if share > drop_missing_above:
                     c["role"], c["missing_share"] = "mostly_empty", round(share, 4)
-                    why = f"{share:.1%} of the values missing (above validate.max_missing_share = {drop_missing_above:g})"
+                    why = (
+                        f"{share:.1%} of the values missing (above validate.max_missing_share = {drop_missing_above:g})"
+                    )
             if c["role"] not in ("feature", "text"): dropped[str(name)] = f"{c['role']}: {why}"
             elif why: c["role_reason"] = why
         cols[str(name)] = c
@@ -132,20 +150,41 @@ _df = pd.DataFrame({"x": [1.0, 2.0, None], "c": ["a", "b", "a"], "y": ["p", "q",
 _s = infer_schema(_df, "y")
 test_eq(_s["features"], ["x", "c"])
 test_eq(_s["task"], "binary")
-test_eq(_s["columns"]["x"], {"kind": "numeric", "dtype": "float64", "nullable": True, "min": 1.0, "max": 2.0, "role": "feature"})
+test_eq(
+    _s["columns"]["x"],
+    {"kind": "numeric", "dtype": "float64", "nullable": True, "min": 1.0, "max": 2.0, "role": "feature"},
+)
 test_eq(_s["columns"]["c"]["categories"], ["a", "b"])
 test_fail(lambda: infer_schema(_df, "nope"), contains="'nope' not in the data")
 _n = 60
-_wide = pd.DataFrame({"row_id": range(_n), "code": [f"K{i:04d}" for i in range(_n)], "k": 1, "gone": None,
-                      "when": pd.date_range("2024-01-01", periods=_n, freq="D").strftime("%Y-%m-%d"),
-                      "note": [f"a note about item {i} today" for i in range(_n)], "v": np.arange(_n) % 7, "y": [0, 1] * (_n // 2)})
+_wide = pd.DataFrame(
+    {
+        "row_id": range(_n),
+        "code": [f"K{i:04d}" for i in range(_n)],
+        "k": 1,
+        "gone": None,
+        "when": pd.date_range("2024-01-01", periods=_n, freq="D").strftime("%Y-%m-%d"),
+        "note": [f"a note about item {i} today" for i in range(_n)],
+        "v": np.arange(_n) % 7,
+        "y": [0, 1] * (_n // 2),
+    }
+)
 _ws = infer_schema(_wide, "y", task="binary", task_reason="given")
 test_eq(_ws["features"], ["when", "note", "v"])
-test_eq({k: v.split(":")[0] for k, v in _ws["dropped"].items()}, {"row_id": "identifier", "code": "identifier", "k": "constant", "gone": "empty"})
+test_eq(
+    {k: v.split(":")[0] for k, v in _ws["dropped"].items()},
+    {"row_id": "identifier", "code": "identifier", "k": "constant", "gone": "empty"},
+)
 test_eq((_ws["columns"]["when"]["kind"], _ws["columns"]["note"]["role"]), ("datetime", "text"))
 test_eq(_ws["columns"]["when"]["min"], "2024-01-01 00:00:00")
-_sparse = pd.DataFrame({"x": np.arange(40.0), "rare": [1.0, 2.0, 3.0] + [None] * 37, "blank": ["a", "b", "c"] + ["", " "] * 18 + [None],
-                        "y": [0, 1] * 20})
+_sparse = pd.DataFrame(
+    {
+        "x": np.arange(40.0),
+        "rare": [1.0, 2.0, 3.0] + [None] * 37,
+        "blank": ["a", "b", "c"] + ["", " "] * 18 + [None],
+        "y": [0, 1] * 20,
+    }
+)
 test_eq(missing_share(_sparse["blank"]), 37 / 40)                       # blank text counts as missing
 _ss = infer_schema(_sparse, "y", drop_missing_above=0.2)
 test_eq(_ss["features"], ["x"])
@@ -197,8 +236,14 @@ folds to what the data allows and prints that it did.
 class DataQualityError(ValueError):
     "The data failed one or more data-quality gates."
 
-GATE_LEVELS = {"missing": "drop", "rows_per_class": "error", "duplicates": "warning", "min_rows": "error", "dropped_columns": "warning",
-               "cv_folds": "error"}
+GATE_LEVELS = {
+    "missing": "drop",
+    "rows_per_class": "error",
+    "duplicates": "warning",
+    "min_rows": "error",
+    "dropped_columns": "warning",
+    "cv_folds": "error",
+}
 
 def drops_mostly_empty(levels: dict | None) -> bool:
     "Whether the missing-share gate's level (default `drop`) leaves mostly-empty feature columns out of the schema."
@@ -210,9 +255,18 @@ def _cv_gate(y: pd.Series, train_share: float):
     cls = counts.idxmin()
     return cls, int(counts.min()), int(np.floor(counts.min() * train_share))
 
-def quality_gates(df: pd.DataFrame, target: str, max_missing_share: float = 0.2, min_rows_per_class: int = 10,
-                  max_duplicate_share: float = 0.05, schema: dict | None = None, min_rows: int = 20,
-                  levels: dict | None = None, cv_folds: int | None = None, train_share: float | None = None) -> list[dict]:
+def quality_gates(
+    df: pd.DataFrame,
+    target: str,
+    max_missing_share: float = 0.2,
+    min_rows_per_class: int = 10,
+    max_duplicate_share: float = 0.05,
+    schema: dict | None = None,
+    min_rows: int = 20,
+    levels: dict | None = None,
+    cv_folds: int | None = None,
+    train_share: float | None = None,
+) -> list[dict]:
     """Measure each gate; every result has gate, key, column, value, limit, passed and level ('error' or 'warning').
     With `cv_folds` and `train_share` (classification): whether every class has enough rows in the training split."""
     levels = {**GATE_LEVELS, **(levels or {})}
@@ -220,32 +274,65 @@ def quality_gates(df: pd.DataFrame, target: str, max_missing_share: float = 0.2,
     if bad: raise ValueError(f"validate.gate_levels: unknown gates {bad}; expected some of {sorted(GATE_LEVELS)}")
     for k, v in levels.items():
         ok = ("error", "warning", "off", "drop") if k == "missing" else ("error", "warning", "off")
-        if v not in ok: raise ValueError(f"validate.gate_levels.{k}: expected {', '.join(ok[:-1])} or {ok[-1]}, got {v!r}")
+        if v not in ok:
+            raise ValueError(f"validate.gate_levels.{k}: expected {', '.join(ok[:-1])} or {ok[-1]}, got {v!r}")
     out = []
     def gate(key, name, column, value, limit, passed, detail=None):
         lvl = levels.get(key, "error")
         lvl = "warning" if lvl == "drop" else lvl         # the columns were dropped: what is left is reported
         if lvl != "off":
-            out.append({"gate": name, "key": key, "column": column, "value": value, "limit": limit, "passed": bool(passed), "level": lvl,
-                        **({"detail": detail} if detail else {})})
+            out.append(
+                {
+                    "gate": name,
+                    "key": key,
+                    "column": column,
+                    "value": value,
+                    "limit": limit,
+                    "passed": bool(passed),
+                    "level": lvl,
+                    **({"detail": detail} if detail else {}),
+                }
+            )
     y = df[target]
     gate("target", "target has no missing values", target, int(y.isna().sum()), 0, y.isna().sum() == 0)
     gate("target", "target is not constant", target, int(y.nunique()), 2, y.nunique() >= 2)
     gate("min_rows", "rows with a target", None, int(y.notna().sum()), min_rows, y.notna().sum() >= min_rows)
     if schema is None or schema.get("task") != "regression":
         counts = y.value_counts()
-        if len(counts): gate("rows_per_class", "rows per class", target, int(counts.min()), min_rows_per_class, counts.min() >= min_rows_per_class)
+        if len(counts):
+            gate(
+                "rows_per_class",
+                "rows per class",
+                target,
+                int(counts.min()),
+                min_rows_per_class,
+                counts.min() >= min_rows_per_class,
+            )
         if len(counts) and cv_folds and train_share:
             cls, n, k = _cv_gate(y.dropna(), train_share)
             fit = max(min(k, cv_folds), 2)
-            gate("cv_folds", "training rows per class for cross-validation", target, k, cv_folds, k >= cv_folds,
-                 f"class {cls!r} has {n} rows, about {k} of them in the training split ({train_share:.0%} of the rows), "
-                 f"fewer than train.cv_folds = {cv_folds}: "
-                 + (f"set train.cv_folds to {fit} or less, " if k >= 2 else "")
-                 + "gather more rows of that class, or give the training split a larger share (split.*_size)")
+            gate(
+                "cv_folds",
+                "training rows per class for cross-validation",
+                target,
+                k,
+                cv_folds,
+                k >= cv_folds,
+                f"class {cls!r} has {n} rows, about {k} of them in the training split ({train_share:.0%} of the rows), "
+                f"fewer than train.cv_folds = {cv_folds}: "
+                + (f"set train.cv_folds to {fit} or less, " if k >= 2 else "")
+                + "gather more rows of that class, or give the training split a larger share (split.*_size)",
+            )
     feats = schema["features"] if schema else [c for c in df.columns if c != target]
     for name, share in df[feats].isna().mean().items():
-        gate("missing", "share of missing values", str(name), round(float(share), 4), max_missing_share, share <= max_missing_share)
+        gate(
+            "missing",
+            "share of missing values",
+            str(name),
+            round(float(share), 4),
+            max_missing_share,
+            share <= max_missing_share,
+        )
     if schema is not None:
         gate("features", "usable features", None, len(feats), 1, len(feats) >= 1)
         for name, why in schema.get("dropped", {}).items():
@@ -258,39 +345,74 @@ def raise_on_failed(gates: list[dict], source: str = "data", schema: dict | None
     "Raise DataQualityError listing every failed error-level gate."
     failed = [g for g in gates if not g["passed"] and g["level"] == "error"]
     if failed:
-        lines = [(f"- {g['gate']}: column {g['column']!r} measured {g['value']}, limit {g['limit']}" if g["column"] is not None
-                  else f"- {g['gate']}: measured {g['value']}, limit {g['limit']}") + (f" ({g['detail']})" if g.get("detail") else "")
-                 for g in failed]
+        lines = [
+            (
+                f"- {g['gate']}: column {g['column']!r} measured {g['value']}, limit {g['limit']}"
+                if g["column"] is not None
+                else f"- {g['gate']}: measured {g['value']}, limit {g['limit']}"
+            )
+            + (f" ({g['detail']})" if g.get("detail") else "")
+            for g in failed
+        ]
         if schema and any(g["key"] == "features" for g in failed):
-            lines.append("  (no usable feature; dropped: " + "; ".join(f"{k}: {v}" for k, v in schema.get("dropped", {}).items()) + ")")
+            lines.append(
+                "  (no usable feature; dropped: "
+                + "; ".join(f"{k}: {v}" for k, v in schema.get("dropped", {}).items())
+                + ")"
+            )
         raise DataQualityError(f"{source} failed {len(failed)} data-quality gate(s):\n" + "\n".join(lines))
 
 def failed_warnings(gates: list[dict]) -> list[str]:
     "One line per failed warning-level gate."
-    return [f"{g['gate']}: " + (f"column {g['column']!r} " if g["column"] is not None else "") + f"measured {g['value']}, limit {g['limit']}"
-            + (f" ({g['detail']})" if g.get("detail") else "") for g in gates if not g["passed"] and g["level"] == "warning"]
+    return [
+        f"{g['gate']}: "
+        + (f"column {g['column']!r} " if g["column"] is not None else "")
+        + f"measured {g['value']}, limit {g['limit']}"
+        + (f" ({g['detail']})" if g.get("detail") else "")
+        for g in gates
+        if not g["passed"] and g["level"] == "warning"
+    ]
 
 # %% [code]
 _g = quality_gates(_df, "y", max_missing_share=0.5, min_rows_per_class=1, min_rows=3)
 assert all(g["passed"] for g in _g if g["level"] == "error")
 _g = quality_gates(_df, "y", max_missing_share=0.1, min_rows_per_class=1, min_rows=3, levels={"missing": "error"})
 test_fail(lambda: raise_on_failed(_g, "raw.parquet"), contains="column 'x' measured 0.3333, limit 0.1")
-test_fail(lambda: raise_on_failed(quality_gates(_df.assign(y="p"), "y", 1, 1, min_rows=1)), contains="target is not constant")
+test_fail(
+    lambda: raise_on_failed(quality_gates(_df.assign(y="p"), "y", 1, 1, min_rows=1)), contains="target is not constant"
+)
 _g = quality_gates(_df, "y", 0.1, 1, min_rows=3, levels={"missing": "warning"})
 raise_on_failed(_g)                                                     # a warning does not stop the run...
 test_eq(failed_warnings(_g), ["share of missing values: column 'x' measured 0.3333, limit 0.1"])   # ...it is reported
-test_eq([g["key"] for g in quality_gates(_df, "y", 0.1, 1, min_rows=3, levels={"missing": "off"})], ["target", "target", "min_rows", "rows_per_class", "duplicates"])
+test_eq(
+    [g["key"] for g in quality_gates(_df, "y", 0.1, 1, min_rows=3, levels={"missing": "off"})],
+    ["target", "target", "min_rows", "rows_per_class", "duplicates"],
+)
 test_fail(lambda: quality_gates(_df, "y", levels={"nope": "error"}), contains="unknown gates ['nope']")
-test_fail(lambda: quality_gates(_df, "y", levels={"duplicates": "drop"}), contains="expected error, warning or off, got 'drop'")
+test_fail(
+    lambda: quality_gates(_df, "y", levels={"duplicates": "drop"}),
+    contains="expected error, warning or off, got 'drop'",
+)
 assert drops_mostly_empty(None) and not drops_mostly_empty({"missing": "error"})
-_few = pd.DataFrame({"x": range(40), "y": ["a"] * 32 + ["b"] * 8})       # 8 rows of "b": about 3 in a 45% training split
+# 8 rows of "b": about 3 in a 45% training split
+_few = pd.DataFrame({"x": range(40), "y": ["a"] * 32 + ["b"] * 8})
 _g = quality_gates(_few, "y", min_rows_per_class=1, min_rows=3, cv_folds=5, train_share=0.45)
-test_fail(lambda: raise_on_failed(_g), contains="class 'b' has 8 rows, about 3 of them in the training split (45% of the rows), "
-          "fewer than train.cv_folds = 5: set train.cv_folds to 3 or less")
-assert all(g["passed"] for g in quality_gates(_few, "y", min_rows_per_class=1, min_rows=3, cv_folds=3, train_share=0.45))
+test_fail(
+    lambda: raise_on_failed(_g),
+    contains=(
+        "class 'b' has 8 rows, about 3 of them in the training split (45% of the rows), "
+        "fewer than train.cv_folds = 5: set train.cv_folds to 3 or less"
+    ),
+)
+assert all(
+    g["passed"] for g in quality_gates(_few, "y", min_rows_per_class=1, min_rows=3, cv_folds=3, train_share=0.45)
+)
 _only = pd.DataFrame({"id": range(30), "k": 1, "y": [0, 1, 2] * 10})
 _os = infer_schema(_only, "y")
-test_fail(lambda: raise_on_failed(quality_gates(_only, "y", schema=_os, min_rows_per_class=1), schema=_os), contains="no usable feature")
+test_fail(
+    lambda: raise_on_failed(quality_gates(_only, "y", schema=_os, min_rows_per_class=1), schema=_os),
+    contains="no usable feature",
+)
 
 # %% [markdown]
 ## Profile
@@ -313,7 +435,8 @@ def _frame_page(title: str, parts: list[tuple[str, str]]) -> str:
 
 def profile_report(df: pd.DataFrame, dest, title: str = "Data profile", minimal: bool = False,
                    sample_rows: int | None = None, seed: int = 42, interactions: bool = False) -> dict:
-    "Write a ydata-profiling HTML report of `df` to `dest` atomically; above `sample_rows` rows, exact column statistics plus costly parts on a sample. Returns what was computed on what."
+    """Write a ydata-profiling HTML report of `df` to `dest` atomically; above `sample_rows` rows, exact column statistics
+    plus costly parts on a sample. Returns what was computed on what."""
     os.environ["YDATA_PROFILING_NO_ANALYTICS"] = "True"
     from data_profiling import ProfileReport
     n = len(df)
@@ -321,20 +444,38 @@ def profile_report(df: pd.DataFrame, dest, title: str = "Data profile", minimal:
         page = ProfileReport(df, title=title, minimal=minimal, progress_bar=False).to_html()
         info = {"rows": n, "mode": "minimal" if minimal else "full", "sample_rows": None}
     else:
-        full = ProfileReport(df, title=f"{title}: exact column statistics on all {n:,} rows", minimal=True, progress_bar=False,
-                             samples={"head": 5, "tail": 5}).to_html()
+        full = ProfileReport(
+            df,
+            title=f"{title}: exact column statistics on all {n:,} rows",
+            minimal=True,
+            progress_bar=False,
+            samples={"head": 5, "tail": 5},
+        ).to_html()
         sample = df.sample(sample_rows, random_state=seed)
         desc = f"random sample of {sample_rows:,} of {n:,} rows (seed {seed})"
-        costly = ProfileReport(sample, title=f"{title}: correlations, duplicates, missing-value patterns on a {desc}", progress_bar=False,
-                               minimal=True, correlations={"auto": {"calculate": True}}, duplicates={"head": 10},
-                               missing_diagrams={"bar": True, "matrix": True, "heatmap": True},
-                               interactions={"continuous": interactions},
-                               dataset={"description": f"Computed on a {desc}; column statistics on all rows are in the first part."}).to_html()
-        costs = "correlations, " + ("interactions, " if interactions else "") + "duplicate rows and missing-value patterns"
+        costly = ProfileReport(
+            sample,
+            title=f"{title}: correlations, duplicates, missing-value patterns on a {desc}",
+            progress_bar=False,
+            minimal=True,
+            correlations={"auto": {"calculate": True}},
+            duplicates={"head": 10},
+            missing_diagrams={"bar": True, "matrix": True, "heatmap": True},
+            interactions={"continuous": interactions},
+            dataset={"description": f"Computed on a {desc}; column statistics on all rows are in the first part."},
+        ).to_html()
+        costs = (
+            "correlations, " + ("interactions, " if interactions else "") + "duplicate rows and missing-value patterns"
+        )
         page = _frame_page(title, [(f"Part 1: exact statistics of every column, on all {n:,} rows", full),
                                    (f"Part 2: {costs}, on a {desc}", costly)])
-        info = {"rows": n, "mode": "exact column statistics on all rows, costly parts on a sample", "sample_rows": sample_rows,
-                "sample_seed": seed, "on_the_sample": costs}
+        info = {
+            "rows": n,
+            "mode": "exact column statistics on all rows, costly parts on a sample",
+            "sample_rows": sample_rows,
+            "sample_seed": seed,
+            "on_the_sample": costs,
+        }
     with atomic_path(dest) as tmp: Path(tmp).write_text(page)
     return {"path": str(dest), **info}
 
@@ -361,9 +502,12 @@ schema = infer_schema(raw, target, max_categories, task=manifest.get("task") if 
                       drop_missing_above=max_missing_share if drops_mostly_empty(gate_levels) else None)
 # too little data for cross-validation is said here, where it can be acted on: train.cv_folds and the split shares
 later = load_params("params.yaml")
-cv_folds, shares = later.get("train", {}).get("cv_folds"), [later.get("split", {}).get(f"{k}_size") for k in ("test", "valid", "batch")]
+cv_folds, shares = later.get("train", {}).get("cv_folds"), [
+    later.get("split", {}).get(f"{k}_size") for k in ("test", "valid", "batch")
+]
 train_share = 1 - sum(shares) if None not in shares else None
-if cv_folds is None or train_share is None: print("note: train.cv_folds or a split share is not in params.yaml; the cross-validation gate is skipped")
+if cv_folds is None or train_share is None:
+    print("note: train.cv_folds or a split share is not in params.yaml; the cross-validation gate is skipped")
 gates = quality_gates(raw, target, max_missing_share, min_rows_per_class, max_duplicate_share, schema=schema,
                       min_rows=min_rows, levels=gate_levels, cv_folds=cv_folds, train_share=train_share)
 warnings = failed_warnings(gates)
@@ -377,17 +521,38 @@ print(f"task: {schema['task']} ({schema['task_reason']})")
 print(f"features: {len(schema['features'])}; not used: {schema['dropped'] or 'none'}")
 for w in warnings: print(f"warning: {w}")
 dup = next((g for g in gates if g["key"] == "duplicates"), None)
-if dup and not dup["passed"]: print(f"note: repeated rows are kept (wrangle.drop_duplicates: false); {dup['value']:.1%} of the rows repeat an earlier one")
+if dup and not dup["passed"]:
+    print(
+        f"note: repeated rows are kept (wrangle.drop_duplicates: false); {dup['value']:.1%} of the rows repeat an"
+        " earlier one"
+    )
 profile = profile_report(raw, profile_path, title=f"Profile of {raw_file}", minimal=profile_minimal,
                          sample_rows=profile_sample_rows, seed=seed, interactions=profile_interactions)
 rows = row_flow(len(raw), len(raw), with_target=int(raw[target].notna().sum()),
                 duplicates=int(raw.duplicated().sum()))   # validate removes nothing; it measures
-record_step(lineage_dir, "validate", {"target": target, "max_missing_share": max_missing_share, "min_rows_per_class": min_rows_per_class,
-                                      "max_duplicate_share": max_duplicate_share, "min_rows": min_rows, "gate_levels": gate_levels,
-                                      "cv_folds": cv_folds, "train_share": train_share},
-            inputs=[raw_file], outputs=[schema_path, validation_path, profile_path],
-            metrics={"gates_failed": sum(not g["passed"] and g["level"] == "error" for g in gates), "warnings": len(warnings),
-                     "features": len(schema["features"])}, profile=profile, rows=rows,
-            mostly_empty={c: v["missing_share"] for c, v in schema["columns"].items() if v.get("role") == "mostly_empty"})
+record_step(
+    lineage_dir,
+    "validate",
+    {
+        "target": target,
+        "max_missing_share": max_missing_share,
+        "min_rows_per_class": min_rows_per_class,
+        "max_duplicate_share": max_duplicate_share,
+        "min_rows": min_rows,
+        "gate_levels": gate_levels,
+        "cv_folds": cv_folds,
+        "train_share": train_share,
+    },
+    inputs=[raw_file],
+    outputs=[schema_path, validation_path, profile_path],
+    metrics={
+        "gates_failed": sum(not g["passed"] and g["level"] == "error" for g in gates),
+        "warnings": len(warnings),
+        "features": len(schema["features"]),
+    },
+    profile=profile,
+    rows=rows,
+    mostly_empty={c: v["missing_share"] for c, v in schema["columns"].items() if v.get("role") == "mostly_empty"},
+)
 pd.DataFrame(gates)
 

@@ -32,9 +32,12 @@ raw_dir: str = "data/raw"  # the raw snapshot (from ingest)
 schema_path: str = "data/interim/schema.json"  # the schema (from validate)
 clean_path: str = "data/interim/clean.parquet"  # the cleaned data
 lineage_dir: str = "reports/lineage"  # lineage records
-drop_columns: list[str] = []  # columns never used as features (identifier-like, constant and empty ones are dropped anyway)
-drop_duplicates: bool = False  # remove exact repeated rows; off by default: in surveys, counts, logs and categorical tables repeated rows are separate observations
-max_removed_share: float = 0.05  # project: a phase that removes more than this share of its input rows is warned about (here and on the front page)
+# columns never used as features (identifier-like, constant and empty ones are dropped anyway)
+drop_columns: list[str] = []
+# remove exact repeated rows; off by default: in surveys, counts, logs and categorical tables repeated rows are separate observations
+drop_duplicates: bool = False
+# project: a phase that removes more than this share of its input rows is warned about (here and on the front page)
+max_removed_share: float = 0.05
 
 # %% [markdown]
 ## Cleaning
@@ -48,7 +51,9 @@ Columns listed in `wrangle.drop_columns` are never features. Every removed row i
 
 # %% [code]
 #| export
-def clean_rows(df: pd.DataFrame, target: str, drop_columns=(), drop_duplicates: bool = False) -> tuple[pd.DataFrame, dict]:
+def clean_rows(
+    df: pd.DataFrame, target: str, drop_columns=(), drop_duplicates: bool = False
+) -> tuple[pd.DataFrame, dict]:
     """A cleaned copy of `df` (listed columns dropped, rows without target removed, and exact duplicate rows too
     when `drop_duplicates`), with the number of rows removed per reason."""
     unknown = sorted(set(drop_columns) - set(df.columns))
@@ -69,12 +74,18 @@ def clean(df: pd.DataFrame, target: str, drop_columns=(), drop_duplicates: bool 
     return clean_rows(df, target, drop_columns, drop_duplicates)[0]
 
 # %% [code]
-_df = pd.DataFrame({"x": [1.0, 1.0, 2.0, 3.0], "c": ["a", "a", None, "b"], "id": [1, 1, 2, 3], "y": ["p", "p", None, "q"]})
+_df = pd.DataFrame(
+    {"x": [1.0, 1.0, 2.0, 3.0], "c": ["a", "a", None, "b"], "id": [1, 1, 2, 3], "y": ["p", "p", None, "q"]}
+)
 _c, _removed = clean_rows(_df, "y", ["id"])
-test_eq(_c.to_dict("list"), {"x": [1.0, 1.0, 3.0], "c": ["a", "a", "b"], "y": ["p", "p", "q"]})   # repeated rows are kept
+# repeated rows are kept
+test_eq(_c.to_dict("list"), {"x": [1.0, 1.0, 3.0], "c": ["a", "a", "b"], "y": ["p", "p", "q"]})
 test_eq(_removed, {"missing target": 1})
 _c, _removed = clean_rows(_df, "y", ["id"], drop_duplicates=True)
-test_eq((_c.to_dict("list"), _removed), ({"x": [1.0, 3.0], "c": ["a", "b"], "y": ["p", "q"]}, {"missing target": 1, "duplicates": 1}))
+test_eq(
+    (_c.to_dict("list"), _removed),
+    ({"x": [1.0, 3.0], "c": ["a", "b"], "y": ["p", "q"]}, {"missing target": 1, "duplicates": 1}),
+)
 test_eq(_df.shape, (4, 4))   # the input is not modified
 test_fail(lambda: clean(_df, "y", ["nope"]), contains="['nope'] not in the data")
 
@@ -107,11 +118,22 @@ def feature_columns(schema: dict, columns) -> tuple[list[str], list[str]]:
     return plan["numeric"], plan["categorical"]
 
 # %% [code]
-_schema = {"features": ["x", "c", "id", "when", "note"], "columns": {"x": {"kind": "numeric"}, "c": {"kind": "categorical"},
-           "id": {"kind": "numeric"}, "y": {"kind": "categorical"}, "when": {"kind": "datetime", "role": "feature"},
-           "note": {"kind": "categorical", "role": "text"}}}
+_schema = {
+    "features": ["x", "c", "id", "when", "note"],
+    "columns": {
+        "x": {"kind": "numeric"},
+        "c": {"kind": "categorical"},
+        "id": {"kind": "numeric"},
+        "y": {"kind": "categorical"},
+        "when": {"kind": "datetime", "role": "feature"},
+        "note": {"kind": "categorical", "role": "text"},
+    },
+}
 test_eq(feature_columns(_schema, ["x", "c", "y"]), (["x"], ["c"]))
-test_eq(feature_plan(_schema, ["x", "c", "y", "when", "note"]), {"numeric": ["x"], "categorical": ["c"], "datetime": ["when"], "text": ["note"]})
+test_eq(
+    feature_plan(_schema, ["x", "c", "y", "when", "note"]),
+    {"numeric": ["x"], "categorical": ["c"], "datetime": ["when"], "text": ["note"]},
+)
 
 # %% [markdown]
 ## Custom transformers
@@ -125,13 +147,15 @@ parameters, `fit` learns attributes ending in `_`, fixed output width) and pass
 DATETIME_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "minute")
 
 class DatetimeFeatures(TransformerMixin, BaseEstimator):
-    "Each column of dates (datetime values or date text) as numeric parts: year, month, day, weekday, ...; NaN where missing."
+    """Each column of dates (datetime values or date text) as numeric parts: year, month, day, weekday, ...; NaN where
+    missing."""
     def __init__(self, parts=("year", "month", "day", "dayofweek", "hour")):
         self.parts = parts
 
     def fit(self, X, y=None):
         bad = [p for p in self.parts if p not in DATETIME_PARTS]
-        if bad or not len(self.parts): raise ValueError(f"parts: expected some of {list(DATETIME_PARTS)}, got {list(self.parts)}")
+        if bad or not len(self.parts):
+            raise ValueError(f"parts: expected some of {list(DATETIME_PARTS)}, got {list(self.parts)}")
         validate_data(self, X, dtype=None, ensure_all_finite=False, reset=True)
         return self
 
@@ -149,7 +173,11 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "n_features_in_")
-        cols = input_features if input_features is not None else getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])
+        cols = (
+            input_features
+            if input_features is not None
+            else getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])
+        )
         return np.array([f"{c}_{p}" for c in cols for p in self.parts], dtype=object)
 
     def __sklearn_tags__(self):
@@ -162,7 +190,8 @@ def _docs(col) -> list[str]:
     return ["" if v is None or (isinstance(v, float) and v != v) or v is pd.NA else str(v) for v in col]
 
 class TextFeatures(TransformerMixin, BaseEstimator):
-    "Each free-text column as its length, its word count and `n_components` TF-IDF + SVD components (a fixed width); missing text is empty."
+    """Each free-text column as its length, its word count and `n_components` TF-IDF + SVD components (a fixed width);
+    missing text is empty."""
     def __init__(self, n_components: int = 8, max_features: int = 2000, seed: int = 0):
         self.n_components, self.max_features, self.seed = n_components, max_features, seed
 
@@ -197,8 +226,19 @@ class TextFeatures(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "vectorizers_")
-        cols = input_features if input_features is not None else getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])
-        return np.array([n for c in cols for n in [f"{c}_chars", f"{c}_words"] + [f"{c}_tfidf{i}" for i in range(self.n_components)]], dtype=object)
+        cols = (
+            input_features
+            if input_features is not None
+            else getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])
+        )
+        return np.array(
+            [
+                n
+                for c in cols
+                for n in [f"{c}_chars", f"{c}_words"] + [f"{c}_tfidf{i}" for i in range(self.n_components)]
+            ],
+            dtype=object,
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -207,7 +247,9 @@ class TextFeatures(TransformerMixin, BaseEstimator):
         return tags
 
 # %% [code]
-_dt = pd.DataFrame({"when": ["2024-03-01", "2024-12-25T18:30:00", None, "not a date"], "t": pd.to_datetime(["2020-01-01"] * 4)})
+_dt = pd.DataFrame(
+    {"when": ["2024-03-01", "2024-12-25T18:30:00", None, "not a date"], "t": pd.to_datetime(["2020-01-01"] * 4)}
+)
 _z = DatetimeFeatures(parts=("year", "month", "hour")).fit(_dt).transform(_dt)
 test_eq(_z[:2, :3].tolist(), [[2024, 3, 0], [2024, 12, 18]])
 assert np.isnan(_z[2:, :3]).all()                        # missing or unparsable: NaN, the imputer fills it
@@ -258,7 +300,9 @@ def make_preprocessor(numeric, categorical, scale: bool = True, encoding: str = 
     date_steps = [("parts", DatetimeFeatures(parts=DATE_PARTS)),
                   ("impute", SimpleImputer(strategy="median", keep_empty_features=True))] + \
                  ([("scale", StandardScaler())] if scale else [])
-    text_steps = [("text", TextFeatures(n_components=TEXT_COMPONENTS))] + ([("scale", StandardScaler())] if scale else [])
+    text_steps = [("text", TextFeatures(n_components=TEXT_COMPONENTS))] + (
+        [("scale", StandardScaler())] if scale else []
+    )
     parts = ([("num", Pipeline(num_steps), list(numeric))] if len(numeric) else []) + \
             ([("date", Pipeline(date_steps), list(datetime))] if len(datetime) else []) + \
             ([("text", Pipeline(text_steps), list(text))] if len(text) else []) + \
@@ -283,8 +327,14 @@ _ord = make_preprocessor(["x"], ["c"], scale=False, encoding="ordinal").fit(_df.
 test_eq(_ord.transform(_new)[:, 1].tolist(), [-1.0, 0.0, 1.0])   # unseen → -1, missing → most frequent ("a" → 0)
 test_fail(lambda: make_preprocessor(["x"], [], encoding="hash"), contains="expected 'onehot' or 'ordinal'")
 test_eq([n for n, *_ in make_preprocessor(["x"], []).transformers], ["num"])   # numbers only: no categorical branch
-_all = pd.DataFrame({"x": [1.0, 2.0, None, 4.0, 5.0], "c": ["a", "b", "a", None, "b"], "when": _dt["when"].tolist() + ["2025-01-01"],
-                     "note": _tx["note"]})
+_all = pd.DataFrame(
+    {
+        "x": [1.0, 2.0, None, 4.0, 5.0],
+        "c": ["a", "b", "a", None, "b"],
+        "when": _dt["when"].tolist() + ["2025-01-01"],
+        "note": _tx["note"],
+    }
+)
 _full = make_preprocessor(["x"], ["c"], encoding="ordinal", scale=False, datetime=["when"], text=["note"]).fit(_all)
 _fz = _full.transform(_all)
 test_eq(_fz.shape[1], len(categorical_mask(["x"], ["c"], ["when"], ["note"])))
@@ -302,20 +352,40 @@ cleaned, removed = clean_rows(raw, target, drop_columns, drop_duplicates)
 rows = row_flow(len(raw), len(cleaned), removed, with_target=len(raw) - removed["missing target"])
 plan = feature_plan(schema, cleaned.columns)
 if not any(plan.values()):
-    raise ValueError(f"wrangle: no usable feature left in {clean_path}: the schema's features are {schema['features']}, "
-                     f"wrangle.drop_columns removes {drop_columns}; not used: {schema.get('dropped')}")
+    raise ValueError(
+        f"wrangle: no usable feature left in {clean_path}: the schema's features are {schema['features']}, "
+        f"wrangle.drop_columns removes {drop_columns}; not used: {schema.get('dropped')}"
+    )
 write_parquet(cleaned, clean_path)
-record_step(lineage_dir, "wrangle", {"target": target, "drop_columns": drop_columns, "drop_duplicates": drop_duplicates,
-                                     "max_removed_share": max_removed_share},
-            inputs=[Path(raw_dir)/"raw.parquet", schema_path], outputs=[clean_path],
-            metrics={"rows_in": len(raw), "rows_out": len(cleaned), **{f"removed_{k.replace(' ', '_')}": v for k, v in removed.items()}},
-            features=plan, not_used=schema.get("dropped", {}), rows=rows)
+record_step(
+    lineage_dir,
+    "wrangle",
+    {
+        "target": target,
+        "drop_columns": drop_columns,
+        "drop_duplicates": drop_duplicates,
+        "max_removed_share": max_removed_share,
+    },
+    inputs=[Path(raw_dir) / "raw.parquet", schema_path],
+    outputs=[clean_path],
+    metrics={
+        "rows_in": len(raw),
+        "rows_out": len(cleaned),
+        **{f"removed_{k.replace(' ', '_')}": v for k, v in removed.items()},
+    },
+    features=plan,
+    not_used=schema.get("dropped", {}),
+    rows=rows,
+)
 print(f"{len(raw)} rows in, {len(cleaned)} rows out"
       + "".join(f"; {n} removed: {why}" for why, n in removed.items() if n))
 if drop_duplicates: print(f"wrangle.drop_duplicates: {removed['duplicates']} repeated rows removed")
 if rows["removed_share"] > max_removed_share:
-    print(f"warning: wrangle removed {rows['removed_share']:.1%} of its {len(raw)} input rows "
-          f"(more than project.max_removed_share = {max_removed_share:.0%}): " + ", ".join(f"{why} {n}" for why, n in rows["removed"].items()))
+    print(
+        f"warning: wrangle removed {rows['removed_share']:.1%} of its {len(raw)} input rows "
+        f"(more than project.max_removed_share = {max_removed_share:.0%}): "
+        + ", ".join(f"{why} {n}" for why, n in rows["removed"].items())
+    )
 for k, v in plan.items(): print(f"{k}: {v}")
 if schema.get("dropped"): print(f"not features: {schema['dropped']}")
 

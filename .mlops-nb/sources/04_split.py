@@ -55,11 +55,15 @@ def _shares(test_size, batch_size, valid_size) -> dict:
         if not (0 < v < 1 or (name == "valid" and v == 0)):
             raise ValueError(f"split.{name}_size: expected a share between 0 and 1, got {v}")
     if sum(sizes.values()) >= 0.9:
-        raise ValueError(f"split: test_size + valid_size + batch_size = {sum(sizes.values()):.2f} leaves too little to train on (expected < 0.9)")
+        raise ValueError(
+            f"split: test_size + valid_size + batch_size = {sum(sizes.values()):.2f} leaves too little to train on"
+            " (expected < 0.9)"
+        )
     return sizes
 
 def _by_order(df: pd.DataFrame, order: np.ndarray, sizes: dict, sizes_of=None) -> dict:
-    "Cut the rows (or groups), in `order`, into train, valid, test, batch by their shares of rows (`sizes_of`: rows per group)."
+    """Cut the rows (or groups), in `order`, into train, valid, test, batch by their shares of rows (`sizes_of`: rows per
+    group)."""
     w = np.ones(len(order)) if sizes_of is None else np.asarray(sizes_of, dtype=float)[order]
     cum = np.concatenate([[0.0], np.cumsum(w) / w.sum()])
     names = [n for n in ("train", "valid", "test", "batch") if n == "train" or sizes[n] > 0]
@@ -73,8 +77,10 @@ def _by_order(df: pd.DataFrame, order: np.ndarray, sizes: dict, sizes_of=None) -
 def split_frame(df: pd.DataFrame, target: str, test_size: float = 0.2, batch_size: float = 0.2,
                 seed: int = 42, stratify: bool = True, valid_size: float = 0.0, method: str | None = None,
                 group_column: str | None = None, time_column: str | None = None) -> dict[str, pd.DataFrame]:
-    """Split `df` into train, (valid,) test and batch frames, shares of all rows. `method`: random, stratified (on `target`),
-    group (whole groups of `group_column`) or time (ordered by `time_column`); None or auto: stratified when `stratify`, else random."""
+    """Split `df` into train, (valid,) test and batch frames, shares of all rows. `method`: random, stratified (on
+    `target`),
+    group (whole groups of `group_column`) or time (ordered by `time_column`); None or auto: stratified when `stratify`,
+    else random."""
     sizes = _shares(test_size, batch_size, valid_size)
     method = method or "auto"
     if method not in METHODS: raise ValueError(f"split.method: expected one of {list(METHODS)}, got {method!r}")
@@ -96,12 +102,17 @@ def split_frame(df: pd.DataFrame, target: str, test_size: float = 0.2, batch_siz
         return {k: df.iloc[out[k]].reset_index(drop=True) for k in SPLITS if k in out}
     col = group_column if method == "group" else time_column
     if not col: raise ValueError(f"split.{method}_column: method {method!r} needs the column to split by")
-    if col not in df.columns: raise ValueError(f"split.{method}_column: column {col!r} is not in the data; columns are {list(df.columns)}")
+    if col not in df.columns:
+        raise ValueError(f"split.{method}_column: column {col!r} is not in the data; columns are {list(df.columns)}")
     if col == target: raise ValueError(f"split.{method}_column: cannot split by the target {target!r}")
     if method == "group":
         g = df[col].astype(object).where(df[col].notna(), "\x00missing")
         codes, uniq = pd.factorize(g)
-        if len(uniq) < 4: raise ValueError(f"split.group_column: {col!r} has {len(uniq)} groups; at least 4 are needed for train, validation, test and batch")
+        if len(uniq) < 4:
+            raise ValueError(
+                f"split.group_column: {col!r} has {len(uniq)} groups; at least 4 are needed for train, validation, test"
+                " and batch"
+            )
         order = np.random.default_rng(seed).permutation(len(uniq))
         counts = np.bincount(codes, minlength=len(uniq))
         parts = _by_order(df, order, sizes, sizes_of=counts)
@@ -109,7 +120,8 @@ def split_frame(df: pd.DataFrame, target: str, test_size: float = 0.2, batch_siz
     from mlops_nb.contracts import parse_dates
     t = parse_dates(df[col])
     if t.isna().all(): raise ValueError(f"split.time_column: column {col!r} holds no dates or times")
-    order = np.argsort(t.to_numpy(dtype="datetime64[ns]").astype("int64"), kind="stable")   # NaT (smallest) first: into train
+    # NaT (smallest) first: into train
+    order = np.argsort(t.to_numpy(dtype="datetime64[ns]").astype("int64"), kind="stable")
     parts = _by_order(df, order, sizes)
     return {k: df.iloc[v].reset_index(drop=True) for k, v in parts.items()}
 
@@ -129,7 +141,8 @@ test_eq(sorted(pd.concat(_g.values()).x), list(range(100)))
 test_eq(sum(len(set(_g[a].g) & set(_g[b].g)) for a in _g for b in _g if a < b), 0)   # no group in two splits
 test_eq({k: len(v) for k, v in _g.items()}, {"train": 50, "valid": 10, "test": 20, "batch": 20})
 _t = split_frame(_df, "y", 0.2, 0.2, seed=0, valid_size=0.1, method="time", time_column="t")
-assert _t["train"].t.max() < _t["valid"].t.min() and _t["test"].t.max() < _t["batch"].t.min()   # oldest train, newest batch
+# oldest train, newest batch
+assert _t["train"].t.max() < _t["valid"].t.min() and _t["test"].t.max() < _t["batch"].t.min()
 test_eq({k: len(v) for k, v in _t.items()}, {"train": 50, "valid": 10, "test": 20, "batch": 20})
 test_fail(lambda: split_frame(_df, "y", method="group"), contains="split.group_column")
 test_fail(lambda: split_frame(_df, "y", method="time", time_column="nope"), contains="'nope' is not in the data")
@@ -154,7 +167,8 @@ def feature_hashes(splits: dict[str, pd.DataFrame], target: str) -> dict[str, np
 
 def overlap_report(splits: dict[str, pd.DataFrame], target: str, examples: int = 3, hashes: dict | None = None,
                    pairs=None) -> dict:
-    "Per pair of splits (all, or those in `pairs` such as 'train/test'): rows whose features appear in both, with a few examples."
+    """Per pair of splits (all, or those in `pairs` such as 'train/test'): rows whose features appear in both, with a few
+    examples."""
     hashes = hashes or feature_hashes(splits, target)
     names, out = list(splits), {}
     for i, a in enumerate(names):
@@ -176,8 +190,13 @@ def leaked_rows(splits: dict[str, pd.DataFrame], target: str, hashes: dict | Non
 
 def split_manifest(splits: dict[str, pd.DataFrame], method: str, **params) -> dict:
     "Rows and content hash of every split, with the method and its parameters."
-    return {"method": method, **params,
-            "splits": {k: {"file": f"{k}.parquet", "rows": int(len(v)), "sha256": frame_sha256(v)} for k, v in splits.items()}}
+    return {
+        "method": method,
+        **params,
+        "splits": {
+            k: {"file": f"{k}.parquet", "rows": int(len(v)), "sha256": frame_sha256(v)} for k, v in splits.items()
+        },
+    }
 
 # %% [code]
 _s = split_frame(_df, "y", 0.2, 0.2, seed=0)
@@ -186,7 +205,10 @@ test_eq(leaked_rows({"train": _df, "test": _df.head(3)}, "y"), {"train/test": 3}
 _o = overlap_report({"train": _df, "test": _df.head(3), "batch": _df.tail(2)}, "y")
 test_eq({k: v["rows"] for k, v in _o.items()}, {"train/test": 3, "train/batch": 2})
 test_eq(_o["train/test"]["examples"][0]["x"], 0)
-test_eq(list(overlap_report({"train": _df, "test": _df.head(3), "batch": _df.tail(2)}, "y", pairs=["train/batch"])), ["train/batch"])
+test_eq(
+    list(overlap_report({"train": _df, "test": _df.head(3), "batch": _df.tail(2)}, "y", pairs=["train/batch"])),
+    ["train/batch"],
+)
 _m = split_manifest(_s, "stratified", seed=0)
 test_eq(_m["splits"]["test"]["rows"], 20)
 test_eq(_m["splits"]["test"]["sha256"], frame_sha256(_s["test"]))
@@ -198,24 +220,58 @@ test_eq(_m["splits"]["test"]["sha256"], frame_sha256(_s["test"]))
 os.chdir(find_root())
 df = pd.read_parquet(require(clean_path, "run `mlops-nb step wrangle` first"))
 schema = read_json(require(schema_path, "run `mlops-nb step validate` first"))
-splits = split_frame(df, target, test_size, batch_size, seed, stratify=schema["task"] != "regression", valid_size=valid_size,
-                     method=method, group_column=group_column, time_column=time_column)
+splits = split_frame(
+    df,
+    target,
+    test_size,
+    batch_size,
+    seed,
+    stratify=schema["task"] != "regression",
+    valid_size=valid_size,
+    method=method,
+    group_column=group_column,
+    time_column=time_column,
+)
 used = method if method != "auto" else ("stratified" if schema["task"] != "regression" else "random")
 hashes = feature_hashes(splits, target)
 leaks = leaked_rows(splits, target, hashes)
-overlap = overlap_report(splits, target, hashes=hashes, pairs=[p for p, v in leaks.items() if v])   # examples only where there is overlap
+# examples only where there is overlap
+overlap = overlap_report(splits, target, hashes=hashes, pairs=[p for p, v in leaks.items() if v])
 for name, frame in splits.items(): write_parquet(frame, Path(split_dir)/f"{name}.parquet")
 manifest = split_manifest(splits, used, seed=seed, test_size=test_size, valid_size=valid_size, batch_size=batch_size,
                           group_column=group_column, time_column=time_column)
 manifest["overlap"] = overlap
 write_json(manifest, Path(split_dir)/"splits.json")
-record_step(lineage_dir, "split", {"seed": seed, "method": used, "test_size": test_size, "valid_size": valid_size, "batch_size": batch_size,
-                                   "group_column": group_column, "time_column": time_column},
-            inputs=[clean_path], outputs=[split_dir],
-            metrics={**{f"rows_{k}": len(v) for k, v in splits.items()}, **{f"leaked_{k}": v for k, v in leaks.items()}},
-            splits=manifest["splits"],
-            rows=row_flow(len(df), sum(len(v) for v in splits.values()), splits={k: len(v) for k, v in splits.items()}))
-print(f"method: {used}; " + ", ".join(f"{k} {v['rows']} rows (sha256 {v['sha256'][:12]})" for k, v in manifest["splits"].items()))
-for pair, o in overlap.items(): print(f"warning: {o['rows']} rows of {pair.split('/')[1]} have the same features as rows of {pair.split('/')[0]}, e.g. {o['examples'][0]}")
-pd.DataFrame({k: v[target].value_counts() for k, v in splits.items()}) if schema["task"] != "regression" else pd.DataFrame(manifest["splits"]).T
+record_step(
+    lineage_dir,
+    "split",
+    {
+        "seed": seed,
+        "method": used,
+        "test_size": test_size,
+        "valid_size": valid_size,
+        "batch_size": batch_size,
+        "group_column": group_column,
+        "time_column": time_column,
+    },
+    inputs=[clean_path],
+    outputs=[split_dir],
+    metrics={**{f"rows_{k}": len(v) for k, v in splits.items()}, **{f"leaked_{k}": v for k, v in leaks.items()}},
+    splits=manifest["splits"],
+    rows=row_flow(len(df), sum(len(v) for v in splits.values()), splits={k: len(v) for k, v in splits.items()}),
+)
+print(
+    f"method: {used}; "
+    + ", ".join(f"{k} {v['rows']} rows (sha256 {v['sha256'][:12]})" for k, v in manifest["splits"].items())
+)
+for pair, o in overlap.items():
+    print(
+        f"warning: {o['rows']} rows of {pair.split('/')[1]} have the same features as rows of {pair.split('/')[0]},"
+        f" e.g. {o['examples'][0]}"
+    )
+(
+    pd.DataFrame({k: v[target].value_counts() for k, v in splits.items()})
+    if schema["task"] != "regression"
+    else pd.DataFrame(manifest["splits"]).T
+)
 

@@ -33,7 +33,8 @@ target: str = "species"  # the column to predict
 seed: int = 42  # one seed for every random choice
 primary_metric: str = "balanced_accuracy"  # selects the model in train, gates it in acceptance
 split_dir: str = "data/processed"  # train / valid / test / batch splits (Parquet) and their hashes
-schema_path: str = "data/interim/schema.json"  # the inferred data contract (JSON) that later phases, serving and monitoring read
+# the inferred data contract (JSON) that later phases, serving and monitoring read
+schema_path: str = "data/interim/schema.json"
 model_path: str = "models/trained.skops"  # the trained pipeline (skops)
 train_live_dir: str = "reports/dvclive/train"  # dvclive metrics and plots of training
 lineage_dir: str = "reports/lineage"  # lineage record of each step (JSON)
@@ -41,11 +42,12 @@ candidates: list[str] = ["dummy", "linear", "random_forest", "hist_gradient_boos
 cv_folds: int = 5  # folds of cross-validation
 search: str = "random"  # random | halving (successive halving) | none
 search_iter: int = 6  # settings tried per family (capped at the size of its space)
+# per family: model parameter -> values to try
 spaces: dict = {
     "linear": {"C": [0.01, 0.1, 1.0, 10.0]},
     "sgd": {"alpha": [0.00001, 0.0001, 0.001, 0.01]},
     "random_forest": {"n_estimators": [50, 100], "max_depth": [4, 8, None], "min_samples_leaf": [1, 3]},
-    "hist_gradient_boosting": {"learning_rate": [0.05, 0.1, 0.2], "max_leaf_nodes": [15, 31], "max_iter": [100, 200]}}  # per family: model parameter -> values to try
+    "hist_gradient_boosting": {"learning_rate": [0.05, 0.1, 0.2], "max_leaf_nodes": [15, 31], "max_iter": [100, 200]}}
 time_budget_s: float = 150  # the whole search + refit; slow families search on a subsample or are skipped
 min_search_rows: int = 2000  # a family that cannot search even this many rows in its share is skipped
 dask_scheduler: str | None = None  # tcp://host:port runs the searches on that Dask cluster
@@ -81,7 +83,8 @@ def task_kind(task: str) -> str:
 def make_estimator(family: str, task: str, numeric, categorical, seed: int = 42, datetime=(), text=()) -> Pipeline:
     "The unfitted `Pipeline(features, model)` of `family` for `task`, with default hyperparameters."
     reg = task_kind(task) == "regression"
-    if family == "dummy": model, enc = (DummyRegressor() if reg else DummyClassifier(strategy="prior")), "ordinal"  # cheapest encoding
+    # cheapest encoding
+    if family == "dummy": model, enc = (DummyRegressor() if reg else DummyClassifier(strategy="prior")), "ordinal"
     elif family == "linear": model, enc = (Ridge() if reg else LogisticRegression(max_iter=2000)), "onehot"
     elif family == "sgd":      # incremental: the final estimator has partial_fit (online learning, 97_online)
         model = (SGDRegressor(random_state=seed) if reg else SGDClassifier(loss="log_loss", random_state=seed))
@@ -94,7 +97,9 @@ def make_estimator(family: str, task: str, numeric, categorical, seed: int = 42,
             random_state=seed, categorical_features=mask if categorical else None)
         enc = "ordinal"
     else: raise ValueError(f"train.candidates: unknown model family {family!r}; expected one of {list(FAMILIES)}")
-    pre = make_preprocessor(numeric, categorical, scale=family in ("linear", "sgd"), encoding=enc, datetime=datetime, text=text)
+    pre = make_preprocessor(
+        numeric, categorical, scale=family in ("linear", "sgd"), encoding=enc, datetime=datetime, text=text
+    )
     return Pipeline([("features", pre), ("model", model)])
 
 def search_space(family: str, task: str, spaces: dict) -> dict:
@@ -109,10 +114,14 @@ _e = make_estimator("hist_gradient_boosting", "multiclass", ["x"], ["c"])
 test_eq(_e.named_steps["model"].categorical_features, [False, True])
 assert isinstance(make_estimator("linear", "regression", ["x"], []).named_steps["model"], Ridge)
 test_eq(search_space("linear", "regression", {"linear": {"C": [0.5, 2.0]}}), {"model__alpha": [2.0, 0.5]})
-test_eq(search_space("random_forest", "binary", {"random_forest": {"max_depth": [4, None]}}), {"model__max_depth": [4, None]})
+test_eq(
+    search_space("random_forest", "binary", {"random_forest": {"max_depth": [4, None]}}),
+    {"model__max_depth": [4, None]},
+)
 test_fail(lambda: make_estimator("svm", "binary", ["x"], []), contains="unknown model family 'svm'")
 _s = make_estimator("sgd", "binary", ["x"], ["c"]).named_steps["model"]
-assert isinstance(_s, SGDClassifier) and _s.loss == "log_loss" and hasattr(_s, "partial_fit")   # probabilities, incremental
+# probabilities, incremental
+assert isinstance(_s, SGDClassifier) and _s.loss == "log_loss" and hasattr(_s, "partial_fit")
 assert isinstance(make_estimator("sgd", "regression", ["x"], []).named_steps["model"], SGDRegressor)
 test_eq(search_space("sgd", "binary", {"sgd": {"alpha": [1e-4]}}), {"model__alpha": [1e-4]})
 
@@ -143,7 +152,8 @@ def probe_costs(ests: dict, X: pd.DataFrame, y: pd.Series, task: str, seed: int 
         times = []
         for j, (Xp, yp) in enumerate(probes):
             runs = []
-            for _ in range(2 if j == 0 else 1):   # the first fit pays one-off costs (imports, thread pools): not a fixed cost
+            # the first fit pays one-off costs (imports, thread pools): not a fixed cost
+            for _ in range(2 if j == 0 else 1):
                 t0 = time.perf_counter(); clone(est).fit(Xp, yp); runs.append(time.perf_counter() - t0)
             times.append(min(runs))
         per_row = max((times[-1] - times[0]) / (sizes[-1] - sizes[0]), 0.0) if len(sizes) > 1 else times[-1] / sizes[-1]
@@ -159,7 +169,8 @@ def plan_family(name: str, cost: tuple, n: int, settings: int, folds: int, share
     fixed, per_row = cost
     secs = lambda rows, k: (fixed + per_row * rows) * k * folds
     n_cap, floor = min(n, max_rows or n), min(min_rows, n)
-    if secs(n_cap, settings) <= share: p = {"rows": n_cap, "settings": settings, "action": "full" if n_cap == n else "subsampled"}
+    if secs(n_cap, settings) <= share:
+        p = {"rows": n_cap, "settings": settings, "action": "full" if n_cap == n else "subsampled"}
     else:
         rows = int((share / (settings * folds) - fixed) / per_row) if per_row else n_cap
         if rows >= floor: p = {"rows": rows, "settings": settings, "action": "subsampled"}
@@ -176,9 +187,11 @@ def plan_family(name: str, cost: tuple, n: int, settings: int, folds: int, share
 test_eq(plan_family("linear", (0.0, 1e-4), 10_000, 2, 5, 100)["action"], "full")            # 10 s of 100
 _p = plan_family("linear", (0.0, 1e-4), 100_000, 2, 5, 50)
 test_eq((_p["action"], _p["rows"]), ("subsampled", 50_000))
-test_eq(plan_family("random_forest", (1.0, 1e-3), 100_000, 6, 5, 20)["settings"], 1)            # 1 setting on 2,000 rows
+# 1 setting on 2,000 rows
+test_eq(plan_family("random_forest", (1.0, 1e-3), 100_000, 6, 5, 20)["settings"], 1)
 test_eq(plan_family("random_forest", (1.0, 1e-3), 100_000, 6, 5, 5)["action"], "skipped")
-test_eq(plan_family("linear", (0.01, 1e-6), 535, 4, 5, 0.0, grace_s=3)["action"], "fewer settings")   # no share left, 0.05 s: tried
+# no share left, 0.05 s: tried
+test_eq(plan_family("linear", (0.01, 1e-6), 535, 4, 5, 0.0, grace_s=3)["action"], "fewer settings")
 test_eq(plan_family("hist_gradient_boosting", (3.0, 1e-3), 535, 4, 5, 0.0, grace_s=3)["action"], "skipped")
 test_eq(plan_family("dummy", (0.0, 1e-6), 1_000_000, 1, 5, 100, max_rows=50_000)["rows"], 50_000)
 
@@ -205,10 +218,16 @@ def search_family(est: Pipeline, space: dict, X, y, task: str, metric: str, fold
                   seed: int = 42, method: str = "random", n_jobs: int = 1) -> dict:
     "Search `space` for `est`; the best setting's parameters and per-metric CV mean, std and fold scores."
     metrics = METRICS[task_kind(task)]
-    if metric not in metrics: raise ValueError(f"project.primary_metric: {metric!r} is not a {task_kind(task)} metric; expected one of {list(metrics)}")
+    if metric not in metrics:
+        raise ValueError(
+            f"project.primary_metric: {metric!r} is not a {task_kind(task)} metric; expected one of {list(metrics)}"
+        )
     if task_kind(task) == "classification":
         smallest = int(pd.Series(y).value_counts().min())
-        if smallest < folds: raise ValueError(f"train.cv_folds: {folds} folds need at least {folds} rows per class; the smallest class has {smallest}")
+        if smallest < folds:
+            raise ValueError(
+                f"train.cv_folds: {folds} folds need at least {folds} rows per class; the smallest class has {smallest}"
+            )
     cv = make_cv(task, folds, seed)
     grid = space or {}   # no space: the single default setting, cross-validated
     if method == "halving" and space:
@@ -237,14 +256,30 @@ def search_family(est: Pipeline, space: dict, X, y, task: str, metric: str, fold
 _rng = np.random.default_rng(0)
 _X = pd.DataFrame({"x": _rng.normal(size=200), "c": _rng.choice(["a", "b"], 200)})
 _y = pd.Series(np.where(_X.x > 0, "pos", "neg"))
-_r = search_family(make_estimator("linear", "binary", ["x"], ["c"]), search_space("linear", "binary", {"linear": {"C": [0.01, 1.0]}}),
-                   _X, _y, "binary", "accuracy", folds=3, n_iter=5)
+_r = search_family(
+    make_estimator("linear", "binary", ["x"], ["c"]),
+    search_space("linear", "binary", {"linear": {"C": [0.01, 1.0]}}),
+    _X,
+    _y,
+    "binary",
+    "accuracy",
+    folds=3,
+    n_iter=5,
+)
 test_eq(_r["settings_tried"], 2); test_eq(_r["params"], {"C": 1.0}); assert _r["accuracy_mean"] > 0.9
 _d = search_family(make_estimator("dummy", "binary", ["x"], ["c"]), {}, _X, _y, "binary", "accuracy", folds=3)
 assert _d["accuracy_mean"] < 0.7 and _d["params"] == {}
 _yr = 3 * _X.x + _rng.normal(scale=0.1, size=200)
-assert search_family(make_estimator("linear", "regression", ["x"], ["c"]), {}, _X, _yr, "regression", "r2", folds=3)["r2_mean"] > 0.95
-test_fail(lambda: search_family(make_estimator("linear", "binary", ["x"], []), {}, _X, _y, "binary", "r2"), contains="not a classification metric")
+assert (
+    search_family(make_estimator("linear", "regression", ["x"], ["c"]), {}, _X, _yr, "regression", "r2", folds=3)[
+        "r2_mean"
+    ]
+    > 0.95
+)
+test_fail(
+    lambda: search_family(make_estimator("linear", "binary", ["x"], []), {}, _X, _y, "binary", "r2"),
+    contains="not a classification metric",
+)
 
 # %% [markdown]
 ### Enough rows for the folds
@@ -262,8 +297,11 @@ def usable_folds(y: pd.Series, folds: int, task: str, log=print) -> int:
     counts = pd.Series(y).value_counts()
     cls, n = counts.idxmin(), int(counts.min())
     if n >= folds: return folds
-    if n < 2: raise ValueError(f"train.cv_folds: class {cls!r} has {n} row in the training split; cross-validation needs "
-                               "at least 2 rows of every class (gather more rows of it, or leave it out of the data)")
+    if n < 2:
+        raise ValueError(
+            f"train.cv_folds: class {cls!r} has {n} row in the training split; cross-validation needs "
+            "at least 2 rows of every class (gather more rows of it, or leave it out of the data)"
+        )
     log(f"warning: class {cls!r} has {n} rows in the training split, fewer than train.cv_folds = {folds}; "
         f"cross-validating with {n} folds instead")
     return n
@@ -294,7 +332,8 @@ def compute_backend(scheduler: str | None):
     try: client = Client(scheduler, timeout="20s")
     except OSError as e: raise ConnectionError(f"train.dask_scheduler: cannot reach {scheduler}: {e}") from None
     try:
-        with joblib.parallel_backend("dask"): yield f"dask {scheduler} ({len(client.scheduler_info()['workers'])} workers)"
+        with joblib.parallel_backend("dask"):
+            yield f"dask {scheduler} ({len(client.scheduler_info()['workers'])} workers)"
     finally: client.close()
 
 # %% [code]
@@ -304,18 +343,37 @@ with compute_backend(None) as b: test_eq(b, "local")
 
 # %% [code]
 #| export
-def train_candidates(X: pd.DataFrame, y: pd.Series, schema: dict, families, metric: str, spaces: dict | None = None,
-                     folds: int = 5, n_iter: int = 6, method: str = "random", seed: int = 42, time_budget_s: float = 150,
-                     min_rows: int = 2000, scheduler: str | None = None, log=print) -> tuple:
+def train_candidates(
+    X: pd.DataFrame,
+    y: pd.Series,
+    schema: dict,
+    families,
+    metric: str,
+    spaces: dict | None = None,
+    folds: int = 5,
+    n_iter: int = 6,
+    method: str = "random",
+    seed: int = 42,
+    time_budget_s: float = 150,
+    min_rows: int = 2000,
+    scheduler: str | None = None,
+    log=print,
+) -> tuple:
     "Plan, search every family and refit the best on all rows within the budget. Returns (model, chosen, results, plan)."
     if not families: raise ValueError("train.candidates: empty; name at least one model family")
-    if not time_budget_s > 0: raise ValueError(f"train.time_budget_s: expected a positive number of seconds, got {time_budget_s}")
+    if not time_budget_s > 0:
+        raise ValueError(f"train.time_budget_s: expected a positive number of seconds, got {time_budget_s}")
     unknown = [f for f in families if f not in FAMILIES]
-    if unknown: raise ValueError(f"train.candidates: unknown model families {unknown}; expected some of {list(FAMILIES)}")
+    if unknown:
+        raise ValueError(f"train.candidates: unknown model families {unknown}; expected some of {list(FAMILIES)}")
     task = schema["task"]
     fp = feature_plan(schema, X.columns)      # numeric, categorical, datetime and text columns
     if not any(fp.values()): raise ValueError("train: no usable feature column")
-    ests = {f: make_estimator(f, task, fp["numeric"], fp["categorical"], seed, fp["datetime"], fp["text"]) for f in FAMILIES if f in families}
+    ests = {
+        f: make_estimator(f, task, fp["numeric"], fp["categorical"], seed, fp["datetime"], fp["text"])
+        for f in FAMILIES
+        if f in families
+    }
     sp = {f: search_space(f, task, spaces) for f in ests}
     settings = {f: n_fits(sp[f], n_iter) for f in ests}
     # On large data the folds run one after the other locally: the forests' trees and HistGradientBoosting
@@ -331,43 +389,80 @@ def train_candidates(X: pd.DataFrame, y: pd.Series, schema: dict, families, metr
         log(f"searching on {backend}, budget {time_budget_s} s")
         for i, f in enumerate(order):
             est = ests[f]
-            share = max(searches_end - time.perf_counter(), 0) / (len(order) - i)   # what is left, re-planned after each family
+            # what is left, re-planned after each family
+            share = max(searches_end - time.perf_counter(), 0) / (len(order) - i)
             share *= 1 if n_jobs == 1 else 2          # two cores when the folds run in parallel
-            p = plan[f] = plan_family(f, costs[f], len(X), settings[f], folds, share, min_rows, grace_s=0.05 * time_budget_s,
-                                      max_rows=50_000 if f == "dummy" else None)   # the baseline needs no more
+            p = plan[f] = plan_family(
+                f,
+                costs[f],
+                len(X),
+                settings[f],
+                folds,
+                share,
+                min_rows,
+                grace_s=0.05 * time_budget_s,
+                max_rows=50_000 if f == "dummy" else None,
+            )  # the baseline needs no more
             if p["action"] == "skipped":
                 log(f"  {f}: skipped, an estimated {p['estimated_s']} s exceeds its share of the budget"); continue
             Xs, ys = _subsample(X, y, p["rows"], seed, task_kind(task) == "classification")
             results[f] = search_family(est, sp[f], Xs, ys, task, metric, folds, p["settings"], seed, method, n_jobs)
-            note = {"subsampled": f" on a subsample of {p['rows']} rows",
-                    "fewer settings": f" on {p['rows']} rows with {p['settings']} of {settings[f]} settings"}.get(p["action"], "")
-            log(f"  {f}: cv {metric} {results[f][f'{metric}_mean']:.4f} ± {results[f][f'{metric}_std']:.4f}{note} "
-                f"({results[f]['settings_tried']} settings, {results[f]['search_seconds']:.1f} s) {results[f]['params']}")
+            note = {
+                "subsampled": f" on a subsample of {p['rows']} rows",
+                "fewer settings": f" on {p['rows']} rows with {p['settings']} of {settings[f]} settings",
+            }.get(p["action"], "")
+            log(
+                f"  {f}: cv {metric} {results[f][f'{metric}_mean']:.4f} ± {results[f][f'{metric}_std']:.4f}{note}"
+                f" ({results[f]['settings_tried']} settings, {results[f]['search_seconds']:.1f} s)"
+                f" {results[f]['params']}"
+            )
         plan = {f: plan[f] for f in ests if f in plan}
         results = {f: results[f] for f in ests if f in results}    # reported simplest first
-        if not results: raise RuntimeError("train: every family was skipped by the time budget; raise train.time_budget_s")
+        if not results:
+            raise RuntimeError("train: every family was skipped by the time budget; raise train.time_budget_s")
         chosen = select_best(results, metric)
         model = clone(ests[chosen]).set_params(**{f"model__{k}": v for k, v in results[chosen]["params"].items()})
         left = time_budget_s - (time.perf_counter() - t_start)
         fixed, per_row = plan[chosen]["fit_fixed_s"], plan[chosen]["fit_per_1k_rows_s"] / 1000
         full = fixed + per_row * len(X)
-        rows = len(X) if full <= max(left, 0) or full < 5 else max(int((left - fixed) / per_row) if per_row else len(X), min(min_rows, len(X)))
+        rows = (
+            len(X)
+            if full <= max(left, 0) or full < 5
+            else max(int((left - fixed) / per_row) if per_row else len(X), min(min_rows, len(X)))
+        )
         Xr, yr = _subsample(X, y, rows, seed, task_kind(task) == "classification")
         t0 = time.perf_counter(); model.fit(Xr, yr)
         plan[chosen]["refit_rows"], plan[chosen]["refit_s"] = len(Xr), round(time.perf_counter() - t0, 3)
-    log(f"chosen: {chosen}, refitted on {len(Xr)} rows in {plan[chosen]['refit_s']} s; train phase {time.perf_counter() - t_start:.1f} s")
+    log(
+        f"chosen: {chosen}, refitted on {len(Xr)} rows in {plan[chosen]['refit_s']} s; train phase"
+        f" {time.perf_counter() - t_start:.1f} s"
+    )
     return model, chosen, results, plan
 
 # %% [code]
 _sch = {"task": "binary", "features": ["x", "c"], "columns": {"x": {"kind": "numeric"}, "c": {"kind": "categorical"}}}
-_m, _ch, _res, _plan = train_candidates(_X, _y, _sch, ["dummy", "linear"], "accuracy", {"linear": {"C": [1.0]}}, folds=3, log=lambda *a: None)
+_m, _ch, _res, _plan = train_candidates(
+    _X, _y, _sch, ["dummy", "linear"], "accuracy", {"linear": {"C": [1.0]}}, folds=3, log=lambda *a: None
+)
 test_eq(_ch, "linear"); test_eq(sorted(_res), ["dummy", "linear"]); test_eq(_plan["linear"]["action"], "full")
 assert (_m.predict(_X) == _y).mean() > 0.9
-_m, _ch, _res, _plan = train_candidates(_X, _y, _sch, ["dummy", "random_forest"], "accuracy", folds=3, time_budget_s=0.001,
-                                        min_rows=150, log=lambda *a: None)
+_m, _ch, _res, _plan = train_candidates(
+    _X,
+    _y,
+    _sch,
+    ["dummy", "random_forest"],
+    "accuracy",
+    folds=3,
+    time_budget_s=0.001,
+    min_rows=150,
+    log=lambda *a: None,
+)
 test_eq(_plan["random_forest"]["action"], "skipped"); test_eq(_ch, "dummy")   # the budget rules out the forest
 test_fail(lambda: train_candidates(_X, _y, _sch, ["svm"], "accuracy"), contains="unknown model families ['svm']")
-test_fail(lambda: train_candidates(_X, _y, _sch, ["dummy"], "accuracy", time_budget_s=-5), contains="train.time_budget_s: expected a positive")
+test_fail(
+    lambda: train_candidates(_X, _y, _sch, ["dummy"], "accuracy", time_budget_s=-5),
+    contains="train.time_budget_s: expected a positive",
+)
 
 # %% [markdown]
 ## Logging to dvclive
@@ -388,10 +483,20 @@ def log_training(live_dir, results: dict, chosen: str, plan: dict, params: dict,
         for fold in range(len(results[chosen]["fold_scores"])):
             for f, r in results.items(): live.log_metric(f"cv_{metric}/{f}", r["fold_scores"][fold], plot=True)
             live.next_step()
-        live.summary = {"chosen": {f"cv_{m}": round(results[chosen][f"{m}_mean"], 6) for m in metrics if f"{m}_mean" in results[chosen]},
-                        "candidates": {f: {f"cv_{metric}_mean": round(r[f"{metric}_mean"], 6), f"cv_{metric}_std": round(r[f"{metric}_std"], 6),
-                                           "fit_time_mean": round(r["fit_time_mean"], 4), "rows": r["rows"]}
-                                       for f, r in results.items()}}
+        live.summary = {
+            "chosen": {
+                f"cv_{m}": round(results[chosen][f"{m}_mean"], 6) for m in metrics if f"{m}_mean" in results[chosen]
+            },
+            "candidates": {
+                f: {
+                    f"cv_{metric}_mean": round(r[f"{metric}_mean"], 6),
+                    f"cv_{metric}_std": round(r[f"{metric}_std"], 6),
+                    "fit_time_mean": round(r["fit_time_mean"], 4),
+                    "rows": r["rows"],
+                }
+                for f, r in results.items()
+            },
+        }
         live.make_summary()
 
 # %% [markdown]
@@ -403,15 +508,37 @@ train = pd.read_parquet(require(Path(split_dir)/"train.parquet", "run `mlops-nb 
 schema = read_json(require(schema_path, "run `mlops-nb step validate` first"))
 X, y = train.drop(columns=[target]), train[target]
 folds = usable_folds(y, cv_folds, schema["task"])
-model, chosen, results, plan = train_candidates(X, y, schema, candidates, primary_metric, spaces, folds, search_iter, search,
-                                                seed, time_budget_s, min_search_rows, dask_scheduler)
+model, chosen, results, plan = train_candidates(
+    X,
+    y,
+    schema,
+    candidates,
+    primary_metric,
+    spaces,
+    folds,
+    search_iter,
+    search,
+    seed,
+    time_budget_s,
+    min_search_rows,
+    dask_scheduler,
+)
 save_model(model, model_path)
 refit = plan[chosen].get("refit_rows", len(X))
-rows = row_flow(len(X), len(X), refit_rows=refit, search_rows={f: p["rows"] for f, p in plan.items()})   # sampled, not removed
+# sampled, not removed
+rows = row_flow(len(X), len(X), refit_rows=refit, search_rows={f: p["rows"] for f, p in plan.items()})
 if refit < len(X): print(f"warning: the time budget allowed a refit on {refit} of the {len(X)} training rows "
                          "(a stratified sample); raise train.time_budget_s to train on all of them")
-settings = {"cv_folds": cv_folds, "cv_folds_used": folds, "search": search, "search_iter": search_iter, "time_budget_s": time_budget_s,
-            "spaces": spaces, "candidates": candidates, "dask_scheduler": dask_scheduler}
+settings = {
+    "cv_folds": cv_folds,
+    "cv_folds_used": folds,
+    "search": search,
+    "search_iter": search_iter,
+    "time_budget_s": time_budget_s,
+    "spaces": spaces,
+    "candidates": candidates,
+    "dask_scheduler": dask_scheduler,
+}
 log_training(train_live_dir, results, chosen, plan, settings, primary_metric, schema["task"])
 record_step(lineage_dir, "train", {"seed": seed, "primary_metric": primary_metric, **settings},
             inputs=[Path(split_dir)/"train.parquet", schema_path], outputs=[model_path],

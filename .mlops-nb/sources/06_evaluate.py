@@ -15,7 +15,8 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from mlops_nb.core import atomic_path, write_json
-from mlops_nb.contracts import classification_metrics, regression_metrics, task_metrics   # shared: 00a_contracts  # noqa: F401
+# shared: 00a_contracts  # noqa: F401
+from mlops_nb.contracts import classification_metrics, regression_metrics, task_metrics
 from mlops_nb.estimate import bootstrap_intervals   # shared with monitoring: 00d_estimate  # noqa: F401
 
 # %% [code]
@@ -29,7 +30,8 @@ target: str = "species"  # the column to predict
 seed: int = 42  # one seed for every random choice
 primary_metric: str = "balanced_accuracy"  # selects the model in train, gates it in acceptance
 split_dir: str = "data/processed"  # train / valid / test / batch splits (Parquet) and their hashes
-schema_path: str = "data/interim/schema.json"  # the inferred data contract (JSON) that later phases, serving and monitoring read
+# the inferred data contract (JSON) that later phases, serving and monitoring read
+schema_path: str = "data/interim/schema.json"
 model_path: str = "models/trained.skops"  # the trained pipeline (skops)
 eval_live_dir: str = "reports/dvclive/evaluate"  # dvclive metrics and plots of evaluation
 eval_dir: str = "reports/evaluate"  # evaluation plots and tables
@@ -37,7 +39,8 @@ lineage_dir: str = "reports/lineage"  # lineage record of each step (JSON)
 max_error_rows: int = 20  # misclassified (or worst-predicted) rows listed in the report
 bootstrap_rounds: int = 300  # resamples for the 95% confidence intervals
 permutation_repeats: int = 5  # shuffles per feature for permutation importance
-max_sample_rows: int = 20000  # bootstrap resamples and permutation importance use at most this many rows (metrics: all rows)
+# bootstrap resamples and permutation importance use at most this many rows (metrics: all rows)
+max_sample_rows: int = 20000
 
 # %% [markdown]
 ## Metrics
@@ -83,7 +86,9 @@ def error_table(X: pd.DataFrame, y_true, y_pred, proba=None, classes=None, limit
         out = out.sort_values("confidence", ascending=False)
     return out.head(limit)
 
-def slice_table(X: pd.DataFrame, y_true, y_pred, task: str, categorical, metric: str, min_rows: int = 5) -> pd.DataFrame:
+def slice_table(
+    X: pd.DataFrame, y_true, y_pred, task: str, categorical, metric: str, min_rows: int = 5
+) -> pd.DataFrame:
     "The metric on every slice `column == value` of the categorical columns with at least `min_rows` rows, worst first."
     y_true, y_pred = pd.Series(np.asarray(y_true), index=X.index), pd.Series(np.asarray(y_pred), index=X.index)
     rows = []
@@ -128,7 +133,8 @@ def _fig(dest, draw, size=(4.5, 4)):
 def confusion_png(y_true, y_pred, classes, dest, title: str = "Confusion matrix (test split)") -> Path:
     "Save a confusion-matrix plot to `dest` (PNG) atomically."
     def draw(ax):
-        skm.ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=classes, ax=ax, colorbar=False); ax.set_title(title)
+        skm.ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=classes, ax=ax, colorbar=False)
+        ax.set_title(title)
     return _fig(dest, draw)
 
 def curve_pngs(y_true, proba, classes, dest_dir) -> list[Path]:
@@ -154,8 +160,12 @@ def regression_pngs(y_true, y_pred, dest_dir) -> list[Path]:
     "Predicted vs actual, and residuals vs predicted, as PNGs in `dest_dir`."
     y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
     def pva(ax):
-        ax.scatter(y_true, y_pred, s=10, alpha=0.6); lo, hi = min(y_true.min(), y_pred.min()), max(y_true.max(), y_pred.max())
-        ax.plot([lo, hi], [lo, hi], "k--", lw=1); ax.set_xlabel("actual"); ax.set_ylabel("predicted"); ax.set_title("Predicted vs actual (test split)")
+        ax.scatter(y_true, y_pred, s=10, alpha=0.6)
+        lo, hi = min(y_true.min(), y_pred.min()), max(y_true.max(), y_pred.max())
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set_xlabel("actual")
+        ax.set_ylabel("predicted")
+        ax.set_title("Predicted vs actual (test split)")
     def res(ax):
         ax.scatter(y_pred, y_true - y_pred, s=10, alpha=0.6); ax.axhline(0, color="k", lw=1)
         ax.set_xlabel("predicted"); ax.set_ylabel("actual - predicted"); ax.set_title("Residuals (test split)")
@@ -166,8 +176,17 @@ def permutation_importance_table(model, X, y, scoring: str, repeats: int = 5, se
     "Permutation importance of every input column on (X, y): the mean drop of `scoring` and its spread."
     from sklearn.inspection import permutation_importance
     r = permutation_importance(model, X, y, scoring=scoring, n_repeats=repeats, random_state=seed, n_jobs=1)
-    return (pd.DataFrame({"feature": X.columns, "importance_mean": r.importances_mean.round(6), "importance_std": r.importances_std.round(6)})
-              .sort_values("importance_mean", ascending=False).reset_index(drop=True))
+    return (
+        pd.DataFrame(
+            {
+                "feature": X.columns,
+                "importance_mean": r.importances_mean.round(6),
+                "importance_std": r.importances_std.round(6),
+            }
+        )
+        .sort_values("importance_mean", ascending=False)
+        .reset_index(drop=True)
+    )
 
 def importance_png(table: pd.DataFrame, dest) -> Path:
     "A horizontal bar chart of permutation importances."
@@ -179,8 +198,13 @@ def importance_png(table: pd.DataFrame, dest) -> Path:
 # %% [code]
 with tempfile.TemporaryDirectory() as d:
     test_eq(confusion_png(["a", "b"], ["a", "a"], ["a", "b"], Path(d)/"cm.png").read_bytes()[:4], b"\x89PNG")
-    test_eq([p.name for p in curve_pngs(["a", "b", "b", "a"], _p, ["a", "b"], d)], ["roc.png", "precision_recall.png", "calibration.png"])
-    test_eq([p.name for p in regression_pngs([1, 2, 3], [1.1, 2.2, 2.9], d)], ["predicted_vs_actual.png", "residuals.png"])
+    test_eq(
+        [p.name for p in curve_pngs(["a", "b", "b", "a"], _p, ["a", "b"], d)],
+        ["roc.png", "precision_recall.png", "calibration.png"],
+    )
+    test_eq(
+        [p.name for p in regression_pngs([1, 2, 3], [1.1, 2.2, 2.9], d)], ["predicted_vs_actual.png", "residuals.png"]
+    )
 _rng = np.random.default_rng(3)
 _Xi = pd.DataFrame({"signal": _rng.normal(size=300), "noise": _rng.normal(size=300)})
 _lr = LogisticRegression().fit(_Xi, _Xi.signal > 0)
@@ -188,8 +212,14 @@ test_eq(permutation_importance_table(_lr, _Xi, _Xi.signal > 0, "accuracy")["feat
 
 # %% [code]
 #| export
-SCORERS = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy", "f1_macro": "f1_macro",
-           "r2": "r2", "neg_root_mean_squared_error": "neg_root_mean_squared_error", "neg_mean_absolute_error": "neg_mean_absolute_error"}
+SCORERS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced_accuracy",
+    "f1_macro": "f1_macro",
+    "r2": "r2",
+    "neg_root_mean_squared_error": "neg_root_mean_squared_error",
+    "neg_mean_absolute_error": "neg_mean_absolute_error",
+}
 
 def evaluate_split(model, frame: pd.DataFrame, target: str, task: str, rounds: int = 300, seed: int = 42,
                    max_rows: int | None = None) -> dict:
@@ -198,8 +228,11 @@ def evaluate_split(model, frame: pd.DataFrame, target: str, task: str, rounds: i
     pred = model.predict(X)
     proba = model.predict_proba(X) if task != "regression" and hasattr(model, "predict_proba") else None
     classes = list(model.classes_) if task != "regression" else None
-    return {"metrics": task_metrics(task, y, pred, proba, classes),
-            "intervals": bootstrap_intervals(task, y, pred, proba, classes, rounds, seed=seed, max_rows=max_rows), "rows": len(frame)}
+    return {
+        "metrics": task_metrics(task, y, pred, proba, classes),
+        "intervals": bootstrap_intervals(task, y, pred, proba, classes, rounds, seed=seed, max_rows=max_rows),
+        "rows": len(frame),
+    }
 
 def log_evaluation(live_dir, results: dict, task: str, y_true, y_pred, proba=None, classes=None, images=()) -> None:
     "Write the metrics of every split (with intervals) and the plots to a dvclive directory."
@@ -208,15 +241,19 @@ def log_evaluation(live_dir, results: dict, task: str, y_true, y_pred, proba=Non
         for split, r in results.items():
             for k, v in r["metrics"].items(): live.log_metric(f"{split}/{k}", v, plot=False)
             for k, (lo, hi) in r["intervals"].items():
-                live.log_metric(f"{split}_ci/{k}_low", lo, plot=False); live.log_metric(f"{split}_ci/{k}_high", hi, plot=False)
+                live.log_metric(f"{split}_ci/{k}_low", lo, plot=False)
+                live.log_metric(f"{split}_ci/{k}_high", hi, plot=False)
         if task != "regression":
-            live.log_sklearn_plot("confusion_matrix", [str(v) for v in y_true], [str(v) for v in y_pred], name="confusion_matrix.json")
+            live.log_sklearn_plot(
+                "confusion_matrix", [str(v) for v in y_true], [str(v) for v in y_pred], name="confusion_matrix.json"
+            )
             if proba is not None and len(classes) == 2:
                 yb = (np.asarray(y_true) == classes[1]).astype(int)
                 live.log_sklearn_plot("roc", yb, proba[:, 1], name="roc.json")
                 live.log_sklearn_plot("precision_recall", yb, proba[:, 1], name="precision_recall.json")
                 live.log_sklearn_plot("calibration", yb, proba[:, 1], name="calibration.json")
-        else:   # dvclive has no regression plot of its own: the test rows' actual and predicted values, in the same folder
+        # dvclive has no regression plot of its own: the test rows' actual and predicted values, in the same folder
+        else:
             write_json([{"actual": float(a), "predicted": float(p)} for a, p in zip(y_true, y_pred)],
                        Path(live.plots_dir)/"sklearn"/"predicted_vs_actual.json")
         for img in images: live.log_image(Path(img).name, str(img))
@@ -229,9 +266,15 @@ os.chdir(find_root())
 schema = read_json(require(schema_path, "run `mlops-nb step validate` first"))
 model = load_trusted(require(model_path, "run `mlops-nb step train` first"))
 task = schema["task"]
-frames = {s: pd.read_parquet(Path(split_dir)/f"{s}.parquet") for s in ("valid", "test") if (Path(split_dir)/f"{s}.parquet").exists()}
+frames = {
+    s: pd.read_parquet(Path(split_dir) / f"{s}.parquet")
+    for s in ("valid", "test")
+    if (Path(split_dir) / f"{s}.parquet").exists()
+}
 require(Path(split_dir)/"test.parquet", "run `mlops-nb step split` first")
-results = {s: evaluate_split(model, f, target, task, bootstrap_rounds, seed, max_sample_rows) for s, f in frames.items()}
+results = {
+    s: evaluate_split(model, f, target, task, bootstrap_rounds, seed, max_sample_rows) for s, f in frames.items()
+}
 test = frames["test"]; X, y = test.drop(columns=[target]), test[target]
 pred = model.predict(X)
 proba = model.predict_proba(X) if task != "regression" else None
@@ -242,10 +285,19 @@ else:
     images.append(confusion_png(y, pred, classes, Path(eval_dir)/"confusion_matrix.png"))
     if proba is not None: images += curve_pngs(y, proba, classes, eval_dir)
 _s = X.sample(n=min(len(X), max_sample_rows), random_state=seed).index   # importance on a sample of large test splits
-importance = permutation_importance_table(model, X.loc[_s], y.loc[_s], SCORERS.get(primary_metric, primary_metric), permutation_repeats, seed)
+importance = permutation_importance_table(
+    model, X.loc[_s], y.loc[_s], SCORERS.get(primary_metric, primary_metric), permutation_repeats, seed
+)
 images.append(importance_png(importance, Path(eval_dir)/"permutation_importance.png"))
 cats = [c for c in schema["features"] if schema["columns"][c]["kind"] in ("categorical", "boolean") and c in X]
-slices = slice_table(X, y, pred, task, cats, {"neg_root_mean_squared_error": "rmse", "neg_mean_absolute_error": "mae"}.get(primary_metric, primary_metric))
+slices = slice_table(
+    X,
+    y,
+    pred,
+    task,
+    cats,
+    {"neg_root_mean_squared_error": "rmse", "neg_mean_absolute_error": "mae"}.get(primary_metric, primary_metric),
+)
 errors = error_table(X, y, pred, proba, classes, max_error_rows)
 for name, table in (("errors", errors), ("slices", slices), ("permutation_importance", importance)):
     with atomic_path(Path(eval_dir)/f"{name}.csv") as tmp: table.to_csv(tmp, index=False)
@@ -254,7 +306,9 @@ log_evaluation(eval_live_dir, results, task, y, pred, proba, classes, images)
 record_step(lineage_dir, "evaluate", {"bootstrap_rounds": bootstrap_rounds, "permutation_repeats": permutation_repeats},
             inputs=[Path(split_dir)/f"{s}.parquet" for s in frames] + [model_path], outputs=[eval_dir, eval_live_dir],
             metrics={s: r["metrics"] for s, r in results.items()})
-pd.DataFrame({f"{s} {k}": {m: v for m, v in r[k].items()} for s, r in results.items() for k in ("metrics", "intervals")})
+pd.DataFrame(
+    {f"{s} {k}": {m: v for m, v in r[k].items()} for s, r in results.items() for k in ("metrics", "intervals")}
+)
 
 # %% [code]
 importance

@@ -26,7 +26,8 @@ from mlops_nb.core import find_root, load_trusted, record_step, require, write_j
 target: str = "species"  # the column to predict
 primary_metric: str = "balanced_accuracy"  # selects the model in train, gates it in acceptance
 split_dir: str = "data/processed"  # train / valid / test / batch splits (Parquet) and their hashes
-schema_path: str = "data/interim/schema.json"  # the inferred data contract (JSON) that later phases, serving and monitoring read
+# the inferred data contract (JSON) that later phases, serving and monitoring read
+schema_path: str = "data/interim/schema.json"
 model_path: str = "models/trained.skops"  # the trained pipeline (skops)
 eval_live_dir: str = "reports/dvclive/evaluate"  # dvclive metrics and plots of evaluation
 package_dir: str = "models/package"  # versioned model packages; current.json names the champion
@@ -34,7 +35,8 @@ acceptance_path: str = "reports/acceptance.json"  # acceptance gate results (JSO
 lineage_dir: str = "reports/lineage"  # lineage record of each step (JSON)
 min_primary_metric: float = 0.9  # on the test split; higher is better (neg_* metrics: e.g. -50 means RMSE <= 50)
 min_gain_over_baseline: float = 0.1  # the primary metric must beat the dummy baseline by at least this
-max_regression_vs_champion: float = 0.02  # the primary metric may be at most this worse than the champion's on the same rows
+# the primary metric may be at most this worse than the champion's on the same rows
+max_regression_vs_champion: float = 0.02
 
 # %% [markdown]
 ## The baseline and the champion
@@ -82,9 +84,20 @@ def acceptance_gates(test_metrics: dict, metric: str, baseline: dict, champion: 
     "Each gate with its measured value, limit and verdict (metrics oriented so that higher is better)."
     v = score(test_metrics, metric)
     gain = v - score(baseline, metric)
-    gates = [{"gate": f"{metric} on test >= minimum", "value": round(v, 6), "limit": min_metric, "passed": bool(v >= min_metric)},
-             {"gate": f"{metric} gain over the dummy baseline >= minimum", "value": round(gain, 6),
-              "limit": min_gain, "passed": bool(gain >= min_gain)}]
+    gates = [
+        {
+            "gate": f"{metric} on test >= minimum",
+            "value": round(v, 6),
+            "limit": min_metric,
+            "passed": bool(v >= min_metric),
+        },
+        {
+            "gate": f"{metric} gain over the dummy baseline >= minimum",
+            "value": round(gain, 6),
+            "limit": min_gain,
+            "passed": bool(gain >= min_gain),
+        },
+    ]
     if champion is not None:
         try: d = v - score(champion, metric)
         except KeyError: d = None    # the champion was judged on another metric: no comparison
@@ -97,13 +110,21 @@ def behaviour_checks(model, X: pd.DataFrame, schema: dict, rows: int = 20) -> li
     "Behavioural gates: deterministic, invariant to column order, robust to a missing value in any feature."
     X = X.head(rows)
     p = np.asarray(model.predict(X))
-    out = [{"gate": "predictions are deterministic", "passed": bool(np.array_equal(p, np.asarray(model.predict(X.copy()))))},
-           {"gate": "predictions do not depend on column order",
-            "passed": bool(np.array_equal(p, np.asarray(model.predict(X[list(reversed(X.columns))]))))}]
+    out = [
+        {
+            "gate": "predictions are deterministic",
+            "passed": bool(np.array_equal(p, np.asarray(model.predict(X.copy())))),
+        },
+        {
+            "gate": "predictions do not depend on column order",
+            "passed": bool(np.array_equal(p, np.asarray(model.predict(X[list(reversed(X.columns))])))),
+        },
+    ]
     failed = []
     for c in schema["features"]:
         if c not in X: continue
-        Xm = X.copy(); Xm[c] = Xm[c].astype(object) if schema["columns"][c]["kind"] != "numeric" else Xm[c].astype(float)
+        Xm = X.copy()
+        Xm[c] = Xm[c].astype(object) if schema["columns"][c]["kind"] != "numeric" else Xm[c].astype(float)
         Xm.loc[Xm.index[0], c] = np.nan
         try:
             pm = np.asarray(model.predict(Xm))
@@ -148,17 +169,28 @@ test = pd.read_parquet(require(Path(split_dir)/"test.parquet", "run `mlops-nb st
 test_metrics = read_json(require(Path(eval_live_dir)/"metrics.json", "run `mlops-nb step evaluate` first"))["test"]
 schema = read_json(require(schema_path, "run `mlops-nb step validate` first"))
 model = load_trusted(require(model_path, "run `mlops-nb step train` first"))
-baseline, champion = baseline_metrics(train, test, target, schema["task"]), champion_metrics(package_dir, test, target, schema["task"])
+baseline, champion = baseline_metrics(train, test, target, schema["task"]), champion_metrics(
+    package_dir, test, target, schema["task"]
+)
 gates = acceptance_gates(test_metrics, primary_metric, baseline, champion,
                          min_primary_metric, min_gain_over_baseline, max_regression_vs_champion)
 gates += behaviour_checks(model, test.drop(columns=[target]), schema)
 accepted = all(g["passed"] for g in gates)
 write_json({"accepted": accepted, "primary_metric": primary_metric, "test": test_metrics,
             "baseline": baseline, "champion": champion, "gates": gates}, acceptance_path)
-record_step(lineage_dir, "acceptance", {"primary_metric": primary_metric, "min_primary_metric": min_primary_metric,
-                                        "min_gain_over_baseline": min_gain_over_baseline,
-                                        "max_regression_vs_champion": max_regression_vs_champion},
-            inputs=[Path(eval_live_dir)/"metrics.json", model_path], outputs=[acceptance_path], metrics={"accepted": accepted})
+record_step(
+    lineage_dir,
+    "acceptance",
+    {
+        "primary_metric": primary_metric,
+        "min_primary_metric": min_primary_metric,
+        "min_gain_over_baseline": min_gain_over_baseline,
+        "max_regression_vs_champion": max_regression_vs_champion,
+    },
+    inputs=[Path(eval_live_dir) / "metrics.json", model_path],
+    outputs=[acceptance_path],
+    metrics={"accepted": accepted},
+)
 print("accepted" if accepted else "REJECTED")
 display(pd.DataFrame(gates))
 raise_if_rejected(gates)

@@ -63,7 +63,17 @@ def collect_lineage(lineage_dir, steps_dir=None, params: dict | None = None, roo
 # %% [code]
 import tempfile as _tf
 with _tf.TemporaryDirectory() as d:
-    write_json({"step": "ingest", "params": {"a": 1}, "inputs": {}, "outputs": {}, "metrics": {}, "data": {"data_sha256": "x"}}, Path(d)/"l/ingest.json")
+    write_json(
+        {
+            "step": "ingest",
+            "params": {"a": 1},
+            "inputs": {},
+            "outputs": {},
+            "metrics": {},
+            "data": {"data_sha256": "x"},
+        },
+        Path(d) / "l/ingest.json",
+    )
     write_json({"step": "ingest", "seconds": 1.5, "status": "ok"}, Path(d)/"s/ingest.json")
     lin = collect_lineage(Path(d)/"l", Path(d)/"s", {"p": 1}, root=d)
     test_eq(lin["data"], {"data_sha256": "x"}); test_eq(lin["steps"]["ingest"]["timing"]["seconds"], 1.5)
@@ -82,20 +92,33 @@ def model_card(model, name: str, version: str, schema: dict, metrics: dict, line
     card = Card(model, trusted=None)
     feats = ", ".join(f"`{f}` ({schema['columns'][f]['kind']})" for f in schema["features"])
     git = lineage.get("git", {})
-    card.add(**{
-        "Model description": f"**{name}**, version `{version}`: predicts `{schema['target']}` ({schema['task']}) from {feats}.",
-        "Intended uses & limitations": "Trained on the data and with the parameters recorded in `lineage.json`; use it for "
-            "rows like those (see `schema.json`). Inputs are checked against the schema: values outside the training "
-            "ranges and unseen categories are reported, and predictions on them are less reliable. The test split is "
-            "small for small data sets: read the intervals, not just the point estimates.",
-        "Training Procedure": f"Data sha256 `{lineage.get('data', {}).get('data_sha256')}`; code commit `{git.get('commit')}` "
-            f"(dirty: {git.get('dirty')}); Python {lineage.get('environment', {}).get('python')}; "
-            f"chosen by cross-validation among the families in `lineage.json`.",
-        "Export": ("ONNX: `model.onnx`, parity with scikit-learn on the test split: " + str(onnx.get("parity")) if onnx and onnx.get("converted")
-                   else f"ONNX: not exported ({(onnx or {}).get('reason', 'not attempted')})"),
-    })
+    card.add(
+        **{
+            "Model description": (
+                f"**{name}**, version `{version}`: predicts `{schema['target']}` ({schema['task']}) from {feats}."
+            ),
+            "Intended uses & limitations": (
+                "Trained on the data and with the parameters recorded in `lineage.json`; use it for rows like those"
+                " (see `schema.json`). Inputs are checked against the schema: values outside the training ranges and"
+                " unseen categories are reported, and predictions on them are less reliable. The test split is small"
+                " for small data sets: read the intervals, not just the point estimates."
+            ),
+            "Training Procedure": (
+                f"Data sha256 `{lineage.get('data', {}).get('data_sha256')}`; code commit `{git.get('commit')}` "
+                f"(dirty: {git.get('dirty')}); Python {lineage.get('environment', {}).get('python')}; "
+                "chosen by cross-validation among the families in `lineage.json`."
+            ),
+            "Export": (
+                "ONNX: `model.onnx`, parity with scikit-learn on the test split: " + str(onnx.get("parity"))
+                if onnx and onnx.get("converted")
+                else f"ONNX: not exported ({(onnx or {}).get('reason', 'not attempted')})"
+            ),
+        }
+    )
     ci = intervals or {}
-    card.add_metrics(**{f"test {k}": (f"{v} (95% CI {ci[k][0]} to {ci[k][1]})" if k in ci else v) for k, v in metrics.items()})
+    card.add_metrics(
+        **{f"test {k}": f"{v} (95% CI {ci[k][0]} to {ci[k][1]})" if k in ci else v for k, v in metrics.items()}
+    )
     return card
 
 # %% [markdown]
@@ -117,7 +140,8 @@ category in every categorical column, so a model that would fail on them in ONNX
 ONNX_MISSING = "__mlops_nb_missing__"   # how an ONNX model of ours takes a missing category (ONNX text has no NaN)
 
 def _swapped(convert, change):
-    "A skl2onnx converter or shape calculator that runs `convert` on a copy of the operator's estimator changed by `change`."
+    """A skl2onnx converter or shape calculator that runs `convert` on a copy of the operator's estimator changed by
+    `change`."""
     import copy
     def run(*args):
         operator = args[-1] if len(args) == 1 else args[1]
@@ -151,7 +175,8 @@ def onnx_converters() -> tuple[dict, dict, dict]:
         if not (nan and isinstance(operator.inputs[0].type, StringTensorType)): return None
         new = copy.copy(op); new.missing_values = ONNX_MISSING
         return new
-    def ignore_unseen(operator, op):   # with no rare category met in training, "infrequent_if_exist" ignores unseen ones
+    # with no rare category met in training, "infrequent_if_exist" ignores unseen ones
+    def ignore_unseen(operator, op):
         rare = getattr(op, "infrequent_categories_", None) or []
         if op.handle_unknown != "infrequent_if_exist" or any(r is not None for r in rare): return None
         new = copy.copy(op); new.handle_unknown = "ignore"
@@ -176,7 +201,8 @@ def onnx_feeds(X: pd.DataFrame, inputs: list[dict]) -> dict:
     feeds = {}
     for i in inputs:
         s = X[i["feature"]]
-        if i["type"] == "float": feeds[i["name"]] = pd.to_numeric(s).to_numpy(np.float32, na_value=np.nan).reshape(-1, 1)
+        if i["type"] == "float":
+            feeds[i["name"]] = pd.to_numeric(s).to_numpy(np.float32, na_value=np.nan).reshape(-1, 1)
         else: feeds[i["name"]] = s.astype(object).where(s.notna(), ONNX_MISSING).astype(str).to_numpy().reshape(-1, 1)
     return feeds
 
@@ -193,7 +219,8 @@ test_eq(_f["c"].ravel().tolist(), ["a", ONNX_MISSING])
 PARITY = {"min_label_agreement": 0.99, "max_abs_diff": 1e-3}
 
 def _parity_rows(X: pd.DataFrame, schema: dict) -> pd.DataFrame:
-    "`X` plus, for each categorical column, its first row with an unseen category there (ONNX must take it as scikit-learn does)."
+    """`X` plus, for each categorical column, its first row with an unseen category there (ONNX must take it as
+    scikit-learn does)."""
     cats = [f for f in schema["features"] if schema["columns"][f]["kind"] == "categorical"]
     extra = [X.iloc[:1].assign(**{c: "__unseen__"}) for c in cats] if len(X) else []
     return pd.concat([X, *extra], ignore_index=True) if extra else X
@@ -218,7 +245,10 @@ def export_onnx(model, schema: dict, X: pd.DataFrame, dest) -> dict:
         sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
         Xc = _parity_rows(X[schema["features"]].reset_index(drop=True), schema)
         names = [i.name for i in sess.get_inputs()]   # skl2onnx renames inputs that are not identifiers ("mean radius")
-        inputs = [{"feature": f, "name": n, "type": "float" if num(f) else "string"} for n, f in zip(names, schema["features"])]
+        inputs = [
+            {"feature": f, "name": n, "type": "float" if num(f) else "string"}
+            for n, f in zip(names, schema["features"])
+        ]
         out = sess.run(None, onnx_feeds(Xc, inputs))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")     # the unseen categories
@@ -263,7 +293,9 @@ _yc = np.where((_Xc.x > 0) | (_Xc.c == "q"), "yes", "no")
 _Xc.loc[::7, "x"] = np.nan; _Xc.loc[::5, "c"] = None
 _sc = {"features": ["x", "c"], "columns": {"x": {"kind": "numeric"}, "c": {"kind": "categorical"}}}
 for _enc in ("onehot", "ordinal"):
-    _mc = Pipeline([("features", make_preprocessor(["x"], ["c"], encoding=_enc)), ("model", LogisticRegression())]).fit(_Xc, _yc)
+    _mc = Pipeline([("features", make_preprocessor(["x"], ["c"], encoding=_enc)), ("model", LogisticRegression())]).fit(
+        _Xc, _yc
+    )
     with _tf.TemporaryDirectory() as d:
         _r = export_onnx(_mc, _sc, _Xc, Path(d)/"c.onnx")
         assert _r["converted"] and _r["parity"]["label_agreement"] == 1.0 and _r["parity"]["rows"] == 121, _r
@@ -295,7 +327,8 @@ def _champion_name(package_dir) -> str | None:
 def build_package(model_file, package_dir, name: str, schema: dict, metrics: dict, lineage: dict,
                   intervals: dict | None = None, X_check: pd.DataFrame | None = None) -> dict:
     """Package `model_file` as a new version under `package_dir` and make it the champion; return the champion's pointer.
-    A version packaged before is left as it is and the pointer is not moved (the registry may have promoted another since).
+    A version packaged before is left as it is and the pointer is not moved (the registry may have promoted another
+    since).
     The version is written to a temporary folder, flushed and renamed into place, and `current.json` is replaced last:
     an error at any point (a full disk, a folder that cannot be written) raises an OSError naming the folder and the
     file, and leaves the champion as it was."""
@@ -312,9 +345,20 @@ def build_package(model_file, package_dir, name: str, schema: dict, metrics: dic
                 shutil.copyfile(model_file, tmp/"model.skops")
                 write_json(schema, tmp/"schema.json")
                 onnx = export_onnx(model, schema, X_check, tmp/"model.onnx") if X_check is not None else None
-                write_json({**lineage, "version": version, "metrics": metrics, "intervals": intervals or {}, "onnx": onnx,
-                            "model_sha256": file_sha256(tmp/"model.skops")}, tmp/"lineage.json")
-                model_card(model, name, version, schema, metrics.get("test", {}), lineage, intervals, onnx).save(tmp/"model_card.md")
+                write_json(
+                    {
+                        **lineage,
+                        "version": version,
+                        "metrics": metrics,
+                        "intervals": intervals or {},
+                        "onnx": onnx,
+                        "model_sha256": file_sha256(tmp / "model.skops"),
+                    },
+                    tmp / "lineage.json",
+                )
+                model_card(model, name, version, schema, metrics.get("test", {}), lineage, intervals, onnx).save(
+                    tmp / "model_card.md"
+                )
                 for f in tmp.iterdir(): _fsync(f)
                 os.chmod(tmp, 0o755)
                 os.replace(tmp, final)
@@ -325,12 +369,20 @@ def build_package(model_file, package_dir, name: str, schema: dict, metrics: dic
         # rollback (a retry after a failed switch, with no registry history, still switches)
         if existed and old is not None and (package_dir/"history.jsonl").is_file():
             return read_json(package_dir/"current.json")
-        pointer = {"version": version, "path": str(final), "model_sha256": file_sha256(final/"model.skops"), "promoted": now_utc()}
+        pointer = {
+            "version": version,
+            "path": str(final),
+            "model_sha256": file_sha256(final / "model.skops"),
+            "promoted": now_utc(),
+        }
         write_json(pointer, package_dir/"current.json")
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
-        raise OSError(e.errno, f"{package_dir}: packaging {version} failed: {e.strerror or e}{where}; current.json was not "
-                      f"switched, the champion is still {old or 'none (no model was packaged before)'}") from e
+        raise OSError(
+            e.errno,
+            f"{package_dir}: packaging {version} failed: {e.strerror or e}{where}; current.json was not "
+            f"switched, the champion is still {old or 'none (no model was packaged before)'}",
+        ) from e
     return pointer
 
 # %% [code]
@@ -340,19 +392,32 @@ with _tf.TemporaryDirectory() as d:
     lin = {"git": {"commit": None, "dirty": None}, "data": {}}
     p = build_package(m, Path(d)/"pkg", "demo", schema, {"test": {"accuracy": 1.0}}, lin)
     test_eq(current_package(Path(d)/"pkg").name, p["version"])
-    test_eq(sorted(f.name for f in current_package(Path(d)/"pkg").iterdir()), ["lineage.json", "model.skops", "model_card.md", "schema.json"])
+    test_eq(
+        sorted(f.name for f in current_package(Path(d) / "pkg").iterdir()),
+        ["lineage.json", "model.skops", "model_card.md", "schema.json"],
+    )
     test_eq(load_package(current_package(Path(d)/"pkg")).predict([[1.0]]).tolist(), ["b"])
-    _p3 = build_package(save_model(LogisticRegression(C=0.3).fit([[0.0], [1.0]], ["a", "b"]), Path(d)/"m3.skops"), Path(d)/"pkg",
-                        "demo", schema, {"test": {"accuracy": 1.0}}, lin)
+    _p3 = build_package(
+        save_model(LogisticRegression(C=0.3).fit([[0.0], [1.0]], ["a", "b"]), Path(d) / "m3.skops"),
+        Path(d) / "pkg",
+        "demo",
+        schema,
+        {"test": {"accuracy": 1.0}},
+        lin,
+    )
     (Path(d)/"pkg"/"history.jsonl").write_text("{}\n")          # the registry changed the champion since ...
-    test_eq(build_package(m, Path(d)/"pkg", "demo", schema, {}, lin)["version"], _p3["version"])   # ... so not re-promoted
+    # ... so not re-promoted
+    test_eq(build_package(m, Path(d)/"pkg", "demo", schema, {}, lin)["version"], _p3["version"])
     (Path(d)/"pkg"/"history.jsonl").unlink()                     # no registry history: a re-package switches (a retry)
     test_eq(build_package(m, Path(d)/"pkg", "demo", schema, {}, lin)["version"], p["version"])
     write_json(p, Path(d)/"pkg"/"current.json")
     with open(current_package(Path(d)/"pkg")/"model.skops", "ab") as f: f.write(b"x")      # tamper with it
     test_fail(lambda: load_package(current_package(Path(d)/"pkg")), contains="does not match the recorded")
     (Path(d)/"bad.skops").write_bytes(b"junk")
-    test_fail(lambda: build_package(Path(d)/"bad.skops", Path(d)/"pkg", "demo", schema, {}, lin), contains="not a readable skops")
+    test_fail(
+        lambda: build_package(Path(d) / "bad.skops", Path(d) / "pkg", "demo", schema, {}, lin),
+        contains="not a readable skops",
+    )
     test_eq(current_package(Path(d)/"pkg").name, p["version"])       # the champion is untouched
     test_eq(len([f for f in (Path(d)/"pkg").iterdir() if f.name.startswith(".")]), 0)   # no temporary folder left
     (Path(d)/"pkg"/"current.json").write_text("{")                   # a broken pointer is a clear error
@@ -361,10 +426,14 @@ with _tf.TemporaryDirectory() as d:
     test_fail(lambda: current_package(Path(d)/"pkg"), contains="holds no packaged model")
     write_json(p, Path(d)/"pkg"/"current.json")
     _m2 = save_model(LogisticRegression(C=0.5).fit([[0.0], [1.0]], ["a", "b"]), Path(d)/"m2.skops")
-    os.chmod(Path(d)/"pkg", 0o555)                                   # an unwritable folder (as root, see tests/test_faults_model.py)
+    # an unwritable folder (as root, see tests/test_faults_model.py)
+    os.chmod(Path(d)/"pkg", 0o555)
     try:
         if not os.access(Path(d)/"pkg", os.W_OK):
-            test_fail(lambda: build_package(_m2, Path(d)/"pkg", "demo", schema, {}, lin), contains="the champion is still " + p["version"])
+            test_fail(
+                lambda: build_package(_m2, Path(d) / "pkg", "demo", schema, {}, lin),
+                contains="the champion is still " + p["version"],
+            )
     finally: os.chmod(Path(d)/"pkg", 0o755)
     test_eq(current_package(Path(d)/"pkg").name, p["version"])
 
@@ -379,12 +448,28 @@ schema = read_json(require(schema_path, "run `mlops-nb step validate` first"))
 metrics = {"test": acceptance["test"], "baseline": acceptance["baseline"],
            "cv": read_json(Path(train_live_dir)/"metrics.json")["chosen"]}
 lineage = collect_lineage(lineage_dir, steps_dir, load_params("params.yaml"))
-intervals = read_json(require(Path(eval_dir)/"metrics_with_intervals.json", "run `mlops-nb step evaluate` first"))["test"]["intervals"]
+intervals = read_json(require(Path(eval_dir) / "metrics_with_intervals.json", "run `mlops-nb step evaluate` first"))[
+    "test"
+]["intervals"]
 test = pd.read_parquet(require(Path(split_dir)/"test.parquet", "run `mlops-nb step split` first"))
-pointer = build_package(require(model_path, "run `mlops-nb step train` first"), package_dir, model_name, schema, metrics, lineage,
-                        intervals, test.drop(columns=[target]))
+pointer = build_package(
+    require(model_path, "run `mlops-nb step train` first"),
+    package_dir,
+    model_name,
+    schema,
+    metrics,
+    lineage,
+    intervals,
+    test.drop(columns=[target]),
+)
 print(read_json(Path(pointer["path"])/"lineage.json")["onnx"])
-record_step(lineage_dir, "package", {"model_name": model_name}, inputs=[model_path, schema_path, acceptance_path, Path(eval_dir)/"metrics_with_intervals.json"],
-            outputs=[pointer["path"]], metrics={"version": pointer["version"]})
+record_step(
+    lineage_dir,
+    "package",
+    {"model_name": model_name},
+    inputs=[model_path, schema_path, acceptance_path, Path(eval_dir) / "metrics_with_intervals.json"],
+    outputs=[pointer["path"]],
+    metrics={"version": pointer["version"]},
+)
 print(f"champion: {pointer['version']} in {pointer['path']}")
 

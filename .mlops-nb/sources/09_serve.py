@@ -16,7 +16,8 @@ import pandas as pd
 
 from mlops_nb.core import read_json
 from mlops_nb.contracts import current_package, load_package
-from mlops_nb.logstore import (PREDICTION_LOG_TABLE, db_url, ensure_tables, labelled_window, make_engine,   # 00b_logstore  # noqa: F401
+# 00b_logstore  # noqa: F401
+from mlops_nb.logstore import (PREDICTION_LOG_TABLE, db_url, ensure_tables, labelled_window, make_engine,
                                prediction_id, prediction_log_table, store_feedback)
 from mlops_nb.logstore import log_time as utc_now   # the log's time stamp (the kit's one clock), under its old name
 
@@ -68,36 +69,55 @@ def conform(X, schema: dict) -> tuple[pd.DataFrame, list[dict], list[dict]]:
     X = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
     feats = list(schema["features"])
     missing = [c for c in feats if c not in X.columns]
-    if missing: return X, [_problem(c, "missing", f"missing; the model expects the columns {feats}") for c in missing], []
+    if missing:
+        return X, [_problem(c, "missing", f"missing; the model expects the columns {feats}") for c in missing], []
     cols, errors, warnings = {}, [], []
     for c in feats:
         spec, s = schema["columns"][c], X[c]
         kind, notna = spec["kind"], s.notna()
         if kind == "numeric":
-            if pd.api.types.is_bool_dtype(s) or (s.dtype == object and s.map(lambda x: isinstance(x, (bool, np.bool_))).any()):
-                errors.append(_problem(c, "type", "expected numbers, got booleans")); continue   # to_numeric would read True as 1
+            if pd.api.types.is_bool_dtype(s) or (
+                s.dtype == object and s.map(lambda x: isinstance(x, (bool, np.bool_))).any()
+            ):
+                # to_numeric would read True as 1
+                errors.append(_problem(c, "type", "expected numbers, got booleans")); continue
             v = s if pd.api.types.is_numeric_dtype(s) else pd.to_numeric(s.where(notna, None), errors="coerce")
             bad = notna & v.isna()
             if bad.any():
-                errors.append(_problem(c, "type", f"expected numbers, got {s[bad].tolist()[0]!r} ({int(bad.sum())} such values)")); continue
+                errors.append(
+                    _problem(c, "type", f"expected numbers, got {s[bad].tolist()[0]!r} ({int(bad.sum())} such values)")
+                )
+                continue
             v = v.astype(float); cols[c] = v
             lo, hi = spec.get("min"), spec.get("max")
             if lo is not None and (low := v < lo).any():
-                warnings.append(_problem(c, "range", f"{int(low.sum())} values below the training minimum {lo} (lowest {v.min()})"))
+                warnings.append(
+                    _problem(c, "range", f"{int(low.sum())} values below the training minimum {lo} (lowest {v.min()})")
+                )
             if hi is not None and (high := v > hi).any():
-                warnings.append(_problem(c, "range", f"{int(high.sum())} values above the training maximum {hi} (highest {v.max()})"))
+                warnings.append(
+                    _problem(
+                        c, "range", f"{int(high.sum())} values above the training maximum {hi} (highest {v.max()})"
+                    )
+                )
         else:
             nn = s[notna]
             want = "boolean" if kind == "boolean" else "string"
             got = pd.api.types.infer_dtype(nn, skipna=True) if len(nn) else "empty"
             if kind in ("categorical", "boolean") and got not in _TEXT | {want}:
                 odd = nn[~nn.map(lambda x: isinstance(x, bool if kind == "boolean" else str))]
-                errors.append(_problem(c, "type", f"expected {'true/false' if kind == 'boolean' else 'text'}, got {odd.tolist()[0]!r}")); continue
+                errors.append(
+                    _problem(
+                        c, "type", f"expected {'true/false' if kind == 'boolean' else 'text'}, got {odd.tolist()[0]!r}"
+                    )
+                )
+                continue
             cols[c] = s
             cats = spec.get("categories")
             if kind == "categorical" and cats is not None:
                 new = nn[~nn.isin(cats)]
-                if len(new): warnings.append(_problem(c, "category", f"unseen categories {sorted(map(str, new.unique()))[:5]}"))
+                if len(new):
+                    warnings.append(_problem(c, "category", f"unseen categories {sorted(map(str, new.unique()))[:5]}"))
         if not spec.get("nullable", True) and (~notna).any():
             warnings.append(_problem(c, "missing_value", f"{int((~notna).sum())} missing values, none in training"))
     if errors: return X, errors, warnings
@@ -112,12 +132,18 @@ _ok, _err, _warn = conform(pd.DataFrame({"c": ["a", None], "x": ["1.5", 9], "ext
 test_eq(list(_ok.columns), ["x", "c"]); test_eq(_ok["x"].tolist(), [1.5, 9.0]); test_eq(_err, [])
 test_eq([w["message"] for w in _warn], ["column 'x': 1 values above the training maximum 3.0 (highest 9.0)",
                                         "column 'c': 1 missing values, none in training"])
-test_eq([e["message"] for e in conform([{"x": 1.0}], _schema)[1]], ["column 'c': missing; the model expects the columns ['x', 'c']"])
+test_eq(
+    [e["message"] for e in conform([{"x": 1.0}], _schema)[1]],
+    ["column 'c': missing; the model expects the columns ['x', 'c']"],
+)
 test_eq(conform([{"x": "heavy", "c": 3}], _schema)[1],
         [{"column": "x", "problem": "type", "message": "column 'x': expected numbers, got 'heavy' (1 such values)"},
          {"column": "c", "problem": "type", "message": "column 'c': expected text, got 3"}])
 test_eq(conform([{"x": -1.0, "c": "z"}], _schema)[2][1]["message"], "column 'c': unseen categories ['z']")
-test_eq(conform([{"x": 1.0, "c": "a"}, {"x": True, "c": "a"}], _schema)[1][0]["message"], "column 'x': expected numbers, got booleans")
+test_eq(
+    conform([{"x": 1.0, "c": "a"}, {"x": True, "c": "a"}], _schema)[1][0]["message"],
+    "column 'x': expected numbers, got booleans",
+)
 
 # %% [markdown]
 ## A fast path for single rows
@@ -135,7 +161,8 @@ def _is_nan(v) -> bool: return v is None or (isinstance(v, float) and v != v) or
 _UNSEEN = "\x00mlops-nb-unseen"
 
 def _encoder_tables(enc, cols, start: int) -> list:
-    "Per column of a fitted one-hot or ordinal encoder: {category: row} and the output rows (the last one: an unseen value)."
+    """Per column of a fitted one-hot or ordinal encoder: {category: row} and the output rows (the last one: an unseen
+    value)."""
     import warnings
     from scipy import sparse
     from sklearn.preprocessing import OneHotEncoder
@@ -147,9 +174,18 @@ def _encoder_tables(enc, cols, start: int) -> list:
         probe[:, i] = cats + [_UNSEEN]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            z = enc.transform(pd.DataFrame(probe, columns=list(enc.feature_names_in_)) if hasattr(enc, "feature_names_in_") else probe)
+            z = enc.transform(
+                pd.DataFrame(probe, columns=list(enc.feature_names_in_)) if hasattr(enc, "feature_names_in_") else probe
+            )
         z = z.toarray() if sparse.issparse(z) else np.asarray(z, dtype=float)
-        out.append((c, {v: k for k, v in enumerate(cats)}, np.ascontiguousarray(z[:, j:j + widths[i]], dtype=float), start + j))
+        out.append(
+            (
+                c,
+                {v: k for k, v in enumerate(cats)},
+                np.ascontiguousarray(z[:, j : j + widths[i]], dtype=float),
+                start + j,
+            )
+        )
         j += widths[i]
     return out
 
@@ -163,23 +199,39 @@ class FastFeatures:
         from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
         from mlops_nb.wrangle import missing_to_nan
         if not isinstance(ct, ColumnTransformer): raise TypeError(f"not a ColumnTransformer: {type(ct).__name__}")
-        self.num, self.cat = [], []     # num: (column, index, fill, mean, scale); cat: (column, fill, {category: row}, table, start)
+        # num: (column, index, fill, mean, scale); cat: (column, fill, {category: row}, table, start)
+        self.num, self.cat = [], []
         self.sparse, width = bool(getattr(ct, "sparse_output_", False)), 0
         for name, trans, cols in ct.transformers_:
             if isinstance(trans, str):
                 if trans == "drop" or len(cols) == 0: continue
                 raise TypeError(f"transformer {name!r}: {trans!r} is not supported")
-            if any(not isinstance(c, str) for c in cols): raise TypeError(f"transformer {name!r}: columns must be named")
+            if any(not isinstance(c, str) for c in cols):
+                raise TypeError(f"transformer {name!r}: columns must be named")
             steps = [s for _, s in trans.steps] if isinstance(trans, Pipeline) else [trans]
-            kinds = [("to_nan" if isinstance(s, FunctionTransformer) and s.func is missing_to_nan else
-                      "impute" if isinstance(s, SimpleImputer) and not s.add_indicator and _is_nan(s.missing_values) else
-                      "scale" if isinstance(s, StandardScaler) else
-                      "encode" if isinstance(s, (OneHotEncoder, OrdinalEncoder)) else type(s).__name__) for s in steps]
+            kinds = [
+                (
+                    "to_nan"
+                    if isinstance(s, FunctionTransformer) and s.func is missing_to_nan
+                    else (
+                        "impute"
+                        if isinstance(s, SimpleImputer) and not s.add_indicator and _is_nan(s.missing_values)
+                        else (
+                            "scale"
+                            if isinstance(s, StandardScaler)
+                            else "encode" if isinstance(s, (OneHotEncoder, OrdinalEncoder)) else type(s).__name__
+                        )
+                    )
+                )
+                for s in steps
+            ]
             sl = ct.output_indices_[name]
             if kinds in (["impute"], ["scale"], ["impute", "scale"]):
                 imp = steps[0] if kinds[0] == "impute" else None
                 sc = steps[-1] if kinds[-1] == "scale" else None
-                if imp is not None and (len(imp.statistics_) != len(cols) or np.isnan(imp.statistics_.astype(float)).any()):
+                if imp is not None and (
+                    len(imp.statistics_) != len(cols) or np.isnan(imp.statistics_.astype(float)).any()
+                ):
                     raise TypeError(f"transformer {name!r}: an imputer that drops empty columns is not supported")
                 for i, c in enumerate(cols):
                     self.num.append((c, sl.start + i, None if imp is None else float(imp.statistics_[i]),
@@ -192,7 +244,8 @@ class FastFeatures:
                 self.cat += [(c, fills[i], lookup, table, j) for i, (c, lookup, table, j) in enumerate(tabs)]
                 stop = tabs[-1][3] + tabs[-1][2].shape[1] if tabs else sl.start
             else: raise TypeError(f"transformer {name!r}: steps {kinds} are not supported")
-            if stop != sl.stop: raise TypeError(f"transformer {name!r}: output width differs from the fitted transformer")
+            if stop != sl.stop:
+                raise TypeError(f"transformer {name!r}: output width differs from the fitted transformer")
             width = max(width, stop)
         self.width, self.order = width, "C"   # the memory order of the transformer's output: BLAS sums differ by layout
         self._index = [pd.Index(list(lk), dtype=object) for _, _, lk, _, _ in self.cat]
@@ -201,7 +254,10 @@ class FastFeatures:
         "Refuse values that overflowed (a huge input, once scaled), naming the column; sparse when the transformer is."
         if self.num:
             bad = np.isinf(out[:, [n[1] for n in self.num]]).any(axis=0)
-            if bad.any(): raise SchemaError([_problem(n[0], "range", "a value too large to compute with") for n, b in zip(self.num, bad) if b])
+            if bad.any():
+                raise SchemaError(
+                    [_problem(n[0], "range", "a value too large to compute with") for n, b in zip(self.num, bad) if b]
+                )
         if not self.sparse: return out
         from scipy import sparse
         return sparse.csr_matrix(out)
@@ -239,7 +295,8 @@ class FastFeatures:
             out[:, j] = v
         for (c, fill, _, table, j), index in zip(self.cat, self._index):
             s = X[c].astype(object)
-            out[:, j:j + table.shape[1]] = table[index.get_indexer(s.where(s.notna(), fill))]   # -1, unseen: the last row
+            # -1, unseen: the last row
+            out[:, j:j + table.shape[1]] = table[index.get_indexer(s.where(s.notna(), fill))]
         return self._finish(out)
 
 # %% [markdown]
@@ -295,7 +352,8 @@ class ServedModel:
         if fast and isinstance(self.model, Pipeline) and len(self.model.steps) == 2:
             try:
                 ff, est = FastFeatures(self.model[0]), self.model[-1]
-                if getattr(est, "feature_names_in_", None) is not None: raise TypeError("the estimator expects named columns")
+                if getattr(est, "feature_names_in_", None) is not None:
+                    raise TypeError("the estimator expects named columns")
                 probe = conform(_probe_rows(self.schema), self.schema)[0]
                 dense = lambda z: z.toarray() if hasattr(z, "toarray") else np.asarray(z, dtype=float)
                 want = self.model[0].transform(probe)
@@ -307,8 +365,10 @@ class ServedModel:
         self._est = self.model[-1] if self.fast is not None else self.model
         from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
         # these estimators' `predict` is by definition the class of highest probability: one pass gives both
-        self._argmax = self.is_classifier and isinstance(self.model[-1] if isinstance(self.model, Pipeline) else self.model,
-                                                         (HistGradientBoostingClassifier, RandomForestClassifier))
+        self._argmax = self.is_classifier and isinstance(
+            self.model[-1] if isinstance(self.model, Pipeline) else self.model,
+            (HistGradientBoostingClassifier, RandomForestClassifier),
+        )
 
     def _raw(self, Z, proba: bool = True):
         "Labels (and probabilities) for the model's input `Z` (features for the fast path, a DataFrame otherwise)."
@@ -360,7 +420,9 @@ def load_model(package_dir="models/package", fast: bool = True) -> ServedModel:
 # %% [code]
 _tmp = tempfile.TemporaryDirectory(); _d = Path(_tmp.name)
 _X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "c": ["a", "b", "a", "b"]})
-_m = Pipeline([("features", make_preprocessor(["x"], ["c"])), ("model", LogisticRegression())]).fit(_X, ["n", "n", "p", "p"])
+_m = Pipeline([("features", make_preprocessor(["x"], ["c"])), ("model", LogisticRegression())]).fit(
+    _X, ["n", "n", "p", "p"]
+)
 build_package(save_model(_m, _d/"m.skops"), _d/"pkg", "demo", _schema, {"test": {}}, {"git": {}, "data": {}})
 _sm = load_model(_d/"pkg")
 test_eq(_sm.fast_reason, "ok")
@@ -378,7 +440,11 @@ test_fail(lambda: _sm.predict([{"x": 9.0, "c": "a"}], strict=True), contains="ab
 The same package with a regressor: numbers, no probabilities; the fast path agrees with the pipeline.
 
 # %% [code]
-_rs = {**_schema, "task": "regression", "columns": {**_schema["columns"], "y": {"kind": "numeric", "nullable": False, "min": 0.0, "max": 9.0}}}
+_rs = {
+    **_schema,
+    "task": "regression",
+    "columns": {**_schema["columns"], "y": {"kind": "numeric", "nullable": False, "min": 0.0, "max": 9.0}},
+}
 _r = Pipeline([("features", make_preprocessor(["x"], ["c"])), ("model", Ridge())]).fit(_X, [0.0, 3.0, 6.0, 9.0])
 build_package(save_model(_r, _d/"r.skops"), _d/"rpkg", "demo-reg", _rs, {"test": {}}, {"git": {}, "data": {}})
 _rm = load_model(_d/"rpkg")
@@ -407,12 +473,15 @@ _STOP = object()
 
 class PredictionLog:
     "Writes predictions to the `prediction_log` table of `db` from a background thread, in batches."
-    def __init__(self, db, model_version: str, max_pending: int = 200_000, batch_rows: int = 5000, interval: float = 0.05):
+    def __init__(
+        self, db, model_version: str, max_pending: int = 200_000, batch_rows: int = 5000, interval: float = 0.05
+    ):
         self.db, self.version, self.batch_rows, self.interval = str(db), model_version, batch_rows, interval
         self.engine, self.table = make_engine(db), prediction_log_table()
         try:
             with self.engine.begin() as con: ensure_tables(con)    # an older log gets its prediction_id column
-        except Exception as e: raise ValueError(f"prediction log {db}: cannot create table {PREDICTION_LOG_TABLE}: {e}") from None
+        except Exception as e:
+            raise ValueError(f"prediction log {db}: cannot create table {PREDICTION_LOG_TABLE}: {e}") from None
         self.written = self.dropped = self.failures = 0
         self.last_error, self._closing = None, False
         self._q = queue.Queue(maxsize=max_pending)
@@ -428,9 +497,18 @@ class PredictionLog:
         except queue.Full: self.dropped += len(rows)
 
     def _records(self, batch):
-        return [{"logged_at": t, "model_version": self.version, "request_id": rid, "prediction_id": prediction_id(rid, i),
-                 "features": json.dumps({k: _clean(v) for k, v in r.items()}), "prediction": json.dumps(_clean(p))}
-                for t, rid, rows, preds in batch for i, (r, p) in enumerate(zip(rows, preds))]
+        return [
+            {
+                "logged_at": t,
+                "model_version": self.version,
+                "request_id": rid,
+                "prediction_id": prediction_id(rid, i),
+                "features": json.dumps({k: _clean(v) for k, v in r.items()}),
+                "prediction": json.dumps(_clean(p)),
+            }
+            for t, rid, rows, preds in batch
+            for i, (r, p) in enumerate(zip(rows, preds))
+        ]
 
     def _write(self, batch) -> None:
         recs, delay, attempt = self._records(batch), 0.05, 0
@@ -481,13 +559,23 @@ _log.log("r1", [{"x": 0.5, "c": "a"}, {"x": float("nan"), "c": None}], ["n", "p"
 _log.log("r2", [{"y": 1}], [2.5])
 _log.close()
 with sqlite3.connect(_d/"log.db") as _con:
-    _rows = _con.execute("select id, model_version, request_id, features, prediction, logged_at from prediction_log order by id").fetchall()
-test_eq([r[:5] for r in _rows], [(1, "demo-1", "r1", '{"x": 0.5, "c": "a"}', '"n"'), (2, "demo-1", "r1", '{"x": null, "c": null}', '"p"'),
-                                 (3, "demo-1", "r2", '{"y": 1}', "2.5")])
+    _rows = _con.execute(
+        "select id, model_version, request_id, features, prediction, logged_at from prediction_log order by id"
+    ).fetchall()
+test_eq(
+    [r[:5] for r in _rows],
+    [
+        (1, "demo-1", "r1", '{"x": 0.5, "c": "a"}', '"n"'),
+        (2, "demo-1", "r1", '{"x": null, "c": null}', '"p"'),
+        (3, "demo-1", "r2", '{"y": 1}', "2.5"),
+    ],
+)
 assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", _rows[0][5])
 test_eq((_log.written, _log.dropped, _log.pending), (3, 0, 0))
 with sqlite3.connect(_d/"log.db") as _con:   # each row's id: its request's id and its index in the request
-    test_eq([r[0] for r in _con.execute("select prediction_id from prediction_log order by id")], ["r1-0", "r1-1", "r2-0"])
+    test_eq(
+        [r[0] for r in _con.execute("select prediction_id from prediction_log order by id")], ["r1-0", "r1-1", "r2-0"]
+    )
 _log = PredictionLog(_d/"log.db", "demo-1", interval=5.0)        # flush: written now, not at the next interval
 _log.log("r3", [{"y": 2}], [1.0]); assert _log.flush(10); test_eq(_log.written, 1); _log.close()
 
@@ -531,15 +619,28 @@ class ReloadRefused(RuntimeError):
 
 def _contract(served: "ServedModel") -> tuple:
     "What the request model and the metrics are built from: features, their kinds, classifier or not."
-    return (tuple(served.features), tuple(served.schema["columns"][f]["kind"] for f in served.features), served.is_classifier)
+    return (
+        tuple(served.features),
+        tuple(served.schema["columns"][f]["kind"] for f in served.features),
+        served.is_classifier,
+    )
 
 def _contract_change(old: "ServedModel", new: "ServedModel") -> str:
     "How `new` takes other inputs than `old`, in words (columns added, removed, of another kind; classifier or not)."
     (fo, ko, co), (fn, kn, cn) = _contract(old), _contract(new)
     kinds_o, kinds_n = dict(zip(fo, ko)), dict(zip(fn, kn))
-    parts = [f"{what} {cols}" for what, cols in [
-        ("new columns", [f for f in fn if f not in kinds_o]), ("columns no longer taken", [f for f in fo if f not in kinds_n]),
-        ("columns of another kind", [f"{f} ({kinds_o[f]} -> {kinds_n[f]})" for f in fn if f in kinds_o and kinds_o[f] != kinds_n[f]])] if cols]
+    parts = [
+        f"{what} {cols}"
+        for what, cols in [
+            ("new columns", [f for f in fn if f not in kinds_o]),
+            ("columns no longer taken", [f for f in fo if f not in kinds_n]),
+            (
+                "columns of another kind",
+                [f"{f} ({kinds_o[f]} -> {kinds_n[f]})" for f in fn if f in kinds_o and kinds_o[f] != kinds_n[f]],
+            ),
+        ]
+        if cols
+    ]
     if co != cn: parts.append("a classifier replaced by a regressor" if co else "a regressor replaced by a classifier")
     return "; ".join(parts) or f"the column order changed ({list(fo)} -> {list(fn)})"
 
@@ -559,8 +660,16 @@ class _Logs:
 class Champion:
     """The version a service answers with. `reload()` switches to the version `current.json` names (checked first,
     refused with `ReloadRefused` if it fails); `watch(every)` polls the pointer's stat from a thread of its own."""
-    def __init__(self, package_dir, served: "ServedModel", log_db=None, fast: bool = True, on_swap=None, grace_s: float = 5.0):
-        self.package_dir, self.log_db, self.fast, self.on_swap, self.grace_s = Path(package_dir), log_db, fast, on_swap, grace_s
+    def __init__(
+        self, package_dir, served: "ServedModel", log_db=None, fast: bool = True, on_swap=None, grace_s: float = 5.0
+    ):
+        self.package_dir, self.log_db, self.fast, self.on_swap, self.grace_s = (
+            Path(package_dir),
+            log_db,
+            fast,
+            on_swap,
+            grace_s,
+        )
         self.logs, self.last_error, self.switches = _Logs(), None, 0
         self._lock, self._stop, self._thread, self._timers = threading.Lock(), threading.Event(), None, []
         self._stamp = self._pointer_stamp()
@@ -588,8 +697,10 @@ class Champion:
                     return {"changed": False, "model_version": old.version}
                 new = ServedModel(folder, fast=self.fast)          # hash-checked, trusted types only
                 if _contract(new) != _contract(old):
-                    raise ValueError(f"its inputs differ from those of {old.version} ({_contract_change(old, new)}); a running "
-                                     f"service keeps its request schema: restart it to serve {new.version}")
+                    raise ValueError(
+                        f"its inputs differ from those of {old.version} ({_contract_change(old, new)}); a running "
+                        f"service keeps its request schema: restart it to serve {new.version}"
+                    )
                 new.predict(_probe_rows(new.schema))               # it predicts, and its libraries are loaded
                 log = self._open_log(new.version)
             except Exception as e:
@@ -651,33 +762,70 @@ def request_model(schema: dict):
         desc = (f"number; range seen in training: {c.get('min')} to {c.get('max')}" if c["kind"] == "numeric"
                 else f"{c['kind']}; categories seen in training: {c.get('categories')}")
         fields[f"f{i}"] = (Optional[typ], Field(None, alias=name, description=desc))
-    return create_model("Row", __config__=ConfigDict(extra="forbid", populate_by_name=False, allow_inf_nan=False), **fields)
+    return create_model(
+        "Row", __config__=ConfigDict(extra="forbid", populate_by_name=False, allow_inf_nan=False), **fields
+    )
 
 class ServiceMetrics:
     "The service's Prometheus metrics, in a registry of its own."
     def __init__(self, served: ServedModel, log: Optional[PredictionLog] = None):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
         r = self.registry = CollectorRegistry()
-        self.requests = Counter("mlops_nb_requests", "HTTP requests by method, path and status code", ["method", "path", "status"], registry=r)
-        self.latency = Histogram("mlops_nb_request_latency_seconds", "Time to answer a request, by path", ["path"], buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            "mlops_nb_requests",
+            "HTTP requests by method, path and status code",
+            ["method", "path", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "mlops_nb_request_latency_seconds",
+            "Time to answer a request, by path",
+            ["path"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.rows = Counter("mlops_nb_predicted_rows", "Rows predicted", registry=r)
-        self.feedback = Counter("mlops_nb_feedback_rows", "Feedback rows received, by outcome (stored, refused)", ["outcome"], registry=r)
-        self.warnings = Counter("mlops_nb_schema_warnings", "Input values outside the schema (unseen category, out of range), by column", ["column"], registry=r)
+        self.feedback = Counter(
+            "mlops_nb_feedback_rows", "Feedback rows received, by outcome (stored, refused)", ["outcome"], registry=r
+        )
+        self.warnings = Counter(
+            "mlops_nb_schema_warnings",
+            "Input values outside the schema (unseen category, out of range), by column",
+            ["column"],
+            registry=r,
+        )
         if served.is_classifier:
             self.labels = Counter("mlops_nb_predictions", "Predicted rows by class", ["label"], registry=r)
             for c in served.classes: self.labels.labels(c)
         else:
             t = served.schema["columns"].get(served.schema["target"], {})
             lo, hi = t.get("min"), t.get("max")
-            buckets = sorted(set(np.linspace(lo, hi, 11).round(6).tolist())) if lo is not None and hi is not None and hi > lo else Histogram.DEFAULT_BUCKETS
-            self.values = Histogram("mlops_nb_prediction_value", "Predicted values (buckets span the training target range)", buckets=buckets, registry=r)
+            buckets = (
+                sorted(set(np.linspace(lo, hi, 11).round(6).tolist()))
+                if lo is not None and hi is not None and hi > lo
+                else Histogram.DEFAULT_BUCKETS
+            )
+            self.values = Histogram(
+                "mlops_nb_prediction_value",
+                "Predicted values (buckets span the training target range)",
+                buckets=buckets,
+                registry=r,
+            )
         self.info = Gauge("mlops_nb_model_info", "The served model", ["model_version"], registry=r)
         self.info.labels(served.version).set(1)
         if log is not None:
-            Gauge("mlops_nb_prediction_log_pending", "Requests waiting to be written to the prediction log", registry=r).set_function(lambda: log.pending)
-            Gauge("mlops_nb_prediction_log_written", "Rows written to the prediction log", registry=r).set_function(lambda: log.written)
-            Gauge("mlops_nb_prediction_log_dropped", "Rows the prediction log could not keep", registry=r).set_function(lambda: log.dropped)
-            Gauge("mlops_nb_prediction_log_failures", "Failed attempts to write the prediction log", registry=r).set_function(lambda: log.failures)
+            Gauge(
+                "mlops_nb_prediction_log_pending", "Requests waiting to be written to the prediction log", registry=r
+            ).set_function(lambda: log.pending)
+            Gauge("mlops_nb_prediction_log_written", "Rows written to the prediction log", registry=r).set_function(
+                lambda: log.written
+            )
+            Gauge("mlops_nb_prediction_log_dropped", "Rows the prediction log could not keep", registry=r).set_function(
+                lambda: log.dropped
+            )
+            Gauge(
+                "mlops_nb_prediction_log_failures", "Failed attempts to write the prediction log", registry=r
+            ).set_function(lambda: log.failures)
 
     def serving(self, version: str) -> None:
         "The service switched to `version`."
@@ -708,8 +856,17 @@ class _Instrument:
             self.metrics.latency.labels(path).observe(time.perf_counter() - t0)
 
 def _row_checks(schema: dict) -> list:
-    return [(c, s["kind"], s.get("min"), s.get("max"), set(s["categories"]) if s.get("categories") is not None else None,
-             s.get("nullable", True)) for c, s in ((c, schema["columns"][c]) for c in schema["features"])]
+    return [
+        (
+            c,
+            s["kind"],
+            s.get("min"),
+            s.get("max"),
+            set(s["categories"]) if s.get("categories") is not None else None,
+            s.get("nullable", True),
+        )
+        for c, s in ((c, schema["columns"][c]) for c in schema["features"])
+    ]
 
 def row_warnings(rows: list[dict], checks: list) -> list[tuple[str, str]]:
     "(column, message) for every value of `rows` outside the schema: out of range, unseen category, unexpected missing."
@@ -720,8 +877,10 @@ def row_warnings(rows: list[dict], checks: list) -> list[tuple[str, str]]:
             if v is None:
                 if not nullable: out.append((c, f"row {i}: column {c!r}: missing, none in training"))
             elif kind == "numeric":
-                if lo is not None and v < lo: out.append((c, f"row {i}: column {c!r}: value {v} below the training minimum {lo}"))
-                elif hi is not None and v > hi: out.append((c, f"row {i}: column {c!r}: value {v} above the training maximum {hi}"))
+                if lo is not None and v < lo:
+                    out.append((c, f"row {i}: column {c!r}: value {v} below the training minimum {lo}"))
+                elif hi is not None and v > hi:
+                    out.append((c, f"row {i}: column {c!r}: value {v} above the training maximum {hi}"))
             elif cats is not None and v not in cats: out.append((c, f"row {i}: column {c!r}: unseen category {v!r}"))
     return out
 
@@ -762,7 +921,8 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
     from pydantic import BaseModel, ConfigDict, Field
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
     served = load_model(package_dir, fast=fast)
-    served.predict(_probe_rows(served.schema).iloc[:1])      # loads every library the model uses (e.g. its OpenMP runtime)
+    # loads every library the model uses (e.g. its OpenMP runtime)
+    served.predict(_probe_rows(served.schema).iloc[:1])
     if threads is not None:                                    # ... so that the limit reaches them
         from threadpoolctl import threadpool_limits
         threadpool_limits(threads)
@@ -813,7 +973,8 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc):
-        "422 naming each field; the offending input echoed JSON-safe (a NaN or Infinity in the body would make FastAPI's own answer a 500)."
+        """422 naming each field; the offending input echoed JSON-safe (a NaN or Infinity in the body would make FastAPI's
+        own answer a 500)."""
         from fastapi.encoders import jsonable_encoder
         errors = [{**e, "input": _short(e.get("input"))} for e in exc.errors()]   # a 10,001-row body is not echoed back
         return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(errors))})
@@ -826,18 +987,28 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
 
     @app.post("/admin/reload", dependencies=guard)
     async def reload() -> dict:
-        "Serve the version current.json names now: loaded and checked first; refused (409) if it fails, the old one stays."
+        """Serve the version current.json names now: loaded and checked first; refused (409) if it fails, the old one
+        stays."""
         try: return await run_in_threadpool(champion.reload)
         except ReloadRefused as e:
-            return JSONResponse(status_code=409, content={"detail": str(e), "model_version": champion.live.served.version})
+            return JSONResponse(
+                status_code=409, content={"detail": str(e), "model_version": champion.live.served.version}
+            )
 
     @app.get("/metadata", dependencies=guard)
     async def metadata() -> dict:
         served = champion.live.served
-        return {"model_version": served.version, "task": served.task, "target": served.schema["target"],
-                "features": {f: served.schema["columns"][f]["kind"] for f in served.features}, "classes": served.classes,
-                "data_sha256": served.lineage.get("data", {}).get("data_sha256"), "metrics": served.lineage.get("metrics", {}),
-                "created": served.lineage.get("created"), "fast_path": served.fast_reason}
+        return {
+            "model_version": served.version,
+            "task": served.task,
+            "target": served.schema["target"],
+            "features": {f: served.schema["columns"][f]["kind"] for f in served.features},
+            "classes": served.classes,
+            "data_sha256": served.lineage.get("data", {}).get("data_sha256"),
+            "metrics": served.lineage.get("metrics", {}),
+            "created": served.lineage.get("created"),
+            "fast_path": served.fast_reason,
+        }
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     async def prometheus():
@@ -853,14 +1024,26 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
         rid = x_request_id or uuid.uuid4().hex
         try: preds, proba = (served.predict_rows(data) if len(data) <= 64 else await run_in_threadpool(served.predict_rows, data))
         except SchemaError as e:
-            raise RequestValidationError([{"type": "value_error", "loc": ("body", p["column"]), "msg": p["message"], "input": None}
-                                          for p in e.problems]) from None
+            raise RequestValidationError(
+                [
+                    {"type": "value_error", "loc": ("body", p["column"]), "msg": p["message"], "input": None}
+                    for p in e.problems
+                ]
+            ) from None
         warned = row_warnings(data, checks)
-        body = {"model_version": served.version, "request_id": rid,
-                "predictions": [{"prediction_id": prediction_id(rid, i), "prediction": p, "probabilities": q}
-                                for i, (p, q) in enumerate(zip(preds, proba))] if proba is not None
-                               else [{"prediction_id": prediction_id(rid, i), "prediction": p} for i, p in enumerate(preds)],
-                "warnings": [m for _, m in warned]}
+        body = {
+            "model_version": served.version,
+            "request_id": rid,
+            "predictions": (
+                [
+                    {"prediction_id": prediction_id(rid, i), "prediction": p, "probabilities": q}
+                    for i, (p, q) in enumerate(zip(preds, proba))
+                ]
+                if proba is not None
+                else [{"prediction_id": prediction_id(rid, i), "prediction": p} for i, p in enumerate(preds)]
+            ),
+            "warnings": [m for _, m in warned],
+        }
         metrics.predicted(preds, (c for c, _ in warned))
         if log is not None: log.log(rid, data, preds)
         return Response(json.dumps(body), media_type="application/json", headers={"x-request-id": rid})
@@ -877,8 +1060,10 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
         served = champion.live.served
         kind, classes = (served.task, served.classes) if served.is_classifier else ("regression", None)
         out = store_feedback(feedback_engine, items, kind, classes)
-        if any(e["problem"] == "unknown_id" for e in out["errors"]):   # a prediction of a moment ago may still be queued
-            if all([l.flush(5.0) for l in champion.logs.all]): out = store_feedback(feedback_engine, items, kind, classes)
+        # a prediction of a moment ago may still be queued
+        if any(e["problem"] == "unknown_id" for e in out["errors"]):
+            if all([l.flush(5.0) for l in champion.logs.all]):
+                out = store_feedback(feedback_engine, items, kind, classes)
         return out
 
     @app.post("/feedback", dependencies=guard)
@@ -887,19 +1072,35 @@ def create_app(package_dir="models/package", log_db=None, fast: bool = True, max
         if any row is wrong (unknown id, a label that does not fit the model, a duplicate, already labelled), none
         (422, one error per bad row)."""
         if feedback_engine is None:
-            return JSONResponse(status_code=409, content={"detail": "this service keeps no prediction log (start it with a log "
-                                                          "database), so there is nothing to attach a label to"})
+            return JSONResponse(
+                status_code=409,
+                content={
+                    "detail": (
+                        "this service keeps no prediction log (start it with a log "
+                        "database), so there is nothing to attach a label to"
+                    )
+                },
+            )
         items = [i.model_dump() for i in items]
         try: out = await run_in_threadpool(_store, items)
         except ValueError as e: return JSONResponse(status_code=503, content={"detail": str(e)})
         metrics.feedback.labels("stored" if not out["errors"] else "refused").inc(len(items))
         if out["errors"]:
-            detail = [{**e, "loc": ["body", e["row"], "label" if e["problem"] == "label_type" else "prediction_id"]} for e in out["errors"]]
-            return JSONResponse(status_code=422, content=_json_safe({"detail": detail, "received": out["received"], "stored": 0}))
-        if feedback_worker is not None and out["stored"]: feedback_worker.submit(_hand_on, [i["prediction_id"] for i in items])
+            detail = [
+                {**e, "loc": ["body", e["row"], "label" if e["problem"] == "label_type" else "prediction_id"]}
+                for e in out["errors"]
+            ]
+            return JSONResponse(
+                status_code=422, content=_json_safe({"detail": detail, "received": out["received"], "stored": 0})
+            )
+        if feedback_worker is not None and out["stored"]:
+            feedback_worker.submit(_hand_on, [i["prediction_id"] for i in items])
         return {"received": out["received"], "stored": out["stored"]}
-    app.add_middleware(_Instrument, metrics=metrics, paths=("/health", "/metadata", "/metrics", "/predict", "/openapi.json", "/docs",
-                                                             "/admin/reload", "/feedback"))
+    app.add_middleware(
+        _Instrument,
+        metrics=metrics,
+        paths=("/health", "/metadata", "/metrics", "/predict", "/openapi.json", "/docs", "/admin/reload", "/feedback"),
+    )
     return app
 
 # %% [code]
@@ -914,17 +1115,23 @@ with TestClient(create_app(_d/"pkg", log_db=_d/"served.db")) as _c:
     _bad = _c.post("/predict", json={"x": "heavy", "c": "a"})
     test_eq(_bad.status_code, 422); assert "x" in str(_bad.json()["detail"])
     test_eq(_c.post("/predict", json=[]).status_code, 422)
-    _nan = _c.post("/predict", content=b'{"x": NaN, "c": "a"}', headers={"content-type": "application/json"})   # not JSON, but Python reads it
+    # not JSON, but Python reads it
+    _nan = _c.post("/predict", content=b'{"x": NaN, "c": "a"}', headers={"content-type": "application/json"})
     test_eq(_nan.status_code, 422); test_eq(_nan.json()["detail"][0]["input"], "nan")
     _bool = _c.post("/predict", json={"x": True, "c": "a"})
     test_eq(_bool.status_code, 422); assert "expected a number, got a boolean" in _bool.text
     _m = _c.get("/metrics").text
     assert 'mlops_nb_predictions_total{label="p"} 2.0' in _m and "mlops_nb_request_latency_seconds_bucket" in _m, _m
 with sqlite3.connect(_d/"served.db") as _con:   # leaving the client shut the app down: the log is written
-    test_eq(_con.execute("select request_id, prediction from prediction_log order by id").fetchall(), [(_r["request_id"], '"n"'), (_r["request_id"], '"p"'), ("abc", '"p"')])
+    test_eq(
+        _con.execute("select request_id, prediction from prediction_log order by id").fetchall(),
+        [(_r["request_id"], '"n"'), (_r["request_id"], '"p"'), ("abc", '"p"')],
+    )
 
 # %% [code]
-_m2 = Pipeline([("features", make_preprocessor(["x"], ["c"])), ("model", LogisticRegression(C=0.05))]).fit(_X, ["n", "n", "p", "p"])
+_m2 = Pipeline([("features", make_preprocessor(["x"], ["c"])), ("model", LogisticRegression(C=0.05))]).fit(
+    _X, ["n", "n", "p", "p"]
+)
 from mlops_nb.core import write_json
 _v1 = read_json(_d/"pkg"/"current.json")["version"]
 with TestClient(create_app(_d/"pkg", token="s3cret")) as _c:
@@ -933,15 +1140,19 @@ with TestClient(create_app(_d/"pkg", token="s3cret")) as _c:
     test_eq(_c.post("/predict", json={"x": 1.0, "c": "a"}).status_code, 401)      # no token
     test_eq(_c.post("/predict", json={"x": 1.0, "c": "a"}, headers={"authorization": "Bearer nope"}).status_code, 401)
     test_eq(_c.post("/admin/reload").status_code, 401)
-    test_eq(_c.post("/feedback", json=[{"prediction_id": "a-0", "label": "n"}]).status_code, 401)   # the same guard as /predict
+    # the same guard as /predict
+    test_eq(_c.post("/feedback", json=[{"prediction_id": "a-0", "label": "n"}]).status_code, 401)
     test_eq(_c.post("/admin/reload", headers=_auth).json(), {"changed": False, "model_version": _v1})
-    _v2 = build_package(save_model(_m2, _d/"m2.skops"), _d/"pkg", "demo", _schema, {"test": {}}, {"git": {}, "data": {}})["version"]
+    _v2 = build_package(
+        save_model(_m2, _d / "m2.skops"), _d / "pkg", "demo", _schema, {"test": {}}, {"git": {}, "data": {}}
+    )["version"]
     test_eq(_c.post("/admin/reload", headers=_auth).json(), {"changed": True, "model_version": _v2, "previous": _v1})
     test_eq(_c.post("/predict", json={"x": 1.0, "c": "a"}, headers=_auth).json()["model_version"], _v2)
     with open(_d/"pkg"/_v1/"model.skops", "ab") as f: f.write(b"x")             # a tampered version is refused
     write_json({"version": _v1}, _d/"pkg"/"current.json")
     _r = _c.post("/admin/reload", headers=_auth)
-    test_eq((_r.status_code, _r.json()["model_version"]), (409, _v2)); assert "does not match the recorded" in _r.json()["detail"]
+    test_eq((_r.status_code, _r.json()["model_version"]), (409, _v2))
+    assert "does not match the recorded" in _r.json()["detail"]
     test_eq(_c.post("/predict", json={"x": 1.0, "c": "a"}, headers=_auth).json()["model_version"], _v2)
     assert "reload_error" in _c.get("/health").json()
 write_json({"version": _v2}, _d/"pkg"/"current.json")   # the later examples use the package folder again
@@ -957,19 +1168,39 @@ hooks in there), after the commit and off the request path.
 # %% [code]
 _got = []
 with TestClient(create_app(_d/"pkg", log_db=_d/"fb.db", on_feedback=_got.append)) as _c:
-    _ids = [p["prediction_id"] for p in _c.post("/predict", json=[{"x": 0.1, "c": "a"}, {"x": 2.9, "c": "b"}]).json()["predictions"]]
-    _ok = _c.post("/feedback", json=[{"prediction_id": _ids[0], "label": "n"}])          # right after /predict: the log is flushed first
+    _ids = [
+        p["prediction_id"]
+        for p in _c.post("/predict", json=[{"x": 0.1, "c": "a"}, {"x": 2.9, "c": "b"}]).json()["predictions"]
+    ]
+    # right after /predict: the log is flushed first
+    _ok = _c.post("/feedback", json=[{"prediction_id": _ids[0], "label": "n"}])
     test_eq((_ok.status_code, _ok.json()), (200, {"received": 1, "stored": 1}))
-    _no = _c.post("/feedback", json=[{"prediction_id": _ids[1], "label": "p"}, {"prediction_id": "nope-0", "label": "p"},
-                                     {"prediction_id": _ids[0], "label": "n"}, {"prediction_id": _ids[1], "label": 2.5}])
+    _no = _c.post(
+        "/feedback",
+        json=[
+            {"prediction_id": _ids[1], "label": "p"},
+            {"prediction_id": "nope-0", "label": "p"},
+            {"prediction_id": _ids[0], "label": "n"},
+            {"prediction_id": _ids[1], "label": 2.5},
+        ],
+    )
     test_eq(_no.status_code, 422)
-    test_eq([(e["row"], e["problem"]) for e in _no.json()["detail"]], [(1, "unknown_id"), (2, "already_labelled"), (3, "duplicate")])
-    test_eq(_c.post("/feedback", json=[{"prediction_id": _ids[1], "label": "q"}]).json()["detail"][0]["problem"], "label_type")
-    test_eq(_c.post("/feedback", json=[{"prediction_id": _ids[1]}]).status_code, 422)    # no label: the request model says so
+    test_eq(
+        [(e["row"], e["problem"]) for e in _no.json()["detail"]],
+        [(1, "unknown_id"), (2, "already_labelled"), (3, "duplicate")],
+    )
+    test_eq(
+        _c.post("/feedback", json=[{"prediction_id": _ids[1], "label": "q"}]).json()["detail"][0]["problem"],
+        "label_type",
+    )
+    # no label: the request model says so
+    test_eq(_c.post("/feedback", json=[{"prediction_id": _ids[1]}]).status_code, 422)
     assert "at least 1 item" in _c.post("/feedback", json=[]).text
 with sqlite3.connect(_d/"fb.db") as _con:
-    test_eq(_con.execute("select prediction_id, label from feedback").fetchall(), [(_ids[0], '"n"')])   # the refused batch left nothing
-test_eq(len(_got), 1); test_eq(_got[0][["prediction_id", "prediction", "label", "x", "c"]].values.tolist(), [[_ids[0], "n", "n", 0.1, "a"]])
+    # the refused batch left nothing
+    test_eq(_con.execute("select prediction_id, label from feedback").fetchall(), [(_ids[0], '"n"')])
+test_eq(len(_got), 1)
+test_eq(_got[0][["prediction_id", "prediction", "label", "x", "c"]].values.tolist(), [[_ids[0], "n", "n", 0.1, "a"]])
 with TestClient(create_app(_d/"pkg")) as _c:    # no log, nothing to label
     test_eq(_c.post("/feedback", json=[{"prediction_id": "a-0", "label": "n"}]).status_code, 409)
 
@@ -1005,11 +1236,15 @@ def row_keys(X: pd.DataFrame, seen: Optional[dict] = None) -> list[str]:
 def scores_table(name: str, regression: bool, metadata=None):
     "The table of precomputed predictions: one row per (model version, row key)."
     import sqlalchemy as sa
-    return sa.Table(name, metadata if metadata is not None else sa.MetaData(),
-                    sa.Column("model_version", sa.Text, primary_key=True), sa.Column("row_key", sa.Text, primary_key=True),
-                    sa.Column("scored_at", sa.Text, nullable=False),
-                    sa.Column("prediction", sa.Float if regression else sa.Text),
-                    sa.Column("probabilities", sa.Text))   # JSON {class: probability}, when asked for
+    return sa.Table(
+        name,
+        metadata if metadata is not None else sa.MetaData(),
+        sa.Column("model_version", sa.Text, primary_key=True),
+        sa.Column("row_key", sa.Text, primary_key=True),
+        sa.Column("scored_at", sa.Text, nullable=False),
+        sa.Column("prediction", sa.Float if regression else sa.Text),
+        sa.Column("probabilities", sa.Text),
+    )  # JSON {class: probability}, when asked for
     # (a rowid table, not WITHOUT ROWID: slower to fill, but `select *` keeps the input's order, which readers rely on)
 
 def _upsert(con, table):
@@ -1031,45 +1266,77 @@ def score_chunks(served: ServedModel, chunks: Iterable[pd.DataFrame], db, table:
     engine = make_engine(db)
     t = scores_table(table, not served.is_classifier)
     n, seen, keys_seen, stamp = 0, {}, set(), utc_now()
-    file = engine.url.database if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:") else None
+    file = (
+        engine.url.database
+        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+        else None
+    )
     new_file = file is not None and not Path(file).exists()    # made by this call: removed again if it fails
     ok, pool, pending = False, ThreadPoolExecutor(1, thread_name_prefix="score-write"), None
     try:
         with engine.begin() as con:
-            if con.dialect.name == "sqlite": con.exec_driver_sql("PRAGMA cache_size=-262144")   # 256 MiB: keys arrive in hash order
+            # 256 MiB: keys arrive in hash order
+            if con.dialect.name == "sqlite": con.exec_driver_sql("PRAGMA cache_size=-262144")
             if sa.inspect(con).has_table(table):
                 have = sa.inspect(con).get_pk_constraint(table).get("constrained_columns") or []
                 if sorted(have) != ["model_version", "row_key"]:
                     raise ValueError(f"{db}: table {table!r} exists without the key (model_version, row_key) "
                                      f"(made by an older mlops-nb?); pick another table or drop it")
             else: t.create(con)
-            ins, sql, cols = _upsert(con, t), None, ["model_version", "row_key", "scored_at", "prediction", "probabilities"]
+            ins, sql, cols = (
+                _upsert(con, t),
+                None,
+                ["model_version", "row_key", "scored_at", "prediction", "probabilities"],
+            )
             try:
                 for chunk in chunks:
                     if key is not None:
-                        if key not in chunk.columns: raise SchemaError([_problem(key, "missing", "the key column is missing")])
+                        if key not in chunk.columns:
+                            raise SchemaError([_problem(key, "missing", "the key column is missing")])
                         keys = chunk[key].astype(str).tolist()
                         if len(set(keys)) < len(keys) or keys_seen.intersection(keys):
-                            raise SchemaError([_problem(key, "key", "repeated values; a key column must identify rows")])
+                            raise SchemaError(
+                                [_problem(key, "key", "repeated values; a key column must identify rows")]
+                            )
                         keys_seen.update(keys)
                     Xc, errors, _ = conform(chunk, served.schema)
                     if errors:
-                        raise SchemaError([{**p, "message": f"rows {n}-{n + len(chunk) - 1}: {p['message']}"} for p in errors])
+                        raise SchemaError(
+                            [{**p, "message": f"rows {n}-{n + len(chunk) - 1}: {p['message']}"} for p in errors]
+                        )
                     if key is None: keys = row_keys(Xc, seen)
                     pred, pr = served._predict_conformed(Xc, proba)
                     pred = pred.astype(float).tolist() if not served.is_classifier else pred.astype(str).tolist()
-                    probs = ([json.dumps(dict(zip(served.classes, p))) for p in pr.round(6).tolist()] if proba and pr is not None
-                             else [None] * len(pred))
-                    if pending is not None: pending.result(); pending = None   # the previous chunk's write: done, or its error
+                    probs = (
+                        [json.dumps(dict(zip(served.classes, p))) for p in pr.round(6).tolist()]
+                        if proba and pr is not None
+                        else [None] * len(pred)
+                    )
+                    # the previous chunk's write: done, or its error
+                    if pending is not None: pending.result(); pending = None
                     if ins is None:
                         for i in range(0, len(keys), 500):
-                            con.execute(t.delete().where(t.c.model_version == served.version, t.c.row_key.in_(keys[i:i+500])))
-                    if sql is None:      # compiled once; rows go to the driver's executemany as they are (no per-row dicts)
-                        compiled = (ins if ins is not None else t.insert()).compile(dialect=con.dialect, column_keys=cols)
+                            con.execute(
+                                t.delete().where(
+                                    t.c.model_version == served.version, t.c.row_key.in_(keys[i : i + 500])
+                                )
+                            )
+                    # compiled once; rows go to the driver's executemany as they are (no per-row dicts)
+                    if sql is None:
+                        compiled = (ins if ins is not None else t.insert()).compile(
+                            dialect=con.dialect, column_keys=cols
+                        )
                         sql, order = str(compiled), compiled.positiontup
                     recs = zip(repeat(served.version), keys, repeat(stamp), pred, probs)
-                    recs = ([tuple(r[cols.index(c)] for c in order) for r in recs] if order and list(order) != cols else list(recs)) \
-                        if order else [dict(zip(cols, r)) for r in recs]
+                    recs = (
+                        (
+                            [tuple(r[cols.index(c)] for c in order) for r in recs]
+                            if order and list(order) != cols
+                            else list(recs)
+                        )
+                        if order
+                        else [dict(zip(cols, r)) for r in recs]
+                    )
                     if recs: pending = pool.submit(con.exec_driver_sql, sql, recs)
                     n += len(recs)
                 if pending is not None: pending.result(); pending = None
@@ -1077,8 +1344,10 @@ def score_chunks(served: ServedModel, chunks: Iterable[pd.DataFrame], db, table:
                 if pending is not None: pending.exception()
         ok = True
     except sa.exc.SQLAlchemyError as e:   # cannot open or write the database: nothing was committed
-        raise ValueError(f"database {db}: {type(getattr(e, 'orig', None) or e).__name__}: {getattr(e, 'orig', None) or e}; "
-                         f"nothing was written") from None
+        raise ValueError(
+            f"database {db}: {type(getattr(e, 'orig', None) or e).__name__}: {getattr(e, 'orig', None) or e}; "
+            "nothing was written"
+        ) from None
     finally:
         pool.shutdown(wait=True)
         engine.dispose()
@@ -1100,7 +1369,9 @@ def read_chunks(path, schema: dict, chunk_rows: int = 100_000, key: Optional[str
     if name.endswith((".csv", ".csv.gz")):
         text = {c: object for c in schema["features"] if schema["columns"][c]["kind"] == "categorical"}
         if key: text[key] = object
-        return pd.read_csv(path, chunksize=chunk_rows, usecols=lambda c: c in wanted, dtype=text, float_precision="round_trip")
+        return pd.read_csv(
+            path, chunksize=chunk_rows, usecols=lambda c: c in wanted, dtype=text, float_precision="round_trip"
+        )
     raise ValueError(f"--input: {path}: expected a .csv or .parquet file")
 
 def score_batch(served: ServedModel, X: pd.DataFrame, db, table: str = "predictions", proba: bool = False) -> int:
@@ -1110,17 +1381,21 @@ def score_batch(served: ServedModel, X: pd.DataFrame, db, table: str = "predicti
 # %% [code]
 _db = str(_d/"p.db")
 test_eq(score_batch(_sm, _X, _db), 4)
-test_eq(score_batch(_sm, pd.concat([_X, _X.iloc[:1]]), _db), 5)   # the same rows again replace theirs; a repeat gets a key of its own
-with sqlite3.connect(_db) as _con: test_eq(_con.execute("select count(*), count(distinct row_key) from predictions").fetchone(), (5, 5))
+# the same rows again replace theirs; a repeat gets a key of its own
+test_eq(score_batch(_sm, pd.concat([_X, _X.iloc[:1]]), _db), 5)
+with sqlite3.connect(_db) as _con:
+    test_eq(_con.execute("select count(*), count(distinct row_key) from predictions").fetchone(), (5, 5))
 _bad = [_X, _X.assign(x="heavy")]                                  # the second chunk fails: nothing of the first stays
 test_fail(lambda: score_chunks(_sm, _bad, _d/"q.db"), contains="rows 4-7: column 'x': expected numbers")
-assert not (_d/"q.db").exists()                                   # a database file made by the failed call is removed again
+# a database file made by the failed call is removed again
+assert not (_d/"q.db").exists()
 _X.to_csv(_d/"b.csv", index=False)
 test_eq(score_chunks(_sm, read_chunks(_d/"b.csv", _schema, chunk_rows=3), _db), 4)
 test_eq(row_keys(_X), row_keys(pd.read_csv(_d/"b.csv")))
 _k = f"{pd.util.hash_pandas_object(_X.iloc[[0]], index=False).iloc[0]:016x}"
 test_eq(row_keys(_X.iloc[[0, 0]]), [_k, f"{_k}-1"])
-_seen = {}; row_keys(_X.iloc[[0]], _seen); test_eq(row_keys(_X.iloc[[0]], _seen), [f"{_k}-1"])   # counts carry across chunks
+# counts carry across chunks
+_seen = {}; row_keys(_X.iloc[[0]], _seen); test_eq(row_keys(_X.iloc[[0]], _seen), [f"{_k}-1"])
 
 # %% [markdown]
 ## Run
@@ -1132,9 +1407,19 @@ os.chdir(find_root())
 served = load_model(package_dir)
 batch = pd.read_parquet(require(Path(split_dir)/"batch.parquet", "run `mlops-nb step split` first"))
 n = score_batch(served, batch.drop(columns=[target]), predictions_db, predictions_table, proba=served.is_classifier)
-record_step(lineage_dir, "serve", {"predictions_table": predictions_table}, inputs=[Path(split_dir)/"batch.parquet"],
-            outputs=[predictions_db], metrics={"rows_scored": n}, model_version=served.version, fast_path=served.fast_reason)
+record_step(
+    lineage_dir,
+    "serve",
+    {"predictions_table": predictions_table},
+    inputs=[Path(split_dir) / "batch.parquet"],
+    outputs=[predictions_db],
+    metrics={"rows_scored": n},
+    model_version=served.version,
+    fast_path=served.fast_reason,
+)
 print(f"{n} predictions by {served.version} in {predictions_db}:{predictions_table} (fast path: {served.fast_reason})")
-print(f"to serve this model over HTTP: mlops-nb serve --host {host} --port {port}  (prediction log: {prediction_log_db})")
+print(
+    f"to serve this model over HTTP: mlops-nb serve --host {host} --port {port}  (prediction log: {prediction_log_db})"
+)
 pd.read_sql(f"select * from {predictions_table} limit 5", db_url(predictions_db))
 

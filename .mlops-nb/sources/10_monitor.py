@@ -20,7 +20,8 @@ from mlops_nb.core import now_utc, read_json, require, utc_time, write_json, wri
 from mlops_nb.logstore import (PREDICTION_LOG_TABLE as LOG_TABLE, ensure_tables, labelled_window, make_engine,   # 00b
                                prediction_id, prediction_log_table, read_prediction_log, _utc)
 from mlops_nb.contracts import LOWER_IS_BETTER, check_schema
-from mlops_nb.estimate import ESTIMABLE, CBPE, bootstrap_intervals   # 00d: intervals and CBPE, shared with evaluate and online learning
+# 00d: intervals and CBPE, shared with evaluate and online learning
+from mlops_nb.estimate import ESTIMABLE, CBPE, bootstrap_intervals
 from mlops_nb.pages import html_page
 
 # %% [code]
@@ -47,10 +48,12 @@ min_wasserstein: float = 0.15  # numeric: smallest material shift, in reference 
 min_jensen_shannon: float = 0.05  # categorical: smallest material Jensen-Shannon distance (0..1)
 psi_threshold: float = 0.2  # a PSI at or above this is material too
 max_drift_share: float = 0.0  # retrain recommended when the share of drifted features exceeds this (0: any)
-max_decay: float = 0.05  # retrain recommended when the primary metric got worse by more (scores: absolute; neg_* errors: relative)
+# retrain recommended when the primary metric got worse by more (scores: absolute; neg_* errors: relative)
+max_decay: float = 0.05
 min_rows: int = 30  # fewer current rows: could not evaluate; fewer labelled rows: decay not measured
 bootstrap_rounds: int = 200  # resamples for the 95% interval of the measured and of the estimated metric
-estimate_performance: bool = True  # classifiers: estimate the primary metric without labels (CBPE), calibrated on the test split
+# classifiers: estimate the primary metric without labels (CBPE), calibrated on the test split
+estimate_performance: bool = True
 profile_compare: bool = True  # ydata-profiling comparison report of reference vs current
 profile_max_rows: int = 5000  # rows sampled from each side for it
 
@@ -78,7 +81,10 @@ def parse_window(window: str | None, now: datetime | None = None) -> datetime | 
     "The start of a window like '30m', '24h' or '7d' that ends `now` (UTC); None for an empty window (all rows)."
     if window in (None, "", "all"): return None
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhd])\s*", str(window))
-    if not m: raise ValueError(f"monitor.window: expected a length like '30m', '24h' or '7d' (or '' for all rows), got {window!r}")
+    if not m:
+        raise ValueError(
+            f"monitor.window: expected a length like '30m', '24h' or '7d' (or '' for all rows), got {window!r}"
+        )
     unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
     return (now or utc_time()) - timedelta(**{unit: float(m.group(1))})
 
@@ -91,7 +97,8 @@ test_fail(lambda: parse_window("a week"), contains="monitor.window")
 test_eq(_utc("2026-11-24T08:30:00+01:00"), datetime(2026, 11, 24, 7, 30, tzinfo=timezone.utc))
 with tempfile.TemporaryDirectory() as d:
     test_fail(lambda: read_batch(Path(d)/"none.csv"), contains="none.csv not found")
-    (Path(d)/"x.txt").write_text("a"); test_fail(lambda: read_batch(Path(d)/"x.txt"), contains="expected a .csv or .parquet")
+    (Path(d) / "x.txt").write_text("a")
+    test_fail(lambda: read_batch(Path(d) / "x.txt"), contains="expected a .csv or .parquet")
 
 # %% [markdown]
 The log is read by `logstore.read_prediction_log` (00b, the one definition of the table, shared with serving and
@@ -104,17 +111,30 @@ def write_log_rows(db: str, rows: pd.DataFrame, predictions, model_version: str 
     """Append `rows` (feature frame) and their `predictions` to a prediction log in the contract's format (for tests and
     benchmarks): row i is request `{request_prefix}{i}`, prediction id `{request_prefix}{i}-0`."""
     start = _utc(start) or utc_time()
-    feats = [json.dumps({k: (None if (v is None or (isinstance(v, float) and np.isnan(v))) else v) for k, v in r.items()})
-             for r in rows.astype(object).to_dict("records")]
+    feats = [
+        json.dumps({k: None if (v is None or (isinstance(v, float) and np.isnan(v))) else v for k, v in r.items()})
+        for r in rows.astype(object).to_dict("records")
+    ]
     times = [(start + timedelta(seconds=i * step_seconds)).isoformat(timespec="microseconds") for i in range(len(rows))]
     preds = [json.dumps(p.item() if hasattr(p, "item") else p) for p in predictions]
     engine, t = make_engine(db), prediction_log_table(name=table)   # the table the REST service writes
     try:
         with engine.begin() as con:
             ensure_tables(con, table)
-            con.execute(t.insert(), [{"logged_at": at, "model_version": model_version, "request_id": f"{request_prefix}{i}",
-                                      "prediction_id": prediction_id(f"{request_prefix}{i}", 0), "features": f, "prediction": p}
-                                     for i, (at, f, p) in enumerate(zip(times, feats, preds))])
+            con.execute(
+                t.insert(),
+                [
+                    {
+                        "logged_at": at,
+                        "model_version": model_version,
+                        "request_id": f"{request_prefix}{i}",
+                        "prediction_id": prediction_id(f"{request_prefix}{i}", 0),
+                        "features": f,
+                        "prediction": p,
+                    }
+                    for i, (at, f, p) in enumerate(zip(times, feats, preds))
+                ],
+            )
     finally: engine.dispose()
     return len(rows)
 
@@ -124,16 +144,24 @@ with tempfile.TemporaryDirectory() as d:
     _rows = pd.DataFrame({"x": [1.0, np.nan, 3.0], "c": ["a", "b", None]})
     write_log_rows(db, _rows, ["p", "q", "p"], start="2026-11-24T08:00:00+00:00", step_seconds=3600)
     _f, _p, _probs = read_prediction_log(db)
-    test_eq(_f[["x", "c"]].astype(object).where(_f[["x", "c"]].notna(), None).values.tolist(), [[1.0, "a"], [None, "b"], [3.0, None]])
+    test_eq(
+        _f[["x", "c"]].astype(object).where(_f[["x", "c"]].notna(), None).values.tolist(),
+        [[1.0, "a"], [None, "b"], [3.0, None]],
+    )
     test_eq(_p.tolist(), ["p", "q", "p"]); test_eq(_probs, [])
-    _f, _p, _ = read_prediction_log(db, since="2026-11-24T09:00:00Z", until="2026-11-24T10:00:00Z")   # one hour: the second row
+    # one hour: the second row
+    _f, _p, _ = read_prediction_log(db, since="2026-11-24T09:00:00Z", until="2026-11-24T10:00:00Z")
     test_eq((_f["x"].isna().tolist(), _p.tolist()), ([True], ["q"]))
-    with sqlite3.connect(db) as con: con.execute("INSERT INTO prediction_log (logged_at, model_version, request_id, features, prediction) "
-                                                 "VALUES ('2026-11-24T11:00:00+00:00', 'demo', 'r', 'not json', '\"p\"')")
+    with sqlite3.connect(db) as con:
+        con.execute(
+            "INSERT INTO prediction_log (logged_at, model_version, request_id, features, prediction) "
+            "VALUES ('2026-11-24T11:00:00+00:00', 'demo', 'r', 'not json', '\"p\"')"
+        )
     _f, _p, _probs = read_prediction_log(db)
     test_eq((len(_f), _probs), (3, ["prediction_log.features: 1 rows not a JSON object, left out"]))
     test_fail(lambda: read_prediction_log(str(Path(d)/"none.db")), contains="none.db not found")
-    with sqlite3.connect(Path(d)/"other.db") as con: con.execute("create table prediction_log (id integer, logged_at text)")
+    with sqlite3.connect(Path(d) / "other.db") as con:
+        con.execute("create table prediction_log (id integer, logged_at text)")
     test_fail(lambda: read_prediction_log(str(Path(d)/"other.db")), contains="lacks the columns ['model_version'")
 
 # %% [markdown]
@@ -154,7 +182,8 @@ def psi(ref_share: np.ndarray, cur_share: np.ndarray, eps: float = 1e-4) -> floa
     return float(np.sum((c - r) * np.log(c / r)))
 
 def numeric_drift(ref: pd.Series, cur: pd.Series, bins: int = 10) -> dict:
-    "KS statistic and p-value, Wasserstein distance in reference standard deviations, and PSI over the reference's quantile bins."
+    """KS statistic and p-value, Wasserstein distance in reference standard deviations, and PSI over the reference's
+    quantile bins."""
     ref = pd.to_numeric(ref, errors="coerce").dropna().to_numpy(float)
     cur = pd.to_numeric(cur, errors="coerce").dropna().to_numpy(float)
     ks = stats.ks_2samp(ref, cur)
@@ -162,12 +191,18 @@ def numeric_drift(ref: pd.Series, cur: pd.Series, bins: int = 10) -> dict:
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
     edges[0], edges[-1] = -np.inf, np.inf
     share = lambda s: np.histogram(s, edges)[0] / max(len(s), 1)
-    return {"test": "Kolmogorov-Smirnov", "statistic": float(ks.statistic), "p_value": float(ks.pvalue),
-            "distance_name": "Wasserstein / sd", "distance": float(stats.wasserstein_distance(ref, cur) / (sd if sd > 0 else 1.0)),
-            "psi": psi(share(ref), share(cur))}
+    return {
+        "test": "Kolmogorov-Smirnov",
+        "statistic": float(ks.statistic),
+        "p_value": float(ks.pvalue),
+        "distance_name": "Wasserstein / sd",
+        "distance": float(stats.wasserstein_distance(ref, cur) / (sd if sd > 0 else 1.0)),
+        "psi": psi(share(ref), share(cur)),
+    }
 
 def categorical_drift(ref: pd.Series, cur: pd.Series) -> dict:
-    "Chi-squared test of the category counts, Jensen-Shannon distance and PSI of the shares (missing values are a category)."
+    """Chi-squared test of the category counts, Jensen-Shannon distance and PSI of the shares (missing values are a
+    category)."""
     from scipy.spatial.distance import jensenshannon
     counts = pd.DataFrame({"r": ref.astype(object).fillna("<missing>").astype(str).value_counts(),
                            "c": cur.astype(object).fillna("<missing>").astype(str).value_counts()}).fillna(0)
@@ -184,13 +219,15 @@ _ref = pd.Series(_rng.normal(size=2000))
 _same = numeric_drift(_ref, pd.Series(_rng.normal(size=500)))
 assert _same["p_value"] > 0.01 and _same["distance"] < 0.1
 _shift = numeric_drift(_ref, pd.Series(_rng.normal(0.5, 1, size=500)))
-assert _shift["p_value"] < 1e-6 and 0.4 < _shift["distance"] < 0.6 and _shift["psi"] > 0.1    # half a standard deviation
+# half a standard deviation
+assert _shift["p_value"] < 1e-6 and 0.4 < _shift["distance"] < 0.6 and _shift["psi"] > 0.1
 _cref = pd.Series(_rng.choice(["a", "b", "c"], 2000, p=[0.6, 0.3, 0.1]))
 assert categorical_drift(_cref, pd.Series(_rng.choice(["a", "b", "c"], 500, p=[0.6, 0.3, 0.1])))["p_value"] > 0.01
 _cat = categorical_drift(_cref, pd.Series(_rng.choice(["a", "b", "c"], 500, p=[0.5, 0.3, 0.2])))   # c's share doubles
 assert _cat["p_value"] < 0.01 and _cat["distance"] > 0.05
 test_close(psi(np.array([0.5, 0.5]), np.array([0.5, 0.5])), 0.0)
-test_eq(categorical_drift(_cref, pd.Series(["a"] * 10 + [None] * 10))["p_value"] < 1e-6, True)   # missing values count as a category
+# missing values count as a category
+test_eq(categorical_drift(_cref, pd.Series(["a"] * 10 + [None] * 10))["p_value"] < 1e-6, True)
 
 # %% [markdown]
 ## Drift of a table, and the signal
@@ -218,7 +255,8 @@ EXIT_CODES = {NO_DRIFT: 0, RETRAIN: 1, UNKNOWN: 2}
 RETRAIN_FAILED_EXIT = 3   # `mlops-nb monitor --retrain`: drift, but the retrained model was rejected or the run failed
 
 def coerce_to_schema(current: pd.DataFrame, schema: dict) -> tuple[pd.DataFrame, list[str]]:
-    "`current` with numeric features as floats and categorical ones as text; values that are not numbers become missing and are reported."
+    """`current` with numeric features as floats and categorical ones as text; values that are not numbers become missing
+    and are reported."""
     out, problems = current.copy(), []
     for f in schema["features"]:
         if f not in out: continue
@@ -226,7 +264,11 @@ def coerce_to_schema(current: pd.DataFrame, schema: dict) -> tuple[pd.DataFrame,
         if kind == "numeric" and not pd.api.types.is_numeric_dtype(out[f]):
             conv = pd.to_numeric(out[f], errors="coerce")
             bad = out[f].notna() & conv.isna()
-            if bad.any(): problems.append(f"column {f!r}: {int(bad.sum())} values are not numbers (e.g. {out.loc[bad, f].iloc[0]!r}), counted as missing")
+            if bad.any():
+                problems.append(
+                    f"column {f!r}: {int(bad.sum())} values are not numbers (e.g. {out.loc[bad, f].iloc[0]!r}), counted"
+                    " as missing"
+                )
             out[f] = conv.astype(float)
         elif kind in ("categorical", "boolean"):
             out[f] = out[f].astype(object).where(out[f].notna(), None).map(lambda v: v if v is None else str(v))
@@ -237,7 +279,9 @@ def drift_table(reference: pd.DataFrame, current: pd.DataFrame, schema: dict, p_
                 n_tests: int | None = None, min_values: int = 5) -> pd.DataFrame:
     """One row per feature present in both frames: test, statistic, p-value, Bonferroni threshold, distance,
     PSI and verdict. `n_tests` (default: the features compared) is the size of the family of tests."""
-    feats = [f for f in schema["features"] if f in reference and f in current and schema["columns"][f]["kind"] != "datetime"]
+    feats = [
+        f for f in schema["features"] if f in reference and f in current and schema["columns"][f]["kind"] != "datetime"
+    ]
     alpha = p_value / max(n_tests or len(feats), 1)
     rows = []
     for f in feats:
@@ -246,29 +290,54 @@ def drift_table(reference: pd.DataFrame, current: pd.DataFrame, schema: dict, p_
             rows.append({"feature": f, "kind": kind, "test": "not evaluated", "statistic": np.nan, "p_value": np.nan,
                          "p_threshold": alpha, "distance_name": "", "distance": np.nan, "distance_threshold": np.nan,
                          "psi": np.nan, "significant": False, "drifted": False, "evaluated": False}); continue
-        r = numeric_drift(reference[f], current[f]) if kind == "numeric" else categorical_drift(reference[f], current[f])
+        r = (
+            numeric_drift(reference[f], current[f])
+            if kind == "numeric"
+            else categorical_drift(reference[f], current[f])
+        )
         floor = min_wasserstein if kind == "numeric" else min_jensen_shannon
         sig = r["p_value"] < alpha
-        rows.append({"feature": f, "kind": kind, **r, "p_threshold": alpha, "distance_threshold": floor, "significant": sig,
-                     "drifted": bool(sig and (r["distance"] >= floor or r["psi"] >= psi_threshold)), "evaluated": True})
+        rows.append(
+            {
+                "feature": f,
+                "kind": kind,
+                **r,
+                "p_threshold": alpha,
+                "distance_threshold": floor,
+                "significant": sig,
+                "drifted": bool(sig and (r["distance"] >= floor or r["psi"] >= psi_threshold)),
+                "evaluated": True,
+            }
+        )
     cols = ["feature", "kind", "test", "statistic", "p_value", "p_threshold", "distance_name", "distance",
             "distance_threshold", "psi", "significant", "drifted", "evaluated"]
     return pd.DataFrame(rows, columns=cols)
 
-def drift_signal(table: pd.DataFrame, max_drift_share: float = 0.0, prediction_drift: bool = False,
-                 decay: float | None = None, max_decay: float = 0.05, estimated_decay: float | None = None) -> tuple[str, float, list[str]]:
+def drift_signal(
+    table: pd.DataFrame,
+    max_drift_share: float = 0.0,
+    prediction_drift: bool = False,
+    decay: float | None = None,
+    max_decay: float = 0.05,
+    estimated_decay: float | None = None,
+) -> tuple[str, float, list[str]]:
     "The retraining signal, the share of drifted features, and the reasons for the signal."
     ev = table[table["evaluated"]] if len(table) else table
     if ev.empty: return UNKNOWN, float("nan"), ["no feature of the model could be compared"]
     share = float(ev["drifted"].mean())
     reasons = []
     if share > max_drift_share:
-        reasons.append(f"{int(ev['drifted'].sum())} of {len(ev)} features drifted ({share:.0%} > {max_drift_share:.0%}): "
-                       + ", ".join(ev.loc[ev.drifted, "feature"]))
+        reasons.append(
+            f"{int(ev['drifted'].sum())} of {len(ev)} features drifted ({share:.0%} > {max_drift_share:.0%}): "
+            + ", ".join(ev.loc[ev.drifted, "feature"])
+        )
     if prediction_drift: reasons.append("the distribution of predictions drifted")
-    if decay is not None and decay > max_decay: reasons.append(f"the primary metric decayed by {decay:.4g} (> {max_decay})")
+    if decay is not None and decay > max_decay:
+        reasons.append(f"the primary metric decayed by {decay:.4g} (> {max_decay})")
     if estimated_decay is not None and estimated_decay > max_decay:
-        reasons.append(f"the primary metric estimated without labels (CBPE) decayed by {estimated_decay:.4g} (> {max_decay})")
+        reasons.append(
+            f"the primary metric estimated without labels (CBPE) decayed by {estimated_decay:.4g} (> {max_decay})"
+        )
     return (RETRAIN if reasons else NO_DRIFT), share, reasons
 
 # %% [code]
@@ -284,10 +353,14 @@ test_eq(_t["drifted"].tolist(), [True, True])
 test_eq(drift_signal(_t, 0.3)[:2], (RETRAIN, 1.0))
 test_eq(drift_signal(drift_table(_R, pd.DataFrame({"z": [1]}), _sch))[0], UNKNOWN)
 _big = pd.DataFrame({"x": _rng.normal(size=20_000), "c": "a"})
-_tiny = drift_table(_big, _big.assign(x=_big.x + 0.07), _sch)                  # significant with 20 000 rows, but too small to matter
+# significant with 20 000 rows, but too small to matter
+_tiny = drift_table(_big, _big.assign(x=_big.x + 0.07), _sch)
 test_eq((bool(_tiny.significant[0]), bool(_tiny.drifted[0])), (True, False))
 test_eq(drift_signal(drift_table(_R, _same, _sch), decay=0.2)[0], RETRAIN)
-test_eq(drift_signal(drift_table(_R, _same, _sch), estimated_decay=0.2)[2], ["the primary metric estimated without labels (CBPE) decayed by 0.2 (> 0.05)"])
+test_eq(
+    drift_signal(drift_table(_R, _same, _sch), estimated_decay=0.2)[2],
+    ["the primary metric estimated without labels (CBPE) decayed by 0.2 (> 0.05)"],
+)
 _c, _probs = coerce_to_schema(pd.DataFrame({"x": ["1.5", "heavy", None], "c": [1, None, "a"]}), _sch)
 test_eq((_c["x"].tolist()[0], _c["c"].tolist()), (1.5, ["1", None, "a"]))
 test_eq(_probs, ["column 'x': 1 values are not numbers (e.g. 'heavy'), counted as missing"])
@@ -344,7 +417,8 @@ test_eq(oriented_interval({"accuracy": (0.8, 0.9)}, "accuracy"), (0.8, 0.9)); te
 def estimate_current(served, current: pd.DataFrame, calibration: pd.DataFrame | None = None, rounds: int = 200,
                      labelled=None) -> dict:
     """CBPE's estimate of the champion's metrics on `current` (its probabilities, calibrated on the labelled rows of
-    `calibration`), with intervals; `labelled` (a boolean mask): the estimate on those rows too, to set beside the measured."""
+    `calibration`), with intervals; `labelled` (a boolean mask): the estimate on those rows too, to set beside the
+    measured."""
     tgt, classes = served.schema["target"], served.classes
     cols = [f"proba_{c}" for c in classes]
     est = CBPE(classes)
@@ -360,7 +434,8 @@ def estimate_current(served, current: pd.DataFrame, calibration: pd.DataFrame | 
 
 # %% [code]
 _root = find_root()
-if (_root/package_dir/"current.json").is_file() and (_root/split_dir/"test.parquet").is_file():   # the finished project's champion
+# the finished project's champion
+if (_root/package_dir/"current.json").is_file() and (_root/split_dir/"test.parquet").is_file():
     _sv = load_model(_root/package_dir)
     _test = pd.read_parquet(_root/split_dir/"test.parquet")
     _e = estimate_current(_sv, _test.drop(columns=[target]), _test, rounds=50, labelled=np.ones(len(_test), bool))
@@ -377,11 +452,26 @@ service are used as they are; a batch file is predicted by the champion.
 
 # %% [code]
 #| export
-def monitor(reference: pd.DataFrame, current: pd.DataFrame, served, p_value: float = 0.01, psi_threshold: float = 0.2,
-            max_drift_share: float = 0.0, metric: str | None = None, metric_at_training: float | None = None,
-            min_wasserstein: float = 0.15, min_jensen_shannon: float = 0.05, max_decay: float = 0.05, min_rows: int = 30,
-            predictions: pd.Series | None = None, problems: list[str] | None = None, source: str = "",
-            calibration: pd.DataFrame | None = None, rounds: int = 200, estimate: bool = True) -> tuple[dict, pd.DataFrame]:
+def monitor(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    served,
+    p_value: float = 0.01,
+    psi_threshold: float = 0.2,
+    max_drift_share: float = 0.0,
+    metric: str | None = None,
+    metric_at_training: float | None = None,
+    min_wasserstein: float = 0.15,
+    min_jensen_shannon: float = 0.05,
+    max_decay: float = 0.05,
+    min_rows: int = 30,
+    predictions: pd.Series | None = None,
+    problems: list[str] | None = None,
+    source: str = "",
+    calibration: pd.DataFrame | None = None,
+    rounds: int = 200,
+    estimate: bool = True,
+) -> tuple[dict, pd.DataFrame]:
     """Everything the monitor measures on `current` against `reference`, and the per-feature drift table. Labelled rows
     of `current` (its target column) give the measured metric and its decay with their intervals (`rounds` resamples);
     for a classifier, `estimate` adds the CBPE estimate of the metric on all rows, calibrated on `calibration` (labelled
@@ -395,32 +485,72 @@ def monitor(reference: pd.DataFrame, current: pd.DataFrame, served, p_value: flo
     compared = [f for f in schema["features"] if f in current and f in reference]
     table = drift_table(reference, current, schema, p_value, psi_threshold, min_wasserstein, min_jensen_shannon,
                         n_tests=len(compared) + 1)
-    result = {"status": UNKNOWN, "checked": now_utc(), "source": source, "model_version": served.version, "task": task,
-              "rows_reference": len(reference), "rows_current": len(current), "p_value": p_value,
-              "bonferroni_tests": len(compared) + 1, "p_threshold": p_value / (len(compared) + 1), "max_decay": max_decay}
+    result = {
+        "status": UNKNOWN,
+        "checked": now_utc(),
+        "source": source,
+        "model_version": served.version,
+        "task": task,
+        "rows_reference": len(reference),
+        "rows_current": len(current),
+        "p_value": p_value,
+        "bonferroni_tests": len(compared) + 1,
+        "p_threshold": p_value / (len(compared) + 1),
+        "max_decay": max_decay,
+    }
     pred_drift, dec, est_dec, notes = False, None, None, []
     if len(current) < min_rows:
         notes.append(f"the current data has {len(current)} rows, fewer than monitor.min_rows = {min_rows}")
     elif len(compared) == len(schema["features"]) or predictions is not None:
         pref = served.predict(reference)["prediction"]
         pcur = predictions if predictions is not None else served.predict(current)["prediction"]
-        pr = numeric_drift(pref, pcur) if task == "regression" else categorical_drift(pref.astype(str), pcur.dropna().astype(str))
+        pr = (
+            numeric_drift(pref, pcur)
+            if task == "regression"
+            else categorical_drift(pref.astype(str), pcur.dropna().astype(str))
+        )
         floor = min_wasserstein if task == "regression" else min_jensen_shannon
-        pred_drift = bool(pr["p_value"] < result["p_threshold"] and (pr["distance"] >= floor or pr["psi"] >= psi_threshold))
-        result["prediction_drift"] = {**pr, "p_threshold": result["p_threshold"], "distance_threshold": floor, "drifted": pred_drift}
+        pred_drift = bool(
+            pr["p_value"] < result["p_threshold"] and (pr["distance"] >= floor or pr["psi"] >= psi_threshold)
+        )
+        result["prediction_drift"] = {
+            **pr,
+            "p_threshold": result["p_threshold"],
+            "distance_threshold": floor,
+            "drifted": pred_drift,
+        }
         n_lab = int(current[tgt].notna().sum()) if tgt in current else 0
         lab = current[tgt].notna().to_numpy() if n_lab else None
         if metric and n_lab >= min_rows:
             from mlops_nb.contracts import task_metrics
             y, yp = current.loc[lab, tgt], pd.Series(np.asarray(pcur)[lab])
-            y, yp = (pd.to_numeric(y, errors="coerce"), pd.to_numeric(yp, errors="coerce")) if task == "regression" else (y.astype(str), yp.astype(str))
+            y, yp = (
+                (pd.to_numeric(y, errors="coerce"), pd.to_numeric(yp, errors="coerce"))
+                if task == "regression"
+                else (y.astype(str), yp.astype(str))
+            )
             now = oriented(task_metrics(task, y, yp), metric)
             dec = decay(metric, now, metric_at_training)
-            iv = oriented_interval(bootstrap_intervals(task, y.to_numpy(), yp.to_numpy(), rounds=rounds, max_rows=20_000), metric) if rounds else None
-            result.update(metric=metric, metric_current=now, metric_current_interval=list(iv) if iv else None,
-                          metric_at_training=metric_at_training, decay=dec, labelled_rows=n_lab,
-                          decay_interval=sorted([decay(metric, iv[0], metric_at_training), decay(metric, iv[1], metric_at_training)])
-                          if iv and dec is not None else None)
+            iv = (
+                oriented_interval(
+                    bootstrap_intervals(task, y.to_numpy(), yp.to_numpy(), rounds=rounds, max_rows=20_000), metric
+                )
+                if rounds
+                else None
+            )
+            result.update(
+                metric=metric,
+                metric_current=now,
+                metric_current_interval=list(iv) if iv else None,
+                metric_at_training=metric_at_training,
+                decay=dec,
+                labelled_rows=n_lab,
+                decay_interval=(
+                    sorted([decay(metric, iv[0], metric_at_training), decay(metric, iv[1], metric_at_training)])
+                    if iv and dec is not None
+                    else None
+                ),
+            )
         elif metric and n_lab:
             notes.append(f"{n_lab} labelled rows, fewer than monitor.min_rows = {min_rows}: decay not measured")
             result["labelled_rows"] = n_lab
@@ -433,11 +563,27 @@ def monitor(reference: pd.DataFrame, current: pd.DataFrame, served, p_value: flo
                 est = estimate_current(served, current, calibration, rounds, labelled=lab)
                 value = est["metrics"][metric]
                 est_dec = decay(metric, value, metric_at_training)
-                result["estimated"] = {"method": "CBPE", "metric": metric, "value": value, "interval": est["intervals"].get(metric),
-                                       "decay": est_dec, "rows": est["rows"], "calibration_rows": est["calibration_rows"],
-                                       **({"value_on_labelled_rows": est["labelled"]["metrics"][metric]} if "labelled" in est else {})}
-                result.update(metric=metric, metric_at_training=metric_at_training, metric_estimated=value, estimated_decay=est_dec)
-                if not est["calibrated"]: notes.append("CBPE: no labelled held-out rows to calibrate on; the model's probabilities are taken as they are")
+                result["estimated"] = {
+                    "method": "CBPE",
+                    "metric": metric,
+                    "value": value,
+                    "interval": est["intervals"].get(metric),
+                    "decay": est_dec,
+                    "rows": est["rows"],
+                    "calibration_rows": est["calibration_rows"],
+                    **({"value_on_labelled_rows": est["labelled"]["metrics"][metric]} if "labelled" in est else {}),
+                }
+                result.update(
+                    metric=metric,
+                    metric_at_training=metric_at_training,
+                    metric_estimated=value,
+                    estimated_decay=est_dec,
+                )
+                if not est["calibrated"]:
+                    notes.append(
+                        "CBPE: no labelled held-out rows to calibrate on; the model's probabilities are taken as"
+                        " they are"
+                    )
     else:
         notes.append("prediction drift not evaluated: feature columns are missing, so the model cannot predict")
     status, share, reasons = drift_signal(table, max_drift_share, pred_drift, dec, max_decay, est_dec)
@@ -466,7 +612,8 @@ def _plot_png(ref: pd.Series, cur: pd.Series, kind: str, title: str) -> str:
     if kind == "numeric":
         r, c = pd.to_numeric(ref, errors="coerce").dropna(), pd.to_numeric(cur, errors="coerce").dropna()
         bins = np.histogram_bin_edges(pd.concat([r, c]), bins=20) if len(r) + len(c) else 10
-        ax.hist(r, bins=bins, density=True, alpha=0.5, label="reference"); ax.hist(c, bins=bins, density=True, alpha=0.5, label="current")
+        ax.hist(r, bins=bins, density=True, alpha=0.5, label="reference")
+        ax.hist(c, bins=bins, density=True, alpha=0.5, label="current")
     else:
         shares = pd.DataFrame({"reference": ref.astype(str).value_counts(normalize=True),
                                "current": cur.astype(str).value_counts(normalize=True)}).fillna(0).head(20)
@@ -478,21 +625,37 @@ def _plot_png(ref: pd.Series, cur: pd.Series, kind: str, title: str) -> str:
 def _num(v, fmt): return "" if v is None or v != v else format(v, fmt)
 
 def performance_html(result: dict) -> str:
-    "The report's performance section: the metric measured on the labelled rows and CBPE's estimate, each with its interval."
+    """The report's performance section: the metric measured on the labelled rows and CBPE's estimate, each with its
+    interval."""
     if result.get("metric") is None: return ""
     esc, m, rows = html.escape, result["metric"], []
     iv = lambda v: f" (95% interval {_num(v[0], '.4f')} to {_num(v[1], '.4f')})" if v else ""
     if result.get("metric_current") is not None:
-        rows.append(f"<tr><td>measured on {result.get('labelled_rows')} labelled rows</td><td>{_num(result['metric_current'], '.4f')}"
-                    f"{iv(result.get('metric_current_interval'))}</td><td>{_num(result.get('decay'), '.4f')}{iv(result.get('decay_interval'))}</td></tr>")
+        rows.append(
+            f"<tr><td>measured on {result.get('labelled_rows')} labelled"
+            f" rows</td><td>{_num(result['metric_current'], '.4f')}"
+            f"{iv(result.get('metric_current_interval'))}</td><td>{_num(result.get('decay'), '.4f')}{iv(result.get('decay_interval'))}</td></tr>"
+        )
     e = result.get("estimated")
     if e:
-        lab = f"; {_num(e['value_on_labelled_rows'], '.4f')} on the labelled rows" if e.get("value_on_labelled_rows") is not None else ""
-        rows.append(f"<tr><td>estimated without labels (CBPE) on {e['rows']} rows, calibrated on {e['calibration_rows']}</td>"
-                    f"<td>{_num(e['value'], '.4f')}{iv(e.get('interval'))}{lab}</td><td>{_num(e.get('decay'), '.4f')}</td></tr>")
-    return (f"<h2>Performance: {esc(m)}</h2><p>At acceptance (test split): {_num(result.get('metric_at_training'), '.4f')}; "
-            f"decay is how much worse (positive: worse), the signal fires above {esc(str(result.get('max_decay', '')))}.</p>"
-            "<table><thead><tr><th>how</th><th>value</th><th>decay</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+        lab = (
+            f"; {_num(e['value_on_labelled_rows'], '.4f')} on the labelled rows"
+            if e.get("value_on_labelled_rows") is not None
+            else ""
+        )
+        rows.append(
+            f"<tr><td>estimated without labels (CBPE) on {e['rows']} rows, calibrated on {e['calibration_rows']}</td>"
+            f"<td>{_num(e['value'], '.4f')}{iv(e.get('interval'))}{lab}</td><td>{_num(e.get('decay'), '.4f')}</td></tr>"
+        )
+    return (
+        f"<h2>Performance: {esc(m)}</h2><p>At acceptance (test split):"
+        f" {_num(result.get('metric_at_training'), '.4f')}; "
+        "decay is how much worse (positive: worse), the signal fires above"
+        f" {esc(str(result.get('max_decay', '')))}.</p>"
+        "<table><thead><tr><th>how</th><th>value</th><th>decay</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
 
 def drift_html(table: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFrame, result: dict, dest,
                profile_href: str | None = None) -> Path:
@@ -501,18 +664,30 @@ def drift_html(table: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFra
     rows = "".join(
         f"<tr class={'drift' if r.drifted else 'ok'}><td>{esc(r.feature)}</td><td>{esc(r.kind)}</td><td>{esc(r.test)}</td>"
         f"<td>{_num(r.statistic, '.4f')}</td><td>{_num(r.p_value, '.4g')}</td><td>{_num(r.p_threshold, '.3g')}</td>"
-        f"<td>{esc(r.distance_name)} {_num(r.distance, '.3f')}</td><td>{_num(r.distance_threshold, 'g')}</td><td>{_num(r.psi, '.3f')}</td>"
+        f"<td>{esc(r.distance_name)}"
+        f" {_num(r.distance, '.3f')}</td><td>{_num(r.distance_threshold, 'g')}</td><td>{_num(r.psi, '.3f')}</td>"
         f"<td>{'drift' if r.drifted else 'no drift' if r.evaluated else 'not evaluated'}</td>"
-        f"<td><img alt='distribution of {esc(r.feature)}' src='data:image/png;base64,{_plot_png(reference[r.feature], current[r.feature], r.kind, r.feature)}'></td></tr>"
-        for r in table.itertuples())
+        f"<td><img alt='distribution of {esc(r.feature)}'"
+        f" src='data:image/png;base64,{_plot_png(reference[r.feature], current[r.feature], r.kind, r.feature)}'></td></tr>"
+        for r in table.itertuples()
+    )
     pdrift = result.get("prediction_drift")
-    pred = (f"<p>Predictions: {esc(pdrift['test'])} p = {pdrift['p_value']:.4g} (threshold {pdrift['p_threshold']:.3g}), "
-            f"{esc(pdrift['distance_name'])} {pdrift['distance']:.3f}: <b>{'drift' if pdrift['drifted'] else 'no drift'}</b></p>") if pdrift else ""
+    pred = (
+        f"<p>Predictions: {esc(pdrift['test'])} p = {pdrift['p_value']:.4g} (threshold {pdrift['p_threshold']:.3g}),"
+        f" {esc(pdrift['distance_name'])} {pdrift['distance']:.3f}:"
+        f" <b>{'drift' if pdrift['drifted'] else 'no drift'}</b></p>"
+        if pdrift
+        else ""
+    )
     perf = performance_html(result)
     skip = {"features", "prediction_drift", "reasons", "schema_violations", "notes", "estimated"}
     facts = "".join(f"<li><b>{esc(str(k))}</b>: {esc(str(v))}</li>" for k, v in result.items() if k not in skip)
     lst = lambda xs: "<ul>" + "".join(f"<li>{esc(str(x))}</li>" for x in xs) + "</ul>" if xs else "<p>none</p>"
-    prof = f"<p><a href='{esc(profile_href)}'>ydata-profiling comparison of reference and current</a></p>" if profile_href else ""
+    prof = (
+        f"<p><a href='{esc(profile_href)}'>ydata-profiling comparison of reference and current</a></p>"
+        if profile_href
+        else ""
+    )
     css = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse}\n"
            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left} tr.drift{background:#fde2e2}")
     body = f"""<h1>Drift report: {esc(result['status'])}</h1><h2>Why</h2>{lst(result.get('reasons', []) + result.get('notes', []))}
@@ -525,7 +700,8 @@ and its distance or PSI reaches its threshold.</p>
     return write_text(html_page("Drift report", body, css), dest)
 
 def profile_compare(reference: pd.DataFrame, current: pd.DataFrame, dest, max_rows: int = 5000, seed: int = 0) -> Path:
-    "ydata-profiling's comparison report of `reference` and `current` (their shared columns, at most `max_rows` rows each), atomically."
+    """ydata-profiling's comparison report of `reference` and `current` (their shared columns, at most `max_rows` rows
+    each), atomically."""
     os.environ["YDATA_PROFILING_NO_ANALYTICS"] = "True"
     from data_profiling import ProfileReport
     cols = [c for c in reference.columns if c in current.columns]
@@ -533,7 +709,9 @@ def profile_compare(reference: pd.DataFrame, current: pd.DataFrame, dest, max_ro
     sample = lambda df: df[cols].sample(min(len(df), max_rows), random_state=seed) if len(df) > max_rows else df[cols]
     ref, cur = sample(reference).reset_index(drop=True), sample(current).reset_index(drop=True)
     for c in cols:   # the same dtypes on both sides, or the comparison refuses
-        if pd.api.types.is_numeric_dtype(ref[c]): cur[c] = pd.to_numeric(cur[c], errors="coerce").astype(float); ref[c] = ref[c].astype(float)
+        if pd.api.types.is_numeric_dtype(ref[c]):
+            cur[c] = pd.to_numeric(cur[c], errors="coerce").astype(float)
+            ref[c] = ref[c].astype(float)
         else: ref[c], cur[c] = ref[c].astype(object), cur[c].astype(object)
     rep = ProfileReport(ref, title="reference", minimal=True, progress_bar=False).compare(
         ProfileReport(cur, title="current", minimal=True, progress_bar=False))
@@ -556,13 +734,36 @@ def log_monitoring(live_dir, result: dict) -> int:
 
 # %% [code]
 with tempfile.TemporaryDirectory() as d:
-    _res, _tab = {"status": RETRAIN, "drift_share": 1.0, "drifted_features": ["x", "c"], "reasons": ["x moved"], "exit_code": 1}, drift_table(_R, _moved, _sch)
+    _res, _tab = {
+        "status": RETRAIN,
+        "drift_share": 1.0,
+        "drifted_features": ["x", "c"],
+        "reasons": ["x moved"],
+        "exit_code": 1,
+    }, drift_table(_R, _moved, _sch)
     _page = drift_html(_tab, _R, _moved, _res, Path(d)/"drift.html", "p.html").read_text()
-    assert "Kolmogorov-Smirnov" in _page and "Jensen-Shannon" in _page and "x moved" in _page and "data:image/png" in _page
-    _perf = performance_html({"metric": "accuracy", "metric_at_training": 0.9, "metric_current": 0.8, "metric_current_interval": [0.75, 0.85],
-                              "decay": 0.1, "decay_interval": [0.05, 0.15], "labelled_rows": 120, "max_decay": 0.05,
-                              "estimated": {"value": 0.82, "interval": [0.8, 0.84], "decay": 0.08, "rows": 400, "calibration_rows": 70}})
-    assert "measured on 120 labelled rows" in _perf and "0.7500 to 0.8500" in _perf and "CBPE" in _perf and "0.8200" in _perf, _perf
+    assert (
+        "Kolmogorov-Smirnov" in _page and "Jensen-Shannon" in _page and "x moved" in _page and "data:image/png" in _page
+    )
+    _perf = performance_html(
+        {
+            "metric": "accuracy",
+            "metric_at_training": 0.9,
+            "metric_current": 0.8,
+            "metric_current_interval": [0.75, 0.85],
+            "decay": 0.1,
+            "decay_interval": [0.05, 0.15],
+            "labelled_rows": 120,
+            "max_decay": 0.05,
+            "estimated": {"value": 0.82, "interval": [0.8, 0.84], "decay": 0.08, "rows": 400, "calibration_rows": 70},
+        }
+    )
+    assert (
+        "measured on 120 labelled rows" in _perf
+        and "0.7500 to 0.8500" in _perf
+        and "CBPE" in _perf
+        and "0.8200" in _perf
+    ), _perf
     test_eq([log_monitoring(Path(d)/"live", _res) for _ in range(2)], [0, 1])    # successive runs are successive steps
     test_eq(len(pd.read_csv(Path(d)/"live/plots/metrics/drift_share.tsv", sep="\t")), 2)
 
@@ -574,8 +775,15 @@ log over a window (`log`), or a file.
 
 # %% [code]
 #| export
-def read_current(source: str, split_dir="data/processed", prediction_log_db="data/prediction_log.db", window: str | None = "7d",
-                 since=None, until=None, target: str | None = None) -> tuple[pd.DataFrame, pd.Series | None, list[str], str]:
+def read_current(
+    source: str,
+    split_dir="data/processed",
+    prediction_log_db="data/prediction_log.db",
+    window: str | None = "7d",
+    since=None,
+    until=None,
+    target: str | None = None,
+) -> tuple[pd.DataFrame, pd.Series | None, list[str], str]:
     """The current data of `source` ('batch', 'log' or a file): frame, logged predictions (or None), problems, and a
     description. From the log, the labels sent back as feedback are the `target` column (missing where none arrived)."""
     if source == "batch":
@@ -587,9 +795,17 @@ def read_current(source: str, split_dir="data/processed", prediction_log_db="dat
         preds, problems, labels = frame.pop("prediction"), frame.attrs.get("problems", []), frame.pop("label")
         frame = frame.drop(columns=["label_received_at"])
         n = int(labels.notna().sum())
-        if target is not None and target not in frame and n: frame[target] = labels      # no feedback yet: no target column
-        return frame, preds, problems, (f"{prediction_log_db} {LOG_TABLE} from {since or 'the start'} to {until or 'now'}"
-                                        f" ({n} of {len(frame)} rows labelled by feedback)")
+        # no feedback yet: no target column
+        if target is not None and target not in frame and n: frame[target] = labels
+        return (
+            frame,
+            preds,
+            problems,
+            (
+                f"{prediction_log_db} {LOG_TABLE} from {since or 'the start'} to {until or 'now'}"
+                f" ({n} of {len(frame)} rows labelled by feedback)"
+            ),
+        )
     return read_batch(source), None, [], str(source)
 
 def metric_at_training(served, metric: str | None) -> float | None:
@@ -601,7 +817,8 @@ def write_monitoring(result: dict, table: pd.DataFrame, reference: pd.DataFrame,
     "Write the status file, the drift report, the profile comparison (when `profile_path`) and the dvclive step."
     if profile_path is not None and len(current) and len(table):
         try: profile_compare(reference, current, profile_path, profile_max_rows); result["profile_report"] = str(profile_path)
-        except Exception as e: result.setdefault("notes", []).append(f"profile comparison failed: {type(e).__name__}: {e}")
+        except Exception as e:
+            result.setdefault("notes", []).append(f"profile comparison failed: {type(e).__name__}: {e}")
     href = os.path.relpath(profile_path, Path(drift_report).parent) if result.get("profile_report") else None
     drift_html(table, reference, current, result, drift_report, href)
     if live_dir is not None: result["dvclive_step"] = log_monitoring(live_dir, result)
@@ -614,7 +831,8 @@ with tempfile.TemporaryDirectory() as d:      # the log's labels (sent back as f
     _db = str(Path(d)/"log.db")
     write_log_rows(_db, pd.DataFrame({"x": [1.0, 2.0, 3.0]}), ["p", "q", "p"])
     _cur, _pred, _, _what = read_current("log", prediction_log_db=_db, window="", target="y")
-    assert "y" not in _cur and _what.endswith("(0 of 3 rows labelled by feedback)")          # no feedback yet: no target
+    # no feedback yet: no target
+    assert "y" not in _cur and _what.endswith("(0 of 3 rows labelled by feedback)")
     test_eq(store_feedback(_db, [{"prediction_id": "req-1-0", "label": "p"}])["stored"], 1)
     _cur, _pred, _, _what = read_current("log", prediction_log_db=_db, window="", target="y")
     test_eq((_cur["y"].isna().tolist(), _pred.tolist()), ([True, False, True], ["p", "q", "p"]))
@@ -631,10 +849,26 @@ def check_current(values: dict, reference: pd.DataFrame, current: pd.DataFrame, 
     """`monitor` with the monitor step's parameter `values` (`p_value`, `primary_metric`... as the parameters cell names
     them); `calibration`: labelled held-out rows (the test split) that CBPE calibrates the probabilities on."""
     v, metric = values, values["primary_metric"]
-    return monitor(reference, current, served, v["p_value"], v["psi_threshold"], v["max_drift_share"], metric,
-                   metric_at_training(served, metric), v["min_wasserstein"], v["min_jensen_shannon"], v["max_decay"],
-                   v["min_rows"], predictions=predictions, problems=list(problems), source=source, calibration=calibration,
-                   rounds=v["bootstrap_rounds"], estimate=v["estimate_performance"])
+    return monitor(
+        reference,
+        current,
+        served,
+        v["p_value"],
+        v["psi_threshold"],
+        v["max_drift_share"],
+        metric,
+        metric_at_training(served, metric),
+        v["min_wasserstein"],
+        v["min_jensen_shannon"],
+        v["max_decay"],
+        v["min_rows"],
+        predictions=predictions,
+        problems=list(problems),
+        source=source,
+        calibration=calibration,
+        rounds=v["bootstrap_rounds"],
+        estimate=v["estimate_performance"],
+    )
 
 # %% [code]
 _root = find_root()
@@ -642,10 +876,16 @@ _served, _ref = load_model(_root/package_dir), pd.read_parquet(_root/split_dir/"
 _res, _tab = check_current(globals(), _ref, _ref.sample(min(len(_ref), 200), random_state=0), _served)
 test_eq((_res["status"], _res["exit_code"]), (NO_DRIFT, 0))          # the training data against a sample of itself
 _test = pd.read_parquet(_root/split_dir/"test.parquet")
-_res, _ = check_current(globals(), _ref, _test, _served, calibration=_test)   # labelled: measured, with its interval, beside CBPE's estimate
+# labelled: measured, with its interval, beside CBPE's estimate
+_res, _ = check_current(globals(), _ref, _test, _served, calibration=_test)
 _lo, _hi = _res["metric_current_interval"]
-assert _lo <= _res["metric_current"] <= _hi and _res["labelled_rows"] == len(_test) and _res["estimated"]["method"] == "CBPE"
-test_close(_res["metric_current"], _res["metric_at_training"], eps=1e-6)     # the test split is what the champion was accepted on
+assert (
+    _lo <= _res["metric_current"] <= _hi
+    and _res["labelled_rows"] == len(_test)
+    and _res["estimated"]["method"] == "CBPE"
+)
+# the test split is what the champion was accepted on
+test_close(_res["metric_current"], _res["metric_at_training"], eps=1e-6)
 assert abs(_res["estimated"]["value"] - _res["metric_current"]) < 0.1, _res["estimated"]
 test_fail(lambda: check_current({"primary_metric": primary_metric}, _ref, _ref, _served), contains="p_value")
 
@@ -661,15 +901,25 @@ served = load_model(package_dir)
 reference = pd.read_parquet(require(Path(split_dir)/"train.parquet", "run `mlops-nb step split` first"))
 current, logged, problems, described = read_current(current_source, split_dir, prediction_log_db, window, target=target)
 calibration = pd.read_parquet(Path(split_dir)/"test.parquet") if (Path(split_dir)/"test.parquet").is_file() else None
+# globals(): the parameters cell's values, as papermill set them
 result, table = check_current(globals(), reference, current, served, predictions=logged, problems=problems,
-                              source=described, calibration=calibration)   # globals(): the parameters cell's values, as papermill set them
+                              source=described, calibration=calibration)
 write_monitoring(result, table, reference, current, monitor_path, drift_report, monitor_live_dir,
                  drift_profile if profile_compare else None, profile_max_rows)
-record_step(lineage_dir, "monitor", {"current_source": current_source, "p_value": p_value, "max_drift_share": max_drift_share},
-            inputs=[Path(split_dir)/"train.parquet"] + ([Path(split_dir)/"batch.parquet"] if current_source == "batch" else [])
-                   + ([Path(split_dir)/"test.parquet"] if calibration is not None else []),
-            outputs=[monitor_path, drift_report], metrics={k: v for k, v in result.items() if isinstance(v, (int, float))})
-print(f"{result['status']}: {result['drift_share']:.0%} of features drifted; {result['schema_violation_count']} schema violations")
+record_step(
+    lineage_dir,
+    "monitor",
+    {"current_source": current_source, "p_value": p_value, "max_drift_share": max_drift_share},
+    inputs=[Path(split_dir) / "train.parquet"]
+    + ([Path(split_dir) / "batch.parquet"] if current_source == "batch" else [])
+    + ([Path(split_dir) / "test.parquet"] if calibration is not None else []),
+    outputs=[monitor_path, drift_report],
+    metrics={k: v for k, v in result.items() if isinstance(v, (int, float))},
+)
+print(
+    f"{result['status']}: {result['drift_share']:.0%} of features drifted; {result['schema_violation_count']} schema"
+    " violations"
+)
 for r in result["reasons"] + result["notes"]: print(" -", r)
 table
 
