@@ -65,7 +65,7 @@ case "${1:-}" in
     setup
     ensure_chromium
     ensure_podman
-    .venv/bin/python -m pytest tests -v -p no:cacheprovider
+    .venv/bin/python -m pytest tests -v -p no:cacheprovider --durations=40
     ;;
   lab)
     setup
