@@ -150,6 +150,7 @@ def evaluate_split(model, frame: pd.DataFrame, target: str, task: str, rounds: i
         "rows": len(frame),
     }
 
+# %% ../notebooks/06_evaluate.ipynb #36c94e0f
 def log_evaluation(live_dir, results: dict, task: str, y_true, y_pred, proba=None, classes=None, images=()) -> None:
     "Write the metrics of every split (with intervals) and the plots to a dvclive directory."
     from dvclive import Live
