@@ -1,5 +1,5 @@
 """The whole pipeline on the bundled data, run for real in a copy of the project: every output exists and is sane."""
-import json, re, sqlite3
+import contextlib, json, re, sqlite3
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -79,7 +79,7 @@ def test_lineage_records_the_whole_recipe(project):
 def test_batch_predictions_are_in_sqlite(project):
     batch = pd.read_parquet(project/"data/processed/batch.parquet")
     version = json.loads((project/"models/package/current.json").read_text())["version"]
-    with sqlite3.connect(project/"data/predictions.db") as con:
+    with contextlib.closing(sqlite3.connect(project/"data/predictions.db")) as con:   # closed: no -wal file left
         rows = pd.read_sql("select * from predictions", con)
     assert len(rows) == len(batch) and rows["row_key"].is_unique
     assert set(rows["model_version"]) == {version}
