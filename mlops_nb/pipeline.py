@@ -7,10 +7,10 @@ from __future__ import annotations
 import json, os, re, shutil, signal, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 
-from .core import (ParamsError, find_root, load_params, now_utc, read_json, step_params,
-                           write_json, write_text)
+from .core import ParamsError, find_root, load_params, now_utc, read_json, step_params, write_json, write_text
 from .params import STEP_NOTEBOOKS, notebook_spec, parameter_spec, validate_params
-from .report import build_index, render_html, step_records   # the reports live in 92_report
+from .report import build_index   # the front page: 92_report
+from .report_pages import render_html, step_records   # the step pages: 92a_report_pages
 
 # %% auto #0
 __all__ = ['STEPS', 'STAGES', 'NOTEBOOKS_DIR', 'RUN_HEADING', 'KEEP_TAG', 'KERNEL_LOG', 'EXECUTOR_ENV', 'WARM_IMPORTS', 'ADVICE',
