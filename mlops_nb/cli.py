@@ -21,12 +21,12 @@ def _run(a):
     return run_pipeline(a.project, force=a.force, wait=a.wait)
 
 def _step(a):
-    from mlops_nb.pipeline import run_step
+    from mlops_nb.step_runner import run_step
     run_step(a.name, a.project, timeout=a.timeout)
     return 0
 
 def _report(a):
-    from mlops_nb.pipeline import build_index
+    from mlops_nb.report import build_index
     print(f"report: {build_index(a.project)}")
     return 0
 
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     # jsonschema (imported by nbformat) builds an IRI grammar when `rfc3987_syntax` is installed: 1.2 s per
     # command for a format check papermill never uses. Without it jsonschema skips that format.
     sys.modules.setdefault("rfc3987_syntax", None)
-    from mlops_nb.pipeline import StepFailed
+    from mlops_nb.step_runner import StepFailed
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)

@@ -18,7 +18,7 @@ __all__ = ['COMPARED_STEPS', 'load_step', 'load_ipython_extension', 'environment
 # %% ../notebooks/93_reproduce.ipynb #6ec26c70
 def load_step(step: str, root=None, namespace: dict | None = None, log=print) -> dict:
     "The parameters the pipeline gave `step` last time (set into `namespace` if given); cwd becomes the project root."
-    from mlops_nb.pipeline import NOTEBOOKS_DIR, resolve_step
+    from mlops_nb.step_runner import NOTEBOOKS_DIR, resolve_step
     root = find_root(root)
     if step not in STEP_NOTEBOOKS: raise ValueError(f"unknown step {step!r}; the steps are {list(STEP_NOTEBOOKS)}")
     params = load_params(root/"params.yaml")
