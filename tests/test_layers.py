@@ -83,7 +83,7 @@ LONG_FUNCTIONS = {
     'logstore.read_prediction_log': 76, 'logstore.store_feedback': 102,
     'monitor.monitor': 141, 'online.check_rows': 69, 'online.online_app': 52, 'online.learn': 62, 'online._promote': 60,
     'package.build_package': 60,
-    'reproduce.reproduce': 70, 'serve.conform': 59, 'serve.create_app': 203, 'serve.score_chunks': 99,
+    'serve.conform': 59, 'serve.create_app': 203, 'serve.score_chunks': 99,
     'serve.__init__': 58, 'ship.build_bundle': 57, 'train.train_candidates': 95, 'validate.quality_gates': 85,
     'watch.retrain': 59}
 
