@@ -6,7 +6,7 @@ parameters `mlops-nb step` would inject, and no papermill, kernel, notebook test
 What each phase runs is the code of its notebook's Run section (the cells from `os.chdir(find_root())` on), read from
 the notebook and executed in a namespace holding the phase module (`mlops_nb.<phase>`, private names included), the
 notebook's import cells and the parameter values from `resolve_step`: so the script cannot drift from the steps it is
-compared with. The `report` stage is `pipeline.build_index`. Prints and (with --out) writes the seconds per phase.
+compared with. The `report` stage is `report.build_index`. Prints and (with --out) writes the seconds per phase.
 Run it in a copy of the project: it writes the same outputs the pipeline does.
 """
 import argparse, ast, importlib, json, os, sys, time
@@ -39,7 +39,8 @@ def main(argv=None) -> dict:
     root = Path(a.project).resolve()
     os.chdir(root)
     from mlops_nb.core import load_params
-    from mlops_nb.pipeline import NOTEBOOKS_DIR, STEPS, build_index, resolve_step
+    from mlops_nb.report import build_index
+    from mlops_nb.step_runner import NOTEBOOKS_DIR, STEPS, resolve_step
     t_imports = time.perf_counter() - t_start
     params = load_params(root/"params.yaml")
     phases = {}

@@ -174,7 +174,7 @@ print(round(t1 - t0, 3), round(t2 - t1, 3), round(t3 - t2, 3), round(t4 - t3, 3)
 RENDER = """
 import sys, time
 t0 = time.perf_counter()
-from mlops_nb.pipeline import render_html
+from mlops_nb.report_pages import render_html
 t1 = time.perf_counter()
 render_html(sys.argv[1], sys.argv[2])
 print(round(t1 - t0, 3), round(time.perf_counter() - t1, 3))

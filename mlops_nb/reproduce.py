@@ -18,7 +18,7 @@ __all__ = ['COMPARED_STEPS', 'load_step', 'load_ipython_extension', 'environment
 # %% ../notebooks/93_reproduce.ipynb #6ec26c70
 def load_step(step: str, root=None, namespace: dict | None = None, log=print) -> dict:
     "The parameters the pipeline gave `step` last time (set into `namespace` if given); cwd becomes the project root."
-    from mlops_nb.pipeline import NOTEBOOKS_DIR, resolve_step
+    from mlops_nb.step_runner import NOTEBOOKS_DIR, resolve_step
     root = find_root(root)
     if step not in STEP_NOTEBOOKS: raise ValueError(f"unknown step {step!r}; the steps are {list(STEP_NOTEBOOKS)}")
     params = load_params(root/"params.yaml")
@@ -113,18 +113,9 @@ def compare_lineages(old: dict, new: dict) -> dict:
     return {"data_identical": data_a == data_b, "data_sha256": {"recorded": data_a, "reproduced": data_b},
             "metrics_compared": len(a), "metric_differences": diffs, "identical": data_a == data_b and not diffs}
 
-# %% ../notebooks/93_reproduce.ipynb #96e0af4b
-def reproduce(target: str = "current", root=None, keep: bool = False, log=print) -> dict:
-    "Re-run the pipeline from a model's recorded recipe in a temporary worktree and compare the outcome."
-    import yaml
-    root = find_root(root)
-    lin_path = find_lineage(target, root)
-    lineage = read_json(lin_path)
-    version = lin_path.parent.name if lin_path.name == "lineage.json" else lin_path.stem
-    env_diff = environment_diff(lineage.get("environment", {}), environment_info())
-    log(f"reproducing {version} (recipe: {lin_path.relative_to(root) if lin_path.is_relative_to(root) else lin_path})")
-    log("environment: " + ("identical to the recorded one" if not env_diff else f"{len(env_diff)} differences"))
-    for d in env_diff: log(f"  - {d}")
+# %% ../notebooks/93_reproduce.ipynb #889b8d25
+def _recipe(lin_path: Path, lineage: dict, log=print) -> tuple[str, dict]:
+    "The recorded commit and parameters of a lineage: what a reproduction needs (an error naming what is missing)."
     git = lineage.get("git") or {}
     commit = git.get("commit")
     if not commit:
@@ -133,6 +124,11 @@ def reproduce(target: str = "current", root=None, keep: bool = False, log=print)
         log(f"  warning: the run was made from uncommitted changes on top of {commit[:12]}; its code may differ")
     params = lineage.get("params")
     if not params: raise ValueError(f"{lin_path}: no parameters recorded; cannot reproduce")
+    return commit, params
+
+# %% ../notebooks/93_reproduce.ipynb #cb18705b
+def _checkout(root: Path, commit: str, version: str) -> tuple[Path, Path]:
+    "A temporary git worktree of `root` at `commit`: (the temporary folder, the worktree in it)."
     work = Path(tempfile.mkdtemp(prefix=f"reproduce-{version}-"))
     tree = work/"project"
     r = subprocess.run(
@@ -141,38 +137,33 @@ def reproduce(target: str = "current", root=None, keep: bool = False, log=print)
     if r.returncode != 0:
         shutil.rmtree(work, ignore_errors=True)
         raise ValueError(f"cannot check out the recorded commit {commit[:12]}: {r.stderr.strip()}")
-    t0 = time.perf_counter()
-    try:
-        (tree/"params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        source = str((params.get("ingest") or {}).get("source", ""))
-        if (
-            source
-            and not source.startswith("bundled:")
-            and "://" not in source
-            and (root / source).exists()
-            and not (tree / source).exists()
-        ):
-            (tree/source).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(root/source, tree/source)
-        env = dict(os.environ, PYTHONPATH=str(tree) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        cli = Path(sys.executable).parent/"mlops-nb"
-        log(f"running the pipeline at commit {commit[:12]} in {tree}")
-        run = subprocess.run(
-            [str(cli) if cli.exists() else "mlops-nb", "run"], cwd=tree, env=env, capture_output=True, text=True
+    return work, tree
+
+def _run_recipe(root: Path, tree: Path, params: dict, commit: str, log=print) -> dict:
+    """Run the pipeline in the worktree `tree` with the recorded `params` (a local data source copied in);
+    the new champion's lineage."""
+    import yaml
+    (tree/"params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    source = str((params.get("ingest") or {}).get("source", ""))
+    local = source and not source.startswith("bundled:") and "://" not in source
+    if local and (root / source).exists() and not (tree / source).exists():
+        (tree/source).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(root/source, tree/source)
+    env = dict(os.environ, PYTHONPATH=str(tree) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cli = Path(sys.executable).parent/"mlops-nb"
+    log(f"running the pipeline at commit {commit[:12]} in {tree}")
+    run = subprocess.run(
+        [str(cli) if cli.exists() else "mlops-nb", "run"], cwd=tree, env=env, capture_output=True, text=True
+    )
+    if run.returncode != 0:
+        raise RuntimeError(
+            f"the reproduction run failed (exit {run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
         )
-        if run.returncode != 0:
-            raise RuntimeError(
-                f"the reproduction run failed (exit {run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
-            )
-        pkg = tree/params["paths"]["package_dir"]
-        new = read_json(pkg/read_json(pkg/"current.json")["version"]/"lineage.json")
-        result = {"version": version, "commit": commit, "dirty": git.get("dirty"), "environment_differences": env_diff,
-                  "seconds": round(time.perf_counter() - t0, 1), **compare_lineages(lineage, new)}
-    finally:
-        if keep: log(f"kept the worktree: {tree}")
-        else:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=root, capture_output=True)
-            shutil.rmtree(work, ignore_errors=True)
-    out = write_json(result, root/"reports"/"reproduce"/f"{version}.json")
+    pkg = tree/params["paths"]["package_dir"]
+    return read_json(pkg/read_json(pkg/"current.json")["version"]/"lineage.json")
+
+# %% ../notebooks/93_reproduce.ipynb #b1cb424a
+def _log_result(result: dict, out: Path, log=print) -> None:
+    "What the reproduction found: data and metrics identical or not, each difference, and where the result is."
     log(
         f"data: {'identical' if result['data_identical'] else 'DIFFERENT'} (sha256"
         f" {str(result['data_sha256']['reproduced'])[:16]})"
@@ -183,4 +174,31 @@ def reproduce(target: str = "current", root=None, keep: bool = False, log=print)
     )
     for d in result["metric_differences"]: log(f"  - {d}")
     log(f"result: {out}")
+
+# %% ../notebooks/93_reproduce.ipynb #08d44fed
+def reproduce(target: str = "current", root=None, keep: bool = False, log=print) -> dict:
+    "Re-run the pipeline from a model's recorded recipe in a temporary worktree and compare the outcome."
+    root = find_root(root)
+    lin_path = find_lineage(target, root)
+    lineage = read_json(lin_path)
+    version = lin_path.parent.name if lin_path.name == "lineage.json" else lin_path.stem
+    env_diff = environment_diff(lineage.get("environment", {}), environment_info())
+    log(f"reproducing {version} (recipe: {lin_path.relative_to(root) if lin_path.is_relative_to(root) else lin_path})")
+    log("environment: " + ("identical to the recorded one" if not env_diff else f"{len(env_diff)} differences"))
+    for d in env_diff: log(f"  - {d}")
+    commit, params = _recipe(lin_path, lineage, log)
+    work, tree = _checkout(root, commit, version)
+    t0 = time.perf_counter()
+    try:
+        new = _run_recipe(root, tree, params, commit, log)
+        result = {"version": version, "commit": commit, "dirty": (lineage.get("git") or {}).get("dirty"),
+                  "environment_differences": env_diff, "seconds": round(time.perf_counter() - t0, 1),
+                  **compare_lineages(lineage, new)}
+    finally:
+        if keep: log(f"kept the worktree: {tree}")
+        else:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=root, capture_output=True)
+            shutil.rmtree(work, ignore_errors=True)
+    out = write_json(result, root/"reports"/"reproduce"/f"{version}.json")
+    _log_result(result, out, log)
     return result

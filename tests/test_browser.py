@@ -148,7 +148,8 @@ def _failed_copy(project: Path, dest: Path) -> Path:
 
 
 def test_a_failed_run_points_at_the_failing_cell(browser, project, tmp_path):
-    from mlops_nb.report import build_index, render_html
+    from mlops_nb.report import build_index
+    from mlops_nb.report_pages import render_html
     dest = tmp_path/"failed"
     nb_path = _failed_copy(project, dest)
     render_html(nb_path, nb_path.with_suffix(".html"))
