@@ -176,6 +176,11 @@ def _status(error: str | None, timed_out, interrupted: bool) -> str:
     if not error: return "ok"
     return "timed out" if timed_out else "interrupted" if interrupted or "Ctrl-C" in error else "failed"
 
+# %% ../notebooks/90b_step_runner.ipynb #82bb5e82
+def _skip_iri_grammar() -> None:
+    "Keep jsonschema from importing rfc3987_syntax in this process (an import of None fails: jsonschema skips the format)."
+    if "jsonschema" not in sys.modules: sys.modules.setdefault("rfc3987_syntax", None)
+
 # %% ../notebooks/90b_step_runner.ipynb #0d64f304
 def run_step(step: str, root=None, timeout: float | None = None, log=print, km=None) -> dict:
     """Run `step`'s notebook with its parameters from params.yaml; return its status record.
@@ -185,6 +190,7 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print, km=N
     # papermill's own reader of the parameters cell cannot parse `x: float | None = ...` and warns that such
     # a parameter is unknown; resolve_step has already refused every unknown key, so its warnings are noise.
     logging.getLogger("papermill").setLevel(logging.ERROR)
+    _skip_iri_grammar()      # before papermill is imported: see A faster start
     root = find_root(root)
     if step not in STEPS: raise ValueError(f"unknown step {step!r}; the steps are {list(STEPS)}")
     params = validate_params(load_params(root/"params.yaml"), parameter_spec(root, NOTEBOOKS_DIR))
