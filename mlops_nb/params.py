@@ -183,7 +183,7 @@ def validate_params(params: dict, spec: dict) -> dict:
 # %% ../notebooks/89_params.ipynb #5e0acb7b
 def describe(params: dict, spec: dict) -> list[dict]:
     "One row per parameter: section, name, type, the value params.yaml gives (or the default), default, description."
-    rows, seen = [], set()
+    rows = []
     for section in [*SHARED, *STEP_NOTEBOOKS, *COMMAND_PARAMETERS]:
         given = params.get(section, {}) or {}
         if section in SHARED:

@@ -228,7 +228,6 @@ def promotion_gates(
     max_regression: float,
 ) -> tuple[list[dict], dict | None]:
     "The acceptance gates of `version` against the current champion on the rows of `test`, and the champion's metrics."
-    import pandas as pd
     from mlops_nb.evaluate import task_metrics
     folder = version_folder(package_dir, version)
     try: model = load_package(folder)

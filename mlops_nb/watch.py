@@ -9,7 +9,7 @@ import re, signal, threading, time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .core import load_params, now_utc, read_json, write_text
+from .core import load_params, now_utc, read_json
 from .notify import append_jsonl, drifted_stats, notify, notify_settings, read_jsonl
 
 # %% auto #0
