@@ -29,7 +29,7 @@ def _report(a):
 
 def _serve(a):
     import uvicorn
-    from mlops_nb.serve import TOKEN_ENV, check_listen, create_app
+    from mlops_nb.service import TOKEN_ENV, check_listen, create_app
     root = find_root(a.project); cfg = load_params(root/"params.yaml"); P = cfg["paths"]
     host = a.host or cfg.get("serve", {}).get("host", "127.0.0.1")
     port = a.port or cfg.get("serve", {}).get("port", 8000)
