@@ -71,7 +71,7 @@ def bundled_package(project: Path, work: Path) -> Path:
 
 
 def serve(package: Path, port: int, fast: bool, log_db: Path) -> subprocess.Popen:
-    code = ("import sys, uvicorn; from mlops_nb.serve import create_app; "
+    code = ("import sys, uvicorn; from mlops_nb.service import create_app; "
             "uvicorn.run(create_app(sys.argv[1], log_db=sys.argv[3], fast=sys.argv[2] == '1'), host='127.0.0.1', "
             "port=int(sys.argv[4]), log_level='warning', access_log=False)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(package), "1" if fast else "0", str(log_db), str(port)])

@@ -15,7 +15,7 @@ __all__ = []
 # %% ../notebooks/91a_cli_serving.ipynb #b07682c2
 def _serve(a):
     import uvicorn
-    from mlops_nb.serve import TOKEN_ENV, check_listen, create_app
+    from mlops_nb.service import TOKEN_ENV, check_listen, create_app
     root = find_root(a.project); cfg = load_params(root/"params.yaml"); P = cfg["paths"]
     host = a.host or cfg.get("serve", {}).get("host", "127.0.0.1")
     port = a.port or cfg.get("serve", {}).get("port", 8000)

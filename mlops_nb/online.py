@@ -17,7 +17,7 @@ from .core import now_utc, read_json, save_model
 from .notify import append_jsonl, notify
 from .package import build_package
 from .registry import change_champion, champion_version, registry_lock, sync_history
-from .serve import conform
+from .inputs import conform
 
 # %% auto #0
 __all__ = ['EVENTS_FILE', 'is_incremental', 'learn_batch', 'check_rows', 'batch_score', 'dropped_by', 'drift_stream',
@@ -669,7 +669,7 @@ def online_app(package_dir, log_db, metric: str, token: Optional[str] = None, re
     import hmac
     from fastapi import Depends, HTTPException
     from fastapi.security import HTTPBearer
-    from mlops_nb.serve import ReloadRefused, create_app
+    from mlops_nb.service import ReloadRefused, create_app
     holder: dict = {}
     def promoted(version):
         try: holder["app"].state.champion.reload()

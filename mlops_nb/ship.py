@@ -64,7 +64,7 @@ def pinned_closure(names, constraints) -> list[str]:
     return lines
 
 # %% ../notebooks/96_ship.ipynb #b69abc2e
-SERVING_MODULES = ("serve", "wrangle")   # the service, and the home of the transformers a model file refers to
+SERVING_MODULES = ("service", "serve", "wrangle")   # the service, the scorer, the home of the models' transformers
 
 def module_closure(lib_dir, roots=SERVING_MODULES) -> list[str]:
     "The modules of the package in `lib_dir` that `roots` import, transitively (names without `.py`), sorted."
@@ -153,7 +153,7 @@ def main(argv) -> int:
     host, port = settings()
     if "--health" in argv: return health(host, port)
     import uvicorn
-    from mlops_nb.serve import create_app
+    from mlops_nb.service import create_app
     log_db, token, extra = os.environ.get("MLOPS_NB_LOG_DB") or None, os.environ.get("MLOPS_NB_TOKEN"), {}
     if token:
         if "token" not in inspect.signature(create_app).parameters:

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from mlops_nb.serve import SchemaError, conform, request_model
+from mlops_nb.inputs import SchemaError, conform, request_model
 from mlops_nb.wrangle import clean, make_preprocessor, missing_to_nan
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -234,6 +234,17 @@ def evaluate_split(model, frame: pd.DataFrame, target: str, task: str, rounds: i
         "rows": len(frame),
     }
 
+# %% [code]
+_rng = np.random.default_rng(0)
+_f = pd.DataFrame({"x": _rng.normal(size=200)}); _f["y"] = np.where(_f["x"] + _rng.normal(0, 0.5, 200) > 0, "p", "n")
+_clf = LogisticRegression().fit(_f[["x"]], _f["y"])
+_r = evaluate_split(_clf, _f, "y", "binary", rounds=50, seed=1)
+test_eq(_r["rows"], 200)
+test_close(_r["metrics"]["accuracy"], (_clf.predict(_f[["x"]]) == _f["y"]).mean(), eps=1e-12)
+for _k, (_lo, _hi) in _r["intervals"].items(): assert _lo <= _r["metrics"][_k] <= _hi, _k   # each interval holds its metric
+
+# %% [code]
+#| export
 def log_evaluation(live_dir, results: dict, task: str, y_true, y_pred, proba=None, classes=None, images=()) -> None:
     "Write the metrics of every split (with intervals) and the plots to a dvclive directory."
     from dvclive import Live
@@ -257,6 +268,16 @@ def log_evaluation(live_dir, results: dict, task: str, y_true, y_pred, proba=Non
             write_json([{"actual": float(a), "predicted": float(p)} for a, p in zip(y_true, y_pred)],
                        Path(live.plots_dir)/"sklearn"/"predicted_vs_actual.json")
         for img in images: live.log_image(Path(img).name, str(img))
+
+# %% [code]
+with tempfile.TemporaryDirectory() as d:
+    _pred = _clf.predict(_f[["x"]])
+    log_evaluation(d, {"test": _r}, "binary", _f["y"], _pred, _clf.predict_proba(_f[["x"]]), list(_clf.classes_))
+    _logged = read_json(Path(d)/"metrics.json")
+    test_close(_logged["test"]["accuracy"], _r["metrics"]["accuracy"], eps=1e-9)
+    test_eq(_logged["test_ci"]["accuracy_low"], _r["intervals"]["accuracy"][0])
+    test_eq(sorted(p.name for p in (Path(d)/"plots/sklearn").iterdir()),
+            ["calibration.json", "confusion_matrix.json", "precision_recall.json", "roc.json"])
 
 # %% [markdown]
 ## Run
