@@ -39,7 +39,7 @@ def build_model(d: Path, rng):
     from mlops_nb.package import build_package
     from mlops_nb.serve import load_model
     from mlops_nb.validate import infer_schema
-    from mlops_nb.wrangle import make_preprocessor
+    from mlops_nb.features import make_preprocessor
     ref = generate(20_000, rng)
     y = np.where(ref.score + 0.02 * (ref.age - 40) + rng.normal(0, 0.5, len(ref)) > 0, "churn", "stay")
     ref["target"] = y

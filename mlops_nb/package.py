@@ -101,7 +101,7 @@ def onnx_converters() -> tuple[dict, dict, dict]:
     from skl2onnx.shape_calculators.function_transformer import calculate_sklearn_function_transformer_output_shapes
     from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
     from skl2onnx.shape_calculators.one_hot_encoder import calculate_sklearn_one_hot_encoder_output_shapes
-    from mlops_nb.wrangle import missing_to_nan
+    from mlops_nb.features import missing_to_nan
     def identity(operator, op):        # missing_to_nan on text that already says ONNX_MISSING: nothing to do
         return copy.copy(op).set_params(func=None, feature_names_out=None) if op.func is missing_to_nan else None
     def text_imputer(operator, op):    # NaN cannot be text: the model's input says ONNX_MISSING instead

@@ -137,7 +137,7 @@ class FastFeatures:
         from sklearn.impute import SimpleImputer
         from sklearn.pipeline import Pipeline
         from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
-        from mlops_nb.wrangle import missing_to_nan
+        from mlops_nb.features import missing_to_nan
         if not isinstance(ct, ColumnTransformer): raise TypeError(f"not a ColumnTransformer: {type(ct).__name__}")
         # num: (column, index, fill, mean, scale); cat: (column, fill, {category: row}, table, start)
         self.num, self.cat = [], []

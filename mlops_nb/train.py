@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression, Ridge, SGDClassifier, SGDRe
 from sklearn.model_selection import KFold, ParameterGrid, RandomizedSearchCV, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
-from .wrangle import categorical_mask, feature_plan, make_preprocessor
+from .features import categorical_mask, feature_plan, make_preprocessor
 
 # %% auto #0
 __all__ = ['FAMILIES', 'METRICS', 'task_kind', 'make_estimator', 'search_space', 'probe_costs', 'plan_family', 'make_cv',

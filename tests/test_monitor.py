@@ -115,7 +115,7 @@ class Served:
 def _fit(task, ref, y):
     from sklearn.linear_model import LinearRegression, LogisticRegression
     from sklearn.pipeline import Pipeline
-    from mlops_nb.wrangle import make_preprocessor
+    from mlops_nb.features import make_preprocessor
     est = LinearRegression() if task == "regression" else LogisticRegression(max_iter=1000)
     return Pipeline([("features", make_preprocessor([*NUMERIC, "skew"], list(CATS))), ("model", est)]).fit(ref, y)
 

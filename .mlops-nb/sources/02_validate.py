@@ -32,26 +32,15 @@ schema_path: str = "data/interim/schema.json"  # the schema: the contract for la
 validation_path: str = "data/interim/validation.json"  # every gate's measurement, level and verdict
 profile_path: str = "reports/profile.html"  # the ydata-profiling report
 lineage_dir: str = "reports/lineage"  # lineage records
-# per feature column; above it the column is dropped with a warning (gate level drop), reported (warning) or stops the run (error)
-max_missing_share: float = 0.2
+max_missing_share: float = 0.2  # per feature column; above it the column is dropped with a warning (gate level drop), reported (warning) or stops the run (error)
 min_rows_per_class: int = 10  # classification only
 max_duplicate_share: float = 0.05  # share of rows that repeat an earlier row
 min_rows: int = 20  # fewer rows (with a target) fail
-# per gate: error (stops the run), warning (reported) or off; missing also drop (the column is not used, with a warning)
-gate_levels: dict = {
-    "missing": "drop",
-    "rows_per_class": "error",
-    "duplicates": "warning",
-    "min_rows": "error",
-    "dropped_columns": "warning",
-    "cv_folds": "error",
-}
+gate_levels: dict = {"missing": "drop", "rows_per_class": "error", "duplicates": "warning", "min_rows": "error", "dropped_columns": "warning", "cv_folds": "error"}  # per gate: error (stops the run), warning (reported) or off; missing also drop (the column is not used, with a warning)
 max_categories: int = 50  # a text column with more distinct values has no category list in the schema
 profile_minimal: bool = False  # true: ydata-profiling's fast minimal mode only
-# above it: exact column statistics on all rows, correlations, duplicates and missing-value patterns on a sample of this size
-profile_sample_rows: int = 20000
-# large data: also the pairwise interaction plots on the sample (slow: about 15 s per numeric column)
-profile_interactions: bool = False
+profile_sample_rows: int = 20000  # above it: exact column statistics on all rows, correlations, duplicates and missing-value patterns on a sample of this size
+profile_interactions: bool = False  # large data: also the pairwise interaction plots on the sample (slow: about 15 s per numeric column)
 
 # %% [markdown]
 ## The schema

@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression, Ridge, SGDClassifier, SGDRe
 from sklearn.model_selection import KFold, ParameterGrid, RandomizedSearchCV, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
-from mlops_nb.wrangle import categorical_mask, feature_plan, make_preprocessor
+from mlops_nb.features import categorical_mask, feature_plan, make_preprocessor
 
 # %% [code]
 from fastcore.test import test_eq, test_fail
@@ -33,8 +33,7 @@ target: str = "species"  # the column to predict
 seed: int = 42  # one seed for every random choice
 primary_metric: str = "balanced_accuracy"  # selects the model in train, gates it in acceptance
 split_dir: str = "data/processed"  # train / valid / test / batch splits (Parquet) and their hashes
-# the inferred data contract (JSON) that later phases, serving and monitoring read
-schema_path: str = "data/interim/schema.json"
+schema_path: str = "data/interim/schema.json"  # the inferred data contract (JSON) that later phases, serving and monitoring read
 model_path: str = "models/trained.skops"  # the trained pipeline (skops)
 train_live_dir: str = "reports/dvclive/train"  # dvclive metrics and plots of training
 lineage_dir: str = "reports/lineage"  # lineage record of each step (JSON)
@@ -42,12 +41,11 @@ candidates: list[str] = ["dummy", "linear", "random_forest", "hist_gradient_boos
 cv_folds: int = 5  # folds of cross-validation
 search: str = "random"  # random | halving (successive halving) | none
 search_iter: int = 6  # settings tried per family (capped at the size of its space)
-# per family: model parameter -> values to try
 spaces: dict = {
     "linear": {"C": [0.01, 0.1, 1.0, 10.0]},
     "sgd": {"alpha": [0.00001, 0.0001, 0.001, 0.01]},
     "random_forest": {"n_estimators": [50, 100], "max_depth": [4, 8, None], "min_samples_leaf": [1, 3]},
-    "hist_gradient_boosting": {"learning_rate": [0.05, 0.1, 0.2], "max_leaf_nodes": [15, 31], "max_iter": [100, 200]}}
+    "hist_gradient_boosting": {"learning_rate": [0.05, 0.1, 0.2], "max_leaf_nodes": [15, 31], "max_iter": [100, 200]}}  # per family: model parameter -> values to try
 time_budget_s: float = 150  # the whole search + refit; slow families search on a subsample or are skipped
 min_search_rows: int = 2000  # a family that cannot search even this many rows in its share is skipped
 dask_scheduler: str | None = None  # tcp://host:port runs the searches on that Dask cluster

@@ -167,7 +167,7 @@ def onnx_converters() -> tuple[dict, dict, dict]:
     from skl2onnx.shape_calculators.function_transformer import calculate_sklearn_function_transformer_output_shapes
     from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
     from skl2onnx.shape_calculators.one_hot_encoder import calculate_sklearn_one_hot_encoder_output_shapes
-    from mlops_nb.wrangle import missing_to_nan
+    from mlops_nb.features import missing_to_nan
     def identity(operator, op):        # missing_to_nan on text that already says ONNX_MISSING: nothing to do
         return copy.copy(op).set_params(func=None, feature_names_out=None) if op.func is missing_to_nan else None
     def text_imputer(operator, op):    # NaN cannot be text: the model's input says ONNX_MISSING instead
@@ -272,7 +272,7 @@ def export_onnx(model, schema: dict, X: pd.DataFrame, dest) -> dict:
 from sklearn.linear_model import LogisticRegression, Ridge
 _Xo = pd.DataFrame({"a": np.linspace(0, 1, 50), "b c": np.linspace(1, 0, 50) ** 2})   # a name that is not an identifier
 from sklearn.pipeline import Pipeline
-from mlops_nb.wrangle import make_preprocessor
+from mlops_nb.features import make_preprocessor
 _ro = Pipeline([("features", make_preprocessor(["a", "b c"], [])), ("model", Ridge())]).fit(_Xo, _Xo.a * 2 + _Xo["b c"])
 _so = {"features": ["a", "b c"], "columns": {"a": {"kind": "numeric"}, "b c": {"kind": "numeric"}}}
 with _tf.TemporaryDirectory() as d:

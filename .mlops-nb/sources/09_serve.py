@@ -28,7 +28,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from mlops_nb.core import find_root, record_step, require, save_model
 from mlops_nb.package import build_package
-from mlops_nb.wrangle import make_preprocessor
+from mlops_nb.features import make_preprocessor
 
 # %% [code] tags=['parameters']
 target: str = "species"                 # the column the model predicts (dropped from the batch before scoring)
@@ -197,7 +197,7 @@ class FastFeatures:
         from sklearn.impute import SimpleImputer
         from sklearn.pipeline import Pipeline
         from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
-        from mlops_nb.wrangle import missing_to_nan
+        from mlops_nb.features import missing_to_nan
         if not isinstance(ct, ColumnTransformer): raise TypeError(f"not a ColumnTransformer: {type(ct).__name__}")
         # num: (column, index, fill, mean, scale); cat: (column, fill, {category: row}, table, start)
         self.num, self.cat = [], []

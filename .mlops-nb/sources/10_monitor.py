@@ -48,12 +48,10 @@ min_wasserstein: float = 0.15  # numeric: smallest material shift, in reference 
 min_jensen_shannon: float = 0.05  # categorical: smallest material Jensen-Shannon distance (0..1)
 psi_threshold: float = 0.2  # a PSI at or above this is material too
 max_drift_share: float = 0.0  # retrain recommended when the share of drifted features exceeds this (0: any)
-# retrain recommended when the primary metric got worse by more (scores: absolute; neg_* errors: relative)
-max_decay: float = 0.05
+max_decay: float = 0.05  # retrain recommended when the primary metric got worse by more (scores: absolute; neg_* errors: relative)
 min_rows: int = 30  # fewer current rows: could not evaluate; fewer labelled rows: decay not measured
 bootstrap_rounds: int = 200  # resamples for the 95% interval of the measured and of the estimated metric
-# classifiers: estimate the primary metric without labels (CBPE), calibrated on the test split
-estimate_performance: bool = True
+estimate_performance: bool = True  # classifiers: estimate the primary metric without labels (CBPE), calibrated on the test split
 profile_compare: bool = True  # ydata-profiling comparison report of reference vs current
 profile_max_rows: int = 5000  # rows sampled from each side for it
 
