@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_nb.monitor import (NO_DRIFT, RETRAIN, UNKNOWN, drift_signal, drift_table, monitor, read_prediction_log)
+from mlops_nb.drift import drift_table
+from mlops_nb.monitor import NO_DRIFT, RETRAIN, UNKNOWN, drift_signal, monitor, read_prediction_log
 
 TRIALS, N_REF, N_CUR = 100, 5000, 1000
 NUMERIC = {"x1": (10.0, 2.0), "x2": (0.0, 1.0), "x3": (50.0, 15.0), "x4": (-3.0, 0.5)}
