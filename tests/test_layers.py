@@ -82,7 +82,7 @@ LONG_FUNCTIONS = {
     'online.check_rows': 69, 'online.online_app': 52, 'online.learn': 62, 'online._promote': 60,
     'pipeline.run_step': 84, 'report._lineage_html': 61, 'report.build_index': 173,
     'reproduce.reproduce': 70, 'serve.conform': 59, 'serve.create_app': 203, 'serve.score_chunks': 99,
-    'serve.__init__': 58, 'ship.build_bundle': 57, 'train.train_candidates': 95, 'validate.quality_gates': 85,
+    'serve.__init__': 58, 'ship.build_bundle': 57, 'train.train_candidates': 95,
     'watch.retrain': 59}
 
 
