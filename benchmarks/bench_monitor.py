@@ -76,7 +76,7 @@ def main(argv=None):
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--out", default=str(ROOT/"benchmarks/results/monitor.json"))
     a = ap.parse_args(argv)
-    from mlops_nb import monitor as mon
+    from mlops_nb import drift, monitor as mon
     from mlops_nb.core import environment_info, machine_info, now_utc, write_json
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as d:
@@ -96,7 +96,7 @@ def main(argv=None):
         mon.write_monitoring(result, table, ref, current, d/"out/monitor.json", d/"out/drift.html", d/"out/dvclive", None)
         t["report_status_dvclive"] = time.perf_counter() - t2
         t3 = time.perf_counter()
-        mon.profile_compare(ref, current, d/"out/drift_profile.html", max_rows=5000)
+        drift.profile_compare(ref, current, d/"out/drift_profile.html", max_rows=5000)
         t["profile_comparison_5000_rows"] = time.perf_counter() - t3
         total = time.perf_counter() - t0
     figures = {"benchmark": "monitor 1M logged predictions" if a.rows == 1_000_000 else f"monitor {a.rows} logged predictions",

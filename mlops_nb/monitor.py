@@ -19,7 +19,9 @@ from .contracts import LOWER_IS_BETTER, check_schema
 from .estimate import ESTIMABLE, CBPE, bootstrap_intervals
 # 00g: the drift statistics and the drift report page
 from .drift import (categorical_drift, coerce_to_schema, drift_html, drift_table, numeric_drift,
-                            prediction_drift, profile_compare)
+                            prediction_drift)
+# the step's parameter `profile_compare` (a bool) would hide the function in the notebook
+from .drift import profile_compare as compare_profiles
 
 # %% auto #0
 __all__ = ['NO_DRIFT', 'RETRAIN', 'UNKNOWN', 'EXIT_CODES', 'RETRAIN_FAILED_EXIT', 'read_batch', 'parse_window', 'write_log_rows',
@@ -338,7 +340,9 @@ def write_monitoring(result: dict, table: pd.DataFrame, reference: pd.DataFrame,
                      drift_report, live_dir=None, profile_path=None, profile_max_rows: int = 5000) -> dict:
     "Write the status file, the drift report, the profile comparison (when `profile_path`) and the dvclive step."
     if profile_path is not None and len(current) and len(table):
-        try: profile_compare(reference, current, profile_path, profile_max_rows); result["profile_report"] = str(profile_path)
+        try:
+            compare_profiles(reference, current, profile_path, profile_max_rows)
+            result["profile_report"] = str(profile_path)
         except Exception as e:
             result.setdefault("notes", []).append(f"profile comparison failed: {type(e).__name__}: {e}")
     href = os.path.relpath(profile_path, Path(drift_report).parent) if result.get("profile_report") else None
