@@ -39,7 +39,7 @@ def build_model(d: Path, rng):
     from mlops_nb.package import build_package
     from mlops_nb.serve import load_model
     from mlops_nb.validate import infer_schema
-    from mlops_nb.wrangle import make_preprocessor
+    from mlops_nb.features import make_preprocessor
     ref = generate(20_000, rng)
     y = np.where(ref.score + 0.02 * (ref.age - 40) + rng.normal(0, 0.5, len(ref)) > 0, "churn", "stay")
     ref["target"] = y
@@ -76,7 +76,7 @@ def main(argv=None):
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--out", default=str(ROOT/"benchmarks/results/monitor.json"))
     a = ap.parse_args(argv)
-    from mlops_nb import monitor as mon
+    from mlops_nb import drift, monitor as mon
     from mlops_nb.core import environment_info, machine_info, now_utc, write_json
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as d:
@@ -96,7 +96,7 @@ def main(argv=None):
         mon.write_monitoring(result, table, ref, current, d/"out/monitor.json", d/"out/drift.html", d/"out/dvclive", None)
         t["report_status_dvclive"] = time.perf_counter() - t2
         t3 = time.perf_counter()
-        mon.profile_compare(ref, current, d/"out/drift_profile.html", max_rows=5000)
+        drift.profile_compare(ref, current, d/"out/drift_profile.html", max_rows=5000)
         t["profile_comparison_5000_rows"] = time.perf_counter() - t3
         total = time.perf_counter() - t0
     figures = {"benchmark": "monitor 1M logged predictions" if a.rows == 1_000_000 else f"monitor {a.rows} logged predictions",

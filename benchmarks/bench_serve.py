@@ -39,9 +39,9 @@ def package_generated(dest: Path, n_train: int) -> Path:
     from mlops_nb.package import build_package
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.pipeline import Pipeline
-    from mlops_nb.wrangle import make_preprocessor
+    from mlops_nb.features import make_preprocessor
     from mlops_nb.validate import infer_schema
-    from mlops_nb.wrangle import feature_columns
+    from mlops_nb.features import feature_columns
     df = generated_data(n_train)
     schema = infer_schema(df, "target")
     num, cat = feature_columns(schema, df.columns)

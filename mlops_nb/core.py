@@ -107,9 +107,11 @@ def write_parquet(df: pd.DataFrame, dest) -> Path:
 
 # %% ../notebooks/00_core.ipynb #7ac9cc0a
 TRUSTED_TYPES = (
-    "mlops_nb.wrangle.missing_to_nan",    # our FunctionTransformer's function
-    "mlops_nb.wrangle.DatetimeFeatures",  # our transformers: dates as parts, free text as numbers
-    "mlops_nb.wrangle.TextFeatures",
+    "mlops_nb.features.missing_to_nan",    # our FunctionTransformer's function
+    "mlops_nb.features.DatetimeFeatures",  # our transformers: dates as parts, free text as numbers
+    "mlops_nb.features.TextFeatures",
+    # the same, in model files packaged before the feature pipeline moved from wrangle to features
+    "mlops_nb.wrangle.missing_to_nan", "mlops_nb.wrangle.DatetimeFeatures", "mlops_nb.wrangle.TextFeatures",
     "numpy.dtype",
     "sklearn.tree._tree.Tree",            # inside random forests
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",

@@ -15,8 +15,9 @@ import pandas as pd
 from .core import now_utc
 
 # %% auto #0
-__all__ = ['PREDICTION_LOG_TABLE', 'LOG_COLUMNS', 'FEEDBACK_TABLE', 'prediction_log_table', 'prediction_id', 'log_time', 'db_url',
-           'make_engine', 'feedback_table', 'ensure_tables', 'read_prediction_log', 'store_feedback', 'labelled_window']
+__all__ = ['PREDICTION_LOG_TABLE', 'LOG_COLUMNS', 'FEEDBACK_TABLE', 'RACED', 'prediction_log_table', 'prediction_id', 'log_time',
+           'db_url', 'make_engine', 'feedback_table', 'ensure_tables', 'read_prediction_log', 'feedback_ids',
+           'feedback_rows', 'store_feedback', 'labelled_window']
 
 # %% ../notebooks/00b_logstore.ipynb #2bf86096
 PREDICTION_LOG_TABLE = "prediction_log"
@@ -132,6 +133,61 @@ def _chunked(xs: list, n: int = 500): return [xs[i:i + n] for i in range(0, len(
 
 _READ = ["logged_at", "model_version", "request_id", "features", "prediction", "prediction_id"]
 
+def _log_select(insp, db: str, table: str, labels: bool) -> tuple[str, list[str], bool]:
+    """The SELECT of the log `table` (with the feedback's label when `labels`), the names of its columns, and whether
+    the table has prediction ids; a clear error when `table` is not a prediction log."""
+    if not insp.has_table(table):
+        raise ValueError(f"{db}: no table {table!r}; the REST service's log is the table {PREDICTION_LOG_TABLE!r}")
+    cols = {c["name"] for c in insp.get_columns(table)}
+    missing = [c for c in LOG_COLUMNS if c not in cols and c not in _OPTIONAL]
+    if missing:
+        raise ValueError(f"{db}: table {table!r} lacks the columns {missing}; expected {list(LOG_COLUMNS)}")
+    has_ids = "prediction_id" in cols
+    pid = "l.prediction_id" if has_ids else "NULL"
+    join = labels and has_ids and insp.has_table(FEEDBACK_TABLE)
+    sel = ", ".join(f"l.{c}" for c in _READ[:5]) + f", {pid} AS prediction_id" + \
+          (", f.label, f.received_at" if join else (", NULL AS label, NULL AS received_at" if labels else ""))
+    q = f"SELECT {sel} FROM {table} l" + (
+        f" LEFT JOIN {FEEDBACK_TABLE} f ON f.prediction_id = l.prediction_id" if join else ""
+    )
+    return q, _READ + (["label", "received_at"] if labels else []), has_ids
+
+def _log_filters(since, until, model_version=None, prediction_ids=None, has_ids: bool = True) -> list[tuple]:
+    """The WHERE conditions and their arguments, one pair per query to run: prediction ids go in chunks, and none is
+    run when ids are asked of a table without them."""
+    where, args = [], {}
+    # ISO 8601 text compares in time order; the seconds-only bound keeps rows with fractions, filtered exactly below
+    if since: where.append("l.logged_at >= :since"); args["since"] = since.strftime("%Y-%m-%dT%H:%M:%S")
+    if until:
+        where.append("l.logged_at <= :until")
+        args["until"] = (until + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    if model_version: where.append("l.model_version = :mv"); args["mv"] = model_version
+    if prediction_ids is None: return [(where, args)]
+    if not has_ids: return []
+    ids = sorted({str(i) for i in prediction_ids})
+    return [(where + [f"l.prediction_id IN ({', '.join(f':p{k}' for k in range(len(c)))})"],
+             {**args, **{f"p{k}": v for k, v in enumerate(c)}}) for c in _chunked(ids)]
+
+def _log_frame(raw: pd.DataFrame, since, until) -> tuple[pd.DataFrame, pd.Series, list[str]]:
+    """The rows read as a feature frame (with their log columns) and the logged predictions; rows with an unreadable
+    time or features are left out, and counted in the problems."""
+    problems = []
+    at = pd.to_datetime(raw["logged_at"], utc=True, errors="coerce", format="ISO8601")
+    keep = at.notna() & (at >= since if since else True) & (at < until if until else True)
+    if at.isna().any():
+        problems.append(
+            f"{PREDICTION_LOG_TABLE}.logged_at: {int(at.isna().sum())} rows with an unreadable time, left out"
+        )
+    raw, at = raw[keep].reset_index(drop=True), at[keep].reset_index(drop=True)
+    feats, ok = _parse_features(raw["features"])
+    if not ok.all():
+        problems.append(f"{PREDICTION_LOG_TABLE}.features: {int((~ok).sum())} rows not a JSON object, left out")
+    meta = pd.DataFrame(
+        {"logged_at": at[ok], **{c: raw[c][ok] for c in raw.columns[1:] if c not in ("features", "prediction")}}
+    )
+    frame = pd.concat([feats[ok].reset_index(drop=True), meta.reset_index(drop=True)], axis=1)
+    return frame, _parse_json(raw["prediction"][ok]).reset_index(drop=True), problems
+
 def read_prediction_log(
     db: str,
     since=None,
@@ -153,61 +209,18 @@ def read_prediction_log(
     engine = sa.create_engine(db_url(db))   # a reader: no pragmas, no folder
     try:
         with engine.connect() as conn:
-            insp = sa.inspect(conn)
-            if not insp.has_table(table):
-                raise ValueError(
-                    f"{db}: no table {table!r}; the REST service's log is the table {PREDICTION_LOG_TABLE!r}"
-                )
-            cols = {c["name"] for c in insp.get_columns(table)}
-            missing = [c for c in LOG_COLUMNS if c not in cols and c not in _OPTIONAL]
-            if missing:
-                raise ValueError(f"{db}: table {table!r} lacks the columns {missing}; expected {list(LOG_COLUMNS)}")
-            pid = "l.prediction_id" if "prediction_id" in cols else "NULL"
-            join = labels and "prediction_id" in cols and insp.has_table(FEEDBACK_TABLE)
-            sel = ", ".join(f"l.{c}" for c in _READ[:5]) + f", {pid} AS prediction_id" + \
-                  (", f.label, f.received_at" if join else (", NULL AS label, NULL AS received_at" if labels else ""))
-            where, args = [], {}
-            # ISO 8601 text compares in time order; the seconds-only bound keeps rows with fractions, filtered exactly below
-            if since: where.append("l.logged_at >= :since"); args["since"] = since.strftime("%Y-%m-%dT%H:%M:%S")
-            if until:
-                where.append("l.logged_at <= :until")
-                args["until"] = (until + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
-            if model_version: where.append("l.model_version = :mv"); args["mv"] = model_version
-            q = f"SELECT {sel} FROM {table} l" + (
-                f" LEFT JOIN {FEEDBACK_TABLE} f ON f.prediction_id = l.prediction_id" if join else ""
-            )
-            names = _READ + (["label", "received_at"] if labels else [])
-            if prediction_ids is None: parts = [(where, args)]
-            elif pid == "NULL": parts = []
-            else:
-                ids = sorted({str(i) for i in prediction_ids})
-                parts = [(where + [f"l.prediction_id IN ({', '.join(f':p{k}' for k in range(len(c)))})"],
-                          {**args, **{f"p{k}": v for k, v in enumerate(c)}}) for c in _chunked(ids)]
+            q, names, has_ids = _log_select(sa.inspect(conn), db, table, labels)
             rows = [
                 r
-                for w, a in parts
+                for w, a in _log_filters(since, until, model_version, prediction_ids, has_ids)
                 for r in conn.execute(
                     sa.text(q + (f" WHERE {' AND '.join(w)}" if w else "") + " ORDER BY l.id"), a
                 ).fetchall()
             ]
             raw = pd.DataFrame(rows, columns=names)
     finally: engine.dispose()
-    problems = []
-    at = pd.to_datetime(raw["logged_at"], utc=True, errors="coerce", format="ISO8601")
-    keep = at.notna() & (at >= since if since else True) & (at < until if until else True)
-    if at.isna().any():
-        problems.append(
-            f"{PREDICTION_LOG_TABLE}.logged_at: {int(at.isna().sum())} rows with an unreadable time, left out"
-        )
-    raw, at = raw[keep].reset_index(drop=True), at[keep].reset_index(drop=True)
-    feats, ok = _parse_features(raw["features"])
-    if not ok.all():
-        problems.append(f"{PREDICTION_LOG_TABLE}.features: {int((~ok).sum())} rows not a JSON object, left out")
-    meta = pd.DataFrame(
-        {"logged_at": at[ok], **{c: raw[c][ok] for c in names[1:] if c not in ("features", "prediction")}}
-    )
-    frame = pd.concat([feats[ok].reset_index(drop=True), meta.reset_index(drop=True)], axis=1)
-    return frame, _parse_json(raw["prediction"][ok]).reset_index(drop=True), problems
+    return _log_frame(raw, since, until)
+
 
 # %% ../notebooks/00b_logstore.ipynb #100f940d
 def _label(v, task: str | None, classes) -> tuple:
@@ -228,6 +241,77 @@ def _label(v, task: str | None, classes) -> tuple:
     if classes and s not in classes: return None, f"unknown class {v!r}; the model's classes are {list(classes)}"
     return s, None
 
+def _feedback_error(i, pid, problem: str, msg: str) -> dict:
+    "One refused feedback row: its index, its prediction id (when it has one), the kind of problem and a message."
+    return {
+        "row": i,
+        "prediction_id": pid,
+        "problem": problem,
+        "message": f"row {i}" + (f": prediction_id {pid!r}" if pid is not None else "") + f": {msg}",
+    }
+
+def feedback_ids(items) -> tuple[list, list[dict]]:
+    """The prediction id of each feedback item (None where the item is not `{"prediction_id": text, "label": ...}`),
+    and an error per such item."""
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"feedback: expected a list of {{prediction_id, label}} objects, got {type(items).__name__}")
+    ids, errors = [], []
+    for i, it in enumerate(items):
+        pid = it.get("prediction_id") if isinstance(it, dict) else None
+        if not isinstance(it, dict) or "label" not in it or not isinstance(pid, str) or not pid:
+            errors.append(_feedback_error(i, pid if isinstance(pid, str) else None, "invalid",
+                                          "expected an object with a prediction_id (text) and a label"))
+            ids.append(None)
+        else: ids.append(pid)
+    return ids, errors
+
+def feedback_rows(items, ids, logged: dict, labelled: set, task: str | None = None, classes=None,
+                  stamp: str = "") -> tuple[list[dict], list[dict]]:
+    """The feedback table's rows for `items` whose ids are known (`logged`: id -> logged prediction JSON) and not yet
+    labelled, and an error per other row: a repeated id, an unknown one, one labelled before, a label of the wrong
+    type."""
+    seen, rows, errors = {}, [], []
+    for i, (it, pid) in enumerate(zip(items, ids)):
+        if pid is None: continue
+        if pid in seen:
+            errors.append(_feedback_error(
+                i, pid, "duplicate", f"appears twice in this batch (first in row {seen[pid]})"))
+            continue
+        seen[pid] = i
+        if pid not in logged:
+            errors.append(_feedback_error(
+                i, pid, "unknown_id", "no logged prediction has this id (ids are what /predict returned)"))
+            continue
+        if pid in labelled:
+            errors.append(_feedback_error(
+                i, pid, "already_labelled", "already has a label; a prediction is labelled once"))
+            continue
+        logged_value = json.loads(logged[pid])
+        kind = task or ("regression" if isinstance(logged_value, (int, float)) and not isinstance(logged_value, bool)
+                        else "classification")
+        value, problem = _label(it["label"], kind, classes)
+        if problem: errors.append(_feedback_error(i, pid, "label_type", problem)); continue
+        rows.append({"prediction_id": pid, "label": json.dumps(value), "received_at": stamp})
+    return rows, errors
+
+def _logged_and_labelled(con, ids, table: str) -> tuple[dict, set]:
+    "The logged predictions (id -> prediction JSON) among `ids`, and those of them already labelled."
+    import sqlalchemy as sa
+    log, fb = prediction_log_table(name=table), feedback_table()
+    logged, labelled = {}, set()
+    for c in _chunked(sorted({p for p in ids if p is not None})):
+        logged.update(
+            con.execute(sa.select(log.c.prediction_id, log.c.prediction).where(log.c.prediction_id.in_(c))).all()
+        )
+        labelled.update(
+            r[0] for r in con.execute(sa.select(fb.c.prediction_id).where(fb.c.prediction_id.in_(c))).all()
+        )
+    return logged, labelled
+
+RACED = {"row": None, "prediction_id": None, "problem": "already_labelled",
+         "message": ("some of these predictions were labelled by another request meanwhile; nothing was stored, send"
+                     " the batch again")}
+
 def store_feedback(
     engine_or_db,
     items: list[dict],
@@ -242,85 +326,18 @@ def store_feedback(
     import sqlalchemy as sa
     engine = engine_or_db if isinstance(engine_or_db, sa.engine.Engine) else make_engine(engine_or_db)
     classes = [str(c) for c in classes] if classes is not None else None
-    errors, ids = [], []
-    def err(i, pid, problem, msg):
-        errors.append(
-            {
-                "row": i,
-                "prediction_id": pid,
-                "problem": problem,
-                "message": f"row {i}" + (f": prediction_id {pid!r}" if pid is not None else "") + f": {msg}",
-            }
-        )
-    if not isinstance(items, (list, tuple)):
-        raise ValueError(f"feedback: expected a list of {{prediction_id, label}} objects, got {type(items).__name__}")
-    for i, it in enumerate(items):
-        pid = it.get("prediction_id") if isinstance(it, dict) else None
-        if not isinstance(it, dict) or "label" not in it or not isinstance(pid, str) or not pid:
-            err(
-                i,
-                pid if isinstance(pid, str) else None,
-                "invalid",
-                "expected an object with a prediction_id (text) and a label",
-            )
-            ids.append(None)
-        else: ids.append(pid)
+    ids, errors = feedback_ids(items)
     try:
         # it reads, then writes: without the write lock from the start, SQLite refuses the write ("database is locked")
         # when the service's log writer committed meanwhile, instead of waiting (busy_timeout cannot help a stale read)
         with engine.connect().execution_options(immediate=True) as con, con.begin():
             ensure_tables(con, table)
-            log, fb = prediction_log_table(name=table), feedback_table()
-            wanted = sorted({p for p in ids if p is not None})
-            logged, labelled = {}, set()
-            for c in _chunked(wanted):
-                logged.update(
-                    con.execute(
-                        sa.select(log.c.prediction_id, log.c.prediction).where(log.c.prediction_id.in_(c))
-                    ).all()
-                )
-                labelled.update(
-                    r[0] for r in con.execute(sa.select(fb.c.prediction_id).where(fb.c.prediction_id.in_(c))).all()
-                )
-            seen, rows, stamp = {}, [], received_at or log_time()
-            for i, (it, pid) in enumerate(zip(items, ids)):
-                if pid is None: continue
-                if pid in seen:
-                    err(i, pid, "duplicate", f"appears twice in this batch (first in row {seen[pid]})")
-                    continue
-                seen[pid] = i
-                if pid not in logged:
-                    err(i, pid, "unknown_id", "no logged prediction has this id (ids are what /predict returned)")
-                    continue
-                if pid in labelled:
-                    err(i, pid, "already_labelled", "already has a label; a prediction is labelled once")
-                    continue
-                kind = task or (
-                    "regression"
-                    if isinstance(json.loads(logged[pid]), (int, float))
-                    and not isinstance(json.loads(logged[pid]), bool)
-                    else "classification"
-                )
-                value, problem = _label(it["label"], kind, classes)
-                if problem: err(i, pid, "label_type", problem); continue
-                rows.append({"prediction_id": pid, "label": json.dumps(value), "received_at": stamp})
-            if not errors and rows: con.execute(fb.insert(), rows)
+            logged, labelled = _logged_and_labelled(con, ids, table)
+            rows, more = feedback_rows(items, ids, logged, labelled, task, classes, received_at or log_time())
+            errors += more
+            if not errors and rows: con.execute(feedback_table().insert(), rows)
     except sa.exc.IntegrityError:      # another writer labelled one of them meanwhile: nothing of this batch was stored
-        return {
-            "received": len(items),
-            "stored": 0,
-            "errors": [
-                {
-                    "row": None,
-                    "prediction_id": None,
-                    "problem": "already_labelled",
-                    "message": (
-                        "some of these predictions were labelled by another request meanwhile; nothing was stored, send"
-                        " the batch again"
-                    ),
-                }
-            ],
-        }
+        return {"received": len(items), "stored": 0, "errors": [dict(RACED)]}
     except sa.exc.SQLAlchemyError as e:
         raise ValueError(
             f"feedback: database {engine.url.render_as_string(hide_password=True)}:"
@@ -330,6 +347,7 @@ def store_feedback(
         if engine is not engine_or_db: engine.dispose()
     errors.sort(key=lambda e: e["row"])     # in the order of the rows
     return {"received": len(items), "stored": 0 if errors else len(rows), "errors": errors}
+
 
 # %% ../notebooks/00b_logstore.ipynb #bf8d5ca6
 def labelled_window(db, since=None, until=None, model_version: str | None = None, prediction_ids=None,

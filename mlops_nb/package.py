@@ -16,7 +16,7 @@ from .contracts import TamperedModelError, current_package, load_package   # sha
 
 # %% auto #0
 __all__ = ['ONNX_MISSING', 'PARITY', 'collect_lineage', 'model_card', 'onnx_converters', 'onnx_feeds', 'export_onnx',
-           'model_version', 'build_package']
+           'model_version', 'write_version', 'install_folder', 'build_package']
 
 # %% ../notebooks/08_package.ipynb #59079a91
 def collect_lineage(lineage_dir, steps_dir=None, params: dict | None = None, root=".") -> dict:
@@ -101,7 +101,7 @@ def onnx_converters() -> tuple[dict, dict, dict]:
     from skl2onnx.shape_calculators.function_transformer import calculate_sklearn_function_transformer_output_shapes
     from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
     from skl2onnx.shape_calculators.one_hot_encoder import calculate_sklearn_one_hot_encoder_output_shapes
-    from mlops_nb.wrangle import missing_to_nan
+    from mlops_nb.features import missing_to_nan
     def identity(operator, op):        # missing_to_nan on text that already says ONNX_MISSING: nothing to do
         return copy.copy(op).set_params(func=None, feature_names_out=None) if op.func is missing_to_nan else None
     def text_imputer(operator, op):    # NaN cannot be text: the model's input says ONNX_MISSING instead
@@ -208,6 +208,47 @@ def _champion_name(package_dir) -> str | None:
     try: return read_json(Path(package_dir)/"current.json").get("version")
     except (OSError, ValueError, AttributeError): return None
 
+# %% ../notebooks/08_package.ipynb #e17772ae
+def write_version(model, model_file, dest, name: str, version: str, schema: dict, metrics: dict, lineage: dict,
+                  intervals: dict | None = None, X_check: pd.DataFrame | None = None) -> Path:
+    """Write the files of `version` into the folder `dest`, each flushed to disk: the model file, its schema, the ONNX
+    copy (when `X_check` rows are given to check its parity), the lineage and the model card."""
+    dest = Path(dest)
+    shutil.copyfile(model_file, dest/"model.skops")
+    write_json(schema, dest/"schema.json")
+    onnx = export_onnx(model, schema, X_check, dest/"model.onnx") if X_check is not None else None
+    write_json(
+        {
+            **lineage,
+            "version": version,
+            "metrics": metrics,
+            "intervals": intervals or {},
+            "onnx": onnx,
+            "model_sha256": file_sha256(dest / "model.skops"),
+        },
+        dest / "lineage.json",
+    )
+    model_card(model, name, version, schema, metrics.get("test", {}), lineage, intervals, onnx).save(
+        dest / "model_card.md"
+    )
+    for f in dest.iterdir(): _fsync(f)
+    return dest
+
+def install_folder(package_dir, version: str, write) -> Path:
+    """`package_dir/version`, made by `write(folder)` in a temporary folder that is then renamed into place: it
+    appears whole or not at all (the temporary folder is removed on error)."""
+    package_dir = Path(package_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=package_dir))
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, package_dir/version)
+        _fsync(package_dir)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+    return package_dir/version
+
+# %% ../notebooks/08_package.ipynb #e17772b0
 def build_package(model_file, package_dir, name: str, schema: dict, metrics: dict, lineage: dict,
                   intervals: dict | None = None, X_check: pd.DataFrame | None = None) -> dict:
     """Package `model_file` as a new version under `package_dir` and make it the champion; return the champion's pointer.
@@ -224,31 +265,8 @@ def build_package(model_file, package_dir, name: str, schema: dict, metrics: dic
     try:
         package_dir.mkdir(parents=True, exist_ok=True)
         if not final.exists():
-            tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=package_dir))
-            try:
-                shutil.copyfile(model_file, tmp/"model.skops")
-                write_json(schema, tmp/"schema.json")
-                onnx = export_onnx(model, schema, X_check, tmp/"model.onnx") if X_check is not None else None
-                write_json(
-                    {
-                        **lineage,
-                        "version": version,
-                        "metrics": metrics,
-                        "intervals": intervals or {},
-                        "onnx": onnx,
-                        "model_sha256": file_sha256(tmp / "model.skops"),
-                    },
-                    tmp / "lineage.json",
-                )
-                model_card(model, name, version, schema, metrics.get("test", {}), lineage, intervals, onnx).save(
-                    tmp / "model_card.md"
-                )
-                for f in tmp.iterdir(): _fsync(f)
-                os.chmod(tmp, 0o755)
-                os.replace(tmp, final)
-                _fsync(package_dir)
-            finally:
-                if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+            install_folder(package_dir, version, lambda folder: write_version(
+                model, model_file, folder, name, version, schema, metrics, lineage, intervals, X_check))
         # packaged before and the registry has changed the champion since: a re-run must not undo that promote or
         # rollback (a retry after a failed switch, with no registry history, still switches)
         if existed and old is not None and (package_dir/"history.jsonl").is_file():

@@ -64,7 +64,7 @@ def pinned_closure(names, constraints) -> list[str]:
     return lines
 
 # %% ../notebooks/96_ship.ipynb #b69abc2e
-SERVING_MODULES = ("service", "serve", "wrangle")   # the service, the scorer, the home of the models' transformers
+SERVING_MODULES = ("service", "serve", "features", "wrangle")   # service, scorer, the models' transformers (old files: wrangle)
 
 def module_closure(lib_dir, roots=SERVING_MODULES) -> list[str]:
     "The modules of the package in `lib_dir` that `roots` import, transitively (names without `.py`), sorted."

@@ -10,7 +10,7 @@ import yaml
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import copy_project, run, tool
-from mlops_nb.wrangle import DatetimeFeatures, TextFeatures
+from mlops_nb.features import DatetimeFeatures, TextFeatures
 
 
 @parametrize_with_checks([DatetimeFeatures(), TextFeatures(n_components=3)])

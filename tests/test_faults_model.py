@@ -45,7 +45,7 @@ def new_model(project, tmp_path_factory):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from mlops_nb.core import read_json, save_model
-    from mlops_nb.wrangle import feature_columns, make_preprocessor
+    from mlops_nb.features import feature_columns, make_preprocessor
     pkg = project/"models/package"
     cur = pkg/champion(pkg)
     schema, lineage = read_json(cur/"schema.json"), read_json(cur/"lineage.json")

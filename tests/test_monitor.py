@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_nb.monitor import (NO_DRIFT, RETRAIN, UNKNOWN, drift_signal, drift_table, monitor, read_prediction_log)
+from mlops_nb.drift import drift_table
+from mlops_nb.monitor import NO_DRIFT, RETRAIN, UNKNOWN, drift_signal, monitor, read_prediction_log
 
 TRIALS, N_REF, N_CUR = 100, 5000, 1000
 NUMERIC = {"x1": (10.0, 2.0), "x2": (0.0, 1.0), "x3": (50.0, 15.0), "x4": (-3.0, 0.5)}
@@ -115,7 +116,7 @@ class Served:
 def _fit(task, ref, y):
     from sklearn.linear_model import LinearRegression, LogisticRegression
     from sklearn.pipeline import Pipeline
-    from mlops_nb.wrangle import make_preprocessor
+    from mlops_nb.features import make_preprocessor
     est = LinearRegression() if task == "regression" else LogisticRegression(max_iter=1000)
     return Pipeline([("features", make_preprocessor([*NUMERIC, "skew"], list(CATS))), ("model", est)]).fit(ref, y)
 

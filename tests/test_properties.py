@@ -5,7 +5,7 @@ random schemas, rows and frames. No project or pipeline is needed: these call th
   returns; rows whose values all fit give a frame with the schema's features in order, numbers as float64, one row per
   input row; rows with a value that does not fit give errors naming exactly the columns at fault; never another
   exception. The REST request model agrees with it: a row it accepts, conform accepts; one it refuses names the column.
-- `wrangle.missing_to_nan`, `wrangle.make_preprocessor`, `wrangle.clean` on random frames: no crash, one output row per
+- `features.missing_to_nan`, `features.make_preprocessor`, `wrangle.clean` on random frames: no crash, one output row per
   input row (clean: one per distinct row with a target), no missing value out of the imputed pipelines, deterministic.
 """
 import math
@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from mlops_nb.inputs import SchemaError, conform, request_model
-from mlops_nb.wrangle import clean, make_preprocessor, missing_to_nan
+from mlops_nb.features import make_preprocessor, missing_to_nan
+from mlops_nb.wrangle import clean
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 

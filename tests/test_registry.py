@@ -19,7 +19,7 @@ def _model(project: Path, C: float, shuffle: bool = False):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from mlops_nb.core import read_json
-    from mlops_nb.wrangle import feature_columns, make_preprocessor
+    from mlops_nb.features import feature_columns, make_preprocessor
     pkg = project/"models/package"
     schema = read_json(pkg/read_json(pkg/"current.json")["version"]/"schema.json")
     train = pd.read_parquet(project/"data/processed/train.parquet")

@@ -107,7 +107,7 @@ def _narrower(project: Path, root: Path) -> tuple[str, str]:
     from sklearn.pipeline import Pipeline
     from mlops_nb.core import now_utc, read_json, save_model
     from mlops_nb.package import build_package
-    from mlops_nb.wrangle import feature_columns, make_preprocessor
+    from mlops_nb.features import feature_columns, make_preprocessor
     pkg = root/"models/package"
     champion = read_json(pkg/"current.json")["version"]
     schema, lineage = read_json(pkg/champion/"schema.json"), read_json(pkg/champion/"lineage.json")

@@ -32,8 +32,7 @@ lineage_dir: str = "reports/lineage"  # lineage records
 sep: str = ","  # CSV: field separator
 encoding: str = "utf-8"  # CSV: text encoding
 decimal: str = "."  # CSV: decimal mark ("," for many European exports)
-# CSV: exactly these cells are missing values
-na_values: list[str] = ["", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
+na_values: list[str] = ["", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]  # CSV: exactly these cells are missing values
 drop_index_column: bool = True  # CSV: drop a leading unnamed row-number column (R's write.csv, pandas' to_csv)
 task: str | None = None  # binary | multiclass | regression; null: detected from the target
 

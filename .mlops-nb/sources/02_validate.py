@@ -32,26 +32,15 @@ schema_path: str = "data/interim/schema.json"  # the schema: the contract for la
 validation_path: str = "data/interim/validation.json"  # every gate's measurement, level and verdict
 profile_path: str = "reports/profile.html"  # the ydata-profiling report
 lineage_dir: str = "reports/lineage"  # lineage records
-# per feature column; above it the column is dropped with a warning (gate level drop), reported (warning) or stops the run (error)
-max_missing_share: float = 0.2
+max_missing_share: float = 0.2  # per feature column; above it the column is dropped with a warning (gate level drop), reported (warning) or stops the run (error)
 min_rows_per_class: int = 10  # classification only
 max_duplicate_share: float = 0.05  # share of rows that repeat an earlier row
 min_rows: int = 20  # fewer rows (with a target) fail
-# per gate: error (stops the run), warning (reported) or off; missing also drop (the column is not used, with a warning)
-gate_levels: dict = {
-    "missing": "drop",
-    "rows_per_class": "error",
-    "duplicates": "warning",
-    "min_rows": "error",
-    "dropped_columns": "warning",
-    "cv_folds": "error",
-}
+gate_levels: dict = {"missing": "drop", "rows_per_class": "error", "duplicates": "warning", "min_rows": "error", "dropped_columns": "warning", "cv_folds": "error"}  # per gate: error (stops the run), warning (reported) or off; missing also drop (the column is not used, with a warning)
 max_categories: int = 50  # a text column with more distinct values has no category list in the schema
 profile_minimal: bool = False  # true: ydata-profiling's fast minimal mode only
-# above it: exact column statistics on all rows, correlations, duplicates and missing-value patterns on a sample of this size
-profile_sample_rows: int = 20000
-# large data: also the pairwise interaction plots on the sample (slow: about 15 s per numeric column)
-profile_interactions: bool = False
+profile_sample_rows: int = 20000  # above it: exact column statistics on all rows, correlations, duplicates and missing-value patterns on a sample of this size
+profile_interactions: bool = False  # large data: also the pairwise interaction plots on the sample (slow: about 15 s per numeric column)
 
 # %% [markdown]
 ## The schema
@@ -255,6 +244,96 @@ def _cv_gate(y: pd.Series, train_share: float):
     cls = counts.idxmin()
     return cls, int(counts.min()), int(np.floor(counts.min() * train_share))
 
+def check_gate_levels(levels: dict | None) -> dict:
+    "Each gate's level: `GATE_LEVELS` with `levels` (validate.gate_levels) over it, checked."
+    levels = {**GATE_LEVELS, **(levels or {})}
+    bad = sorted(set(levels) - set(GATE_LEVELS))
+    if bad: raise ValueError(f"validate.gate_levels: unknown gates {bad}; expected some of {sorted(GATE_LEVELS)}")
+    for k, v in levels.items():
+        ok = ("error", "warning", "off", "drop") if k == "missing" else ("error", "warning", "off")
+        if v not in ok:
+            raise ValueError(f"validate.gate_levels.{k}: expected {', '.join(ok[:-1])} or {ok[-1]}, got {v!r}")
+    return levels
+
+def gate_record(levels: dict, key, name, column, value, limit, passed, detail=None) -> dict | None:
+    "One measured gate as a result (gate, key, column, value, limit, passed, level), or None when its level is off."
+    lvl = levels.get(key, "error")
+    lvl = "warning" if lvl == "drop" else lvl         # the columns were dropped: what is left is reported
+    if lvl == "off": return None
+    return {
+        "gate": name,
+        "key": key,
+        "column": column,
+        "value": value,
+        "limit": limit,
+        "passed": bool(passed),
+        "level": lvl,
+        **({"detail": detail} if detail else {}),
+    }
+
+# %% [code]
+test_eq(check_gate_levels({"duplicates": "error"})["duplicates"], "error")
+test_fail(lambda: check_gate_levels({"min_rows": "drop"}), contains="validate.gate_levels.min_rows: expected error,")
+_lv = check_gate_levels(None)
+test_eq(gate_record(_lv, "missing", "share of missing values", "x", 0.3, 0.2, False)["level"], "warning")   # drop
+test_eq(gate_record({**_lv, "duplicates": "off"}, "duplicates", "duplicate rows", None, 0.1, 0.05, False), None)
+test_eq(gate_record(_lv, "target", "t", "y", 0, 0, True, "why")["detail"], "why")
+
+# %% [code]
+#| export
+def target_gates(y: pd.Series, schema: dict | None, min_rows: int = 20, min_rows_per_class: int = 10,
+                 cv_folds: int | None = None, train_share: float | None = None) -> list[tuple]:
+    """The target's gates as measured (key, name, column, value, limit, passed[, detail]): no missing value, not
+    constant, enough rows; for classification enough rows per class, also in the training split (with `cv_folds`)."""
+    t = y.name
+    out = [("target", "target has no missing values", t, int(y.isna().sum()), 0, y.isna().sum() == 0),
+           ("target", "target is not constant", t, int(y.nunique()), 2, y.nunique() >= 2),
+           ("min_rows", "rows with a target", None, int(y.notna().sum()), min_rows, y.notna().sum() >= min_rows)]
+    if schema is not None and schema.get("task") == "regression": return out
+    counts = y.value_counts()
+    if len(counts):
+        out.append(("rows_per_class", "rows per class", t, int(counts.min()), min_rows_per_class,
+                    counts.min() >= min_rows_per_class))
+    if len(counts) and cv_folds and train_share:
+        cls, n, k = _cv_gate(y.dropna(), train_share)
+        fit = max(min(k, cv_folds), 2)
+        out.append((
+            "cv_folds", "training rows per class for cross-validation", t, k, cv_folds, k >= cv_folds,
+            f"class {cls!r} has {n} rows, about {k} of them in the training split ({train_share:.0%} of the rows), "
+            f"fewer than train.cv_folds = {cv_folds}: "
+            + (f"set train.cv_folds to {fit} or less, " if k >= 2 else "")
+            + "gather more rows of that class, or give the training split a larger share (split.*_size)",
+        ))
+    return out
+
+def column_gates(df: pd.DataFrame, features: list, schema: dict | None, max_missing_share: float = 0.2,
+                 max_duplicate_share: float = 0.05) -> list[tuple]:
+    """The columns' gates as measured: each feature's share of missing values, whether any feature is usable and which
+    columns are not (with a schema), and the share of duplicate rows."""
+    out = [("missing", "share of missing values", str(name), round(float(share), 4), max_missing_share,
+            share <= max_missing_share) for name, share in df[features].isna().mean().items()]
+    if schema is not None:
+        out.append(("features", "usable features", None, len(features), 1, len(features) >= 1))
+        out += [("dropped_columns", "column not used as a feature", name, why, "a usable feature", False)
+                for name, why in schema.get("dropped", {}).items()]
+    dup = float(df.duplicated().mean())
+    out.append(("duplicates", "share of duplicate rows", None, round(dup, 4), max_duplicate_share,
+                dup <= max_duplicate_share))
+    return out
+
+# %% [code]
+_y = pd.Series(["a", "a", "b", None], name="y")
+test_eq([m[:6] for m in target_gates(_y, None, min_rows=2, min_rows_per_class=2)],
+        [("target", "target has no missing values", "y", 1, 0, False),
+         ("target", "target is not constant", "y", 2, 2, True),
+         ("min_rows", "rows with a target", None, 3, 2, True), ("rows_per_class", "rows per class", "y", 1, 2, False)])
+test_eq(len(target_gates(pd.Series([1.0, 2.0], name="y"), {"task": "regression"})), 3)   # no classes to count
+_cg = column_gates(pd.DataFrame({"x": [1, None, 1, 1], "y": 0}), ["x"], {"dropped": {"id": "identifier-like"}})
+test_eq([(m[0], m[2], m[3], m[5]) for m in _cg], [("missing", "x", 0.25, False), ("features", None, 1, True),
+        ("dropped_columns", "id", "identifier-like", False), ("duplicates", None, 0.5, False)])
+
+# %% [code]
+#| export
 def quality_gates(
     df: pd.DataFrame,
     target: str,
@@ -269,77 +348,11 @@ def quality_gates(
 ) -> list[dict]:
     """Measure each gate; every result has gate, key, column, value, limit, passed and level ('error' or 'warning').
     With `cv_folds` and `train_share` (classification): whether every class has enough rows in the training split."""
-    levels = {**GATE_LEVELS, **(levels or {})}
-    bad = sorted(set(levels) - set(GATE_LEVELS))
-    if bad: raise ValueError(f"validate.gate_levels: unknown gates {bad}; expected some of {sorted(GATE_LEVELS)}")
-    for k, v in levels.items():
-        ok = ("error", "warning", "off", "drop") if k == "missing" else ("error", "warning", "off")
-        if v not in ok:
-            raise ValueError(f"validate.gate_levels.{k}: expected {', '.join(ok[:-1])} or {ok[-1]}, got {v!r}")
-    out = []
-    def gate(key, name, column, value, limit, passed, detail=None):
-        lvl = levels.get(key, "error")
-        lvl = "warning" if lvl == "drop" else lvl         # the columns were dropped: what is left is reported
-        if lvl != "off":
-            out.append(
-                {
-                    "gate": name,
-                    "key": key,
-                    "column": column,
-                    "value": value,
-                    "limit": limit,
-                    "passed": bool(passed),
-                    "level": lvl,
-                    **({"detail": detail} if detail else {}),
-                }
-            )
-    y = df[target]
-    gate("target", "target has no missing values", target, int(y.isna().sum()), 0, y.isna().sum() == 0)
-    gate("target", "target is not constant", target, int(y.nunique()), 2, y.nunique() >= 2)
-    gate("min_rows", "rows with a target", None, int(y.notna().sum()), min_rows, y.notna().sum() >= min_rows)
-    if schema is None or schema.get("task") != "regression":
-        counts = y.value_counts()
-        if len(counts):
-            gate(
-                "rows_per_class",
-                "rows per class",
-                target,
-                int(counts.min()),
-                min_rows_per_class,
-                counts.min() >= min_rows_per_class,
-            )
-        if len(counts) and cv_folds and train_share:
-            cls, n, k = _cv_gate(y.dropna(), train_share)
-            fit = max(min(k, cv_folds), 2)
-            gate(
-                "cv_folds",
-                "training rows per class for cross-validation",
-                target,
-                k,
-                cv_folds,
-                k >= cv_folds,
-                f"class {cls!r} has {n} rows, about {k} of them in the training split ({train_share:.0%} of the rows), "
-                f"fewer than train.cv_folds = {cv_folds}: "
-                + (f"set train.cv_folds to {fit} or less, " if k >= 2 else "")
-                + "gather more rows of that class, or give the training split a larger share (split.*_size)",
-            )
+    levels = check_gate_levels(levels)
     feats = schema["features"] if schema else [c for c in df.columns if c != target]
-    for name, share in df[feats].isna().mean().items():
-        gate(
-            "missing",
-            "share of missing values",
-            str(name),
-            round(float(share), 4),
-            max_missing_share,
-            share <= max_missing_share,
-        )
-    if schema is not None:
-        gate("features", "usable features", None, len(feats), 1, len(feats) >= 1)
-        for name, why in schema.get("dropped", {}).items():
-            gate("dropped_columns", "column not used as a feature", name, why, "a usable feature", False)
-    dup = float(df.duplicated().mean())
-    gate("duplicates", "share of duplicate rows", None, round(dup, 4), max_duplicate_share, dup <= max_duplicate_share)
-    return out
+    measured = target_gates(df[target], schema, min_rows, min_rows_per_class, cv_folds, train_share) + \
+        column_gates(df, feats, schema, max_missing_share, max_duplicate_share)
+    return [g for m in measured if (g := gate_record(levels, *m)) is not None]
 
 def raise_on_failed(gates: list[dict], source: str = "data", schema: dict | None = None):
     "Raise DataQualityError listing every failed error-level gate."

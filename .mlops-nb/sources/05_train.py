@@ -9,6 +9,7 @@
 #| export
 from __future__ import annotations
 import contextlib, time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from sklearn.linear_model import LogisticRegression, Ridge, SGDClassifier, SGDRe
 from sklearn.model_selection import KFold, ParameterGrid, RandomizedSearchCV, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
-from mlops_nb.wrangle import categorical_mask, feature_plan, make_preprocessor
+from mlops_nb.features import categorical_mask, feature_plan, make_preprocessor
 
 # %% [code]
 from fastcore.test import test_eq, test_fail
@@ -33,8 +34,7 @@ target: str = "species"  # the column to predict
 seed: int = 42  # one seed for every random choice
 primary_metric: str = "balanced_accuracy"  # selects the model in train, gates it in acceptance
 split_dir: str = "data/processed"  # train / valid / test / batch splits (Parquet) and their hashes
-# the inferred data contract (JSON) that later phases, serving and monitoring read
-schema_path: str = "data/interim/schema.json"
+schema_path: str = "data/interim/schema.json"  # the inferred data contract (JSON) that later phases, serving and monitoring read
 model_path: str = "models/trained.skops"  # the trained pipeline (skops)
 train_live_dir: str = "reports/dvclive/train"  # dvclive metrics and plots of training
 lineage_dir: str = "reports/lineage"  # lineage record of each step (JSON)
@@ -42,12 +42,11 @@ candidates: list[str] = ["dummy", "linear", "random_forest", "hist_gradient_boos
 cv_folds: int = 5  # folds of cross-validation
 search: str = "random"  # random | halving (successive halving) | none
 search_iter: int = 6  # settings tried per family (capped at the size of its space)
-# per family: model parameter -> values to try
 spaces: dict = {
     "linear": {"C": [0.01, 0.1, 1.0, 10.0]},
     "sgd": {"alpha": [0.00001, 0.0001, 0.001, 0.01]},
     "random_forest": {"n_estimators": [50, 100], "max_depth": [4, 8, None], "min_samples_leaf": [1, 3]},
-    "hist_gradient_boosting": {"learning_rate": [0.05, 0.1, 0.2], "max_leaf_nodes": [15, 31], "max_iter": [100, 200]}}
+    "hist_gradient_boosting": {"learning_rate": [0.05, 0.1, 0.2], "max_leaf_nodes": [15, 31], "max_iter": [100, 200]}}  # per family: model parameter -> values to try
 time_budget_s: float = 150  # the whole search + refit; slow families search on a subsample or are skipped
 min_search_rows: int = 2000  # a family that cannot search even this many rows in its share is skipped
 dask_scheduler: str | None = None  # tcp://host:port runs the searches on that Dask cluster
@@ -343,6 +342,98 @@ with compute_backend(None) as b: test_eq(b, "local")
 
 # %% [code]
 #| export
+@dataclass
+class SearchSettings:
+    "How the candidates are searched: folds, settings per family, method, seed, budget, row floor, scheduler."
+    folds: int = 5
+    n_iter: int = 6
+    method: str = "random"
+    seed: int = 42
+    time_budget_s: float = 150
+    min_rows: int = 2000
+    scheduler: str | None = None
+
+def check_candidates(families, time_budget_s: float):
+    "Refuse an empty or unknown list of model families and a budget that is not a positive number of seconds."
+    if not families: raise ValueError("train.candidates: empty; name at least one model family")
+    if not time_budget_s > 0:
+        raise ValueError(f"train.time_budget_s: expected a positive number of seconds, got {time_budget_s}")
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"train.candidates: unknown model families {unknown}; expected some of {list(FAMILIES)}")
+
+def candidate_estimators(schema: dict, X: pd.DataFrame, families, seed: int = 42) -> dict:
+    "The unfitted pipeline of each family in `families` (in `FAMILIES` order) for the schema's features among `X`'s."
+    fp = feature_plan(schema, X.columns)      # numeric, categorical, datetime and text columns
+    if not any(fp.values()): raise ValueError("train: no usable feature column")
+    return {
+        f: make_estimator(f, schema["task"], fp["numeric"], fp["categorical"], seed, fp["datetime"], fp["text"])
+        for f in FAMILIES
+        if f in families
+    }
+
+# %% [code]
+test_eq(SearchSettings(folds=3).time_budget_s, 150)
+test_fail(lambda: check_candidates([], 10), contains="train.candidates: empty")
+_sch0 = {"task": "binary", "features": ["x", "c"], "columns": {"x": {"kind": "numeric"}, "c": {"kind": "categorical"}}}
+test_eq(list(candidate_estimators(_sch0, pd.DataFrame(columns=["x", "c"]), ["linear", "dummy"])), ["dummy", "linear"])
+test_fail(lambda: candidate_estimators(_sch0, pd.DataFrame(columns=["z"]), ["dummy"]), contains="no usable feature")
+
+# %% [code]
+#| export
+def search_candidates(ests: dict, spaces: dict, costs: dict, X: pd.DataFrame, y: pd.Series, task: str, metric: str,
+                      s: SearchSettings, t_start: float, log=print) -> tuple[dict, dict]:
+    """Search each family's settings, cheapest first (by the probed `costs`), each within its share of what is left of
+    the searches' four fifths of the budget; a family that cannot fit its share is skipped. Returns (results, plan)."""
+    settings = {f: n_fits(spaces[f], s.n_iter) for f in ests}
+    # On large data the folds run one after the other locally: the forests' trees and HistGradientBoosting
+    # already use every core through threads, and sending a large frame to worker processes costs more
+    # than it saves. Small data and a Dask cluster spread the fits over processes or workers.
+    n_jobs = -1 if s.scheduler or len(X) <= 50_000 else 1
+    searches_end = t_start + s.time_budget_s * 0.8           # a fifth of the budget is kept for the refit
+    order = sorted(ests, key=lambda f: (costs[f][0] + costs[f][1] * len(X)) * settings[f])   # cheapest first
+    results, plan = {}, {}
+    for i, f in enumerate(order):
+        # what is left, re-planned after each family
+        share = max(searches_end - time.perf_counter(), 0) / (len(order) - i)
+        share *= 1 if n_jobs == 1 else 2          # two cores when the folds run in parallel
+        p = plan[f] = plan_family(f, costs[f], len(X), settings[f], s.folds, share, s.min_rows,
+                                  grace_s=0.05 * s.time_budget_s,
+                                  max_rows=50_000 if f == "dummy" else None)  # the baseline needs no more
+        if p["action"] == "skipped":
+            log(f"  {f}: skipped, an estimated {p['estimated_s']} s exceeds its share of the budget"); continue
+        Xs, ys = _subsample(X, y, p["rows"], s.seed, task_kind(task) == "classification")
+        r = results[f] = search_family(ests[f], spaces[f], Xs, ys, task, metric, s.folds, p["settings"], s.seed,
+                                       s.method, n_jobs)
+        note = {
+            "subsampled": f" on a subsample of {p['rows']} rows",
+            "fewer settings": f" on {p['rows']} rows with {p['settings']} of {settings[f]} settings",
+        }.get(p["action"], "")
+        log(
+            f"  {f}: cv {metric} {r[f'{metric}_mean']:.4f} ± {r[f'{metric}_std']:.4f}{note}"
+            f" ({r['settings_tried']} settings, {r['search_seconds']:.1f} s)"
+            f" {r['params']}"
+        )
+    # reported simplest first
+    return {f: results[f] for f in ests if f in results}, {f: plan[f] for f in ests if f in plan}
+
+def refit_rows(plan: dict, n: int, left: float, min_rows: int = 2000) -> int:
+    """How many of the `n` rows the chosen family is refitted on: all when its estimated fit (from its `plan`) takes
+    under 5 s or fits in the `left` seconds of the budget, else as many as fit there, at least `min_rows`."""
+    fixed, per_row = plan["fit_fixed_s"], plan["fit_per_1k_rows_s"] / 1000
+    full = fixed + per_row * n
+    if full <= max(left, 0) or full < 5: return n
+    return max(int((left - fixed) / per_row) if per_row else n, min(min_rows, n))
+
+# %% [code]
+_pl = {"fit_fixed_s": 1.0, "fit_per_1k_rows_s": 1.0}       # 1 s, and 1 s per thousand rows
+# under 5 s; fits in the 200 s left; at least min_rows
+test_eq((refit_rows(_pl, 3000, 0), refit_rows(_pl, 100_000, 200), refit_rows(_pl, 100_000, 11, 20_000)),
+        (3000, 100_000, 20_000))
+test_eq(refit_rows(_pl, 100_000, 51, 2000), 50_000)          # as many as fit in 51 s
+
+# %% [code]
+#| export
 def train_candidates(
     X: pd.DataFrame,
     y: pd.Series,
@@ -360,76 +451,21 @@ def train_candidates(
     log=print,
 ) -> tuple:
     "Plan, search every family and refit the best on all rows within the budget. Returns (model, chosen, results, plan)."
-    if not families: raise ValueError("train.candidates: empty; name at least one model family")
-    if not time_budget_s > 0:
-        raise ValueError(f"train.time_budget_s: expected a positive number of seconds, got {time_budget_s}")
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown:
-        raise ValueError(f"train.candidates: unknown model families {unknown}; expected some of {list(FAMILIES)}")
+    check_candidates(families, time_budget_s)
+    s = SearchSettings(folds, n_iter, method, seed, time_budget_s, min_rows, scheduler)
     task = schema["task"]
-    fp = feature_plan(schema, X.columns)      # numeric, categorical, datetime and text columns
-    if not any(fp.values()): raise ValueError("train: no usable feature column")
-    ests = {
-        f: make_estimator(f, task, fp["numeric"], fp["categorical"], seed, fp["datetime"], fp["text"])
-        for f in FAMILIES
-        if f in families
-    }
+    ests = candidate_estimators(schema, X, families, seed)
     sp = {f: search_space(f, task, spaces) for f in ests}
-    settings = {f: n_fits(sp[f], n_iter) for f in ests}
-    # On large data the folds run one after the other locally: the forests' trees and HistGradientBoosting
-    # already use every core through threads, and sending a large frame to worker processes costs more
-    # than it saves. Small data and a Dask cluster spread the fits over processes or workers.
-    n_jobs = -1 if scheduler or len(X) <= 50_000 else 1
     t_start = time.perf_counter()
     costs = probe_costs(ests, X, y, task, seed)
-    searches_end = t_start + time_budget_s * 0.8           # a fifth of the budget is kept for the refit
-    order = sorted(ests, key=lambda f: (costs[f][0] + costs[f][1] * len(X)) * settings[f])   # cheapest first
-    results, plan = {}, {}
     with compute_backend(scheduler) as backend:
         log(f"searching on {backend}, budget {time_budget_s} s")
-        for i, f in enumerate(order):
-            est = ests[f]
-            # what is left, re-planned after each family
-            share = max(searches_end - time.perf_counter(), 0) / (len(order) - i)
-            share *= 1 if n_jobs == 1 else 2          # two cores when the folds run in parallel
-            p = plan[f] = plan_family(
-                f,
-                costs[f],
-                len(X),
-                settings[f],
-                folds,
-                share,
-                min_rows,
-                grace_s=0.05 * time_budget_s,
-                max_rows=50_000 if f == "dummy" else None,
-            )  # the baseline needs no more
-            if p["action"] == "skipped":
-                log(f"  {f}: skipped, an estimated {p['estimated_s']} s exceeds its share of the budget"); continue
-            Xs, ys = _subsample(X, y, p["rows"], seed, task_kind(task) == "classification")
-            results[f] = search_family(est, sp[f], Xs, ys, task, metric, folds, p["settings"], seed, method, n_jobs)
-            note = {
-                "subsampled": f" on a subsample of {p['rows']} rows",
-                "fewer settings": f" on {p['rows']} rows with {p['settings']} of {settings[f]} settings",
-            }.get(p["action"], "")
-            log(
-                f"  {f}: cv {metric} {results[f][f'{metric}_mean']:.4f} ± {results[f][f'{metric}_std']:.4f}{note}"
-                f" ({results[f]['settings_tried']} settings, {results[f]['search_seconds']:.1f} s)"
-                f" {results[f]['params']}"
-            )
-        plan = {f: plan[f] for f in ests if f in plan}
-        results = {f: results[f] for f in ests if f in results}    # reported simplest first
+        results, plan = search_candidates(ests, sp, costs, X, y, task, metric, s, t_start, log)
         if not results:
             raise RuntimeError("train: every family was skipped by the time budget; raise train.time_budget_s")
         chosen = select_best(results, metric)
         model = clone(ests[chosen]).set_params(**{f"model__{k}": v for k, v in results[chosen]["params"].items()})
-        left = time_budget_s - (time.perf_counter() - t_start)
-        fixed, per_row = plan[chosen]["fit_fixed_s"], plan[chosen]["fit_per_1k_rows_s"] / 1000
-        full = fixed + per_row * len(X)
-        rows = (
-            len(X)
-            if full <= max(left, 0) or full < 5
-            else max(int((left - fixed) / per_row) if per_row else len(X), min(min_rows, len(X)))
-        )
+        rows = refit_rows(plan[chosen], len(X), time_budget_s - (time.perf_counter() - t_start), min_rows)
         Xr, yr = _subsample(X, y, rows, seed, task_kind(task) == "classification")
         t0 = time.perf_counter(); model.fit(Xr, yr)
         plan[chosen]["refit_rows"], plan[chosen]["refit_s"] = len(Xr), round(time.perf_counter() - t0, 3)

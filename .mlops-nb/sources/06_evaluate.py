@@ -30,8 +30,7 @@ target: str = "species"  # the column to predict
 seed: int = 42  # one seed for every random choice
 primary_metric: str = "balanced_accuracy"  # selects the model in train, gates it in acceptance
 split_dir: str = "data/processed"  # train / valid / test / batch splits (Parquet) and their hashes
-# the inferred data contract (JSON) that later phases, serving and monitoring read
-schema_path: str = "data/interim/schema.json"
+schema_path: str = "data/interim/schema.json"  # the inferred data contract (JSON) that later phases, serving and monitoring read
 model_path: str = "models/trained.skops"  # the trained pipeline (skops)
 eval_live_dir: str = "reports/dvclive/evaluate"  # dvclive metrics and plots of evaluation
 eval_dir: str = "reports/evaluate"  # evaluation plots and tables
@@ -39,8 +38,7 @@ lineage_dir: str = "reports/lineage"  # lineage record of each step (JSON)
 max_error_rows: int = 20  # misclassified (or worst-predicted) rows listed in the report
 bootstrap_rounds: int = 300  # resamples for the 95% confidence intervals
 permutation_repeats: int = 5  # shuffles per feature for permutation importance
-# bootstrap resamples and permutation importance use at most this many rows (metrics: all rows)
-max_sample_rows: int = 20000
+max_sample_rows: int = 20000  # bootstrap resamples and permutation importance use at most this many rows (metrics: all rows)
 
 # %% [markdown]
 ## Metrics

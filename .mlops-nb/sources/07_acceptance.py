@@ -26,8 +26,7 @@ from mlops_nb.core import find_root, load_trusted, record_step, require, write_j
 target: str = "species"  # the column to predict
 primary_metric: str = "balanced_accuracy"  # selects the model in train, gates it in acceptance
 split_dir: str = "data/processed"  # train / valid / test / batch splits (Parquet) and their hashes
-# the inferred data contract (JSON) that later phases, serving and monitoring read
-schema_path: str = "data/interim/schema.json"
+schema_path: str = "data/interim/schema.json"  # the inferred data contract (JSON) that later phases, serving and monitoring read
 model_path: str = "models/trained.skops"  # the trained pipeline (skops)
 eval_live_dir: str = "reports/dvclive/evaluate"  # dvclive metrics and plots of evaluation
 package_dir: str = "models/package"  # versioned model packages; current.json names the champion
@@ -35,8 +34,7 @@ acceptance_path: str = "reports/acceptance.json"  # acceptance gate results (JSO
 lineage_dir: str = "reports/lineage"  # lineage record of each step (JSON)
 min_primary_metric: float = 0.9  # on the test split; higher is better (neg_* metrics: e.g. -50 means RMSE <= 50)
 min_gain_over_baseline: float = 0.1  # the primary metric must beat the dummy baseline by at least this
-# the primary metric may be at most this worse than the champion's on the same rows
-max_regression_vs_champion: float = 0.02
+max_regression_vs_champion: float = 0.02  # the primary metric may be at most this worse than the champion's on the same rows
 
 # %% [markdown]
 ## The baseline and the champion
@@ -151,7 +149,7 @@ test_fail(lambda: raise_if_rejected(_g), contains="measured 0.85, limit 0.9")
 test_fail(lambda: acceptance_gates({"f1": 1}, "auc", {}, None, 0, 0, 0), contains="project.primary_metric")
 from sklearn.pipeline import Pipeline
 from sklearn.linear_model import LogisticRegression
-from mlops_nb.wrangle import make_preprocessor
+from mlops_nb.features import make_preprocessor
 _X = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "c": ["a", "b", "a", "b"]})
 _mdl = Pipeline([("f", make_preprocessor(["x"], ["c"])), ("m", LogisticRegression())]).fit(_X, [0, 0, 1, 1])
 _sch = {"features": ["x", "c"], "columns": {"x": {"kind": "numeric"}, "c": {"kind": "categorical"}}}

@@ -167,7 +167,7 @@ def onnx_converters() -> tuple[dict, dict, dict]:
     from skl2onnx.shape_calculators.function_transformer import calculate_sklearn_function_transformer_output_shapes
     from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
     from skl2onnx.shape_calculators.one_hot_encoder import calculate_sklearn_one_hot_encoder_output_shapes
-    from mlops_nb.wrangle import missing_to_nan
+    from mlops_nb.features import missing_to_nan
     def identity(operator, op):        # missing_to_nan on text that already says ONNX_MISSING: nothing to do
         return copy.copy(op).set_params(func=None, feature_names_out=None) if op.func is missing_to_nan else None
     def text_imputer(operator, op):    # NaN cannot be text: the model's input says ONNX_MISSING instead
@@ -272,7 +272,7 @@ def export_onnx(model, schema: dict, X: pd.DataFrame, dest) -> dict:
 from sklearn.linear_model import LogisticRegression, Ridge
 _Xo = pd.DataFrame({"a": np.linspace(0, 1, 50), "b c": np.linspace(1, 0, 50) ** 2})   # a name that is not an identifier
 from sklearn.pipeline import Pipeline
-from mlops_nb.wrangle import make_preprocessor
+from mlops_nb.features import make_preprocessor
 _ro = Pipeline([("features", make_preprocessor(["a", "b c"], [])), ("model", Ridge())]).fit(_Xo, _Xo.a * 2 + _Xo["b c"])
 _so = {"features": ["a", "b c"], "columns": {"a": {"kind": "numeric"}, "b c": {"kind": "numeric"}}}
 with _tf.TemporaryDirectory() as d:
@@ -324,6 +324,60 @@ def _champion_name(package_dir) -> str | None:
     try: return read_json(Path(package_dir)/"current.json").get("version")
     except (OSError, ValueError, AttributeError): return None
 
+# %% [code]
+#| export
+def write_version(model, model_file, dest, name: str, version: str, schema: dict, metrics: dict, lineage: dict,
+                  intervals: dict | None = None, X_check: pd.DataFrame | None = None) -> Path:
+    """Write the files of `version` into the folder `dest`, each flushed to disk: the model file, its schema, the ONNX
+    copy (when `X_check` rows are given to check its parity), the lineage and the model card."""
+    dest = Path(dest)
+    shutil.copyfile(model_file, dest/"model.skops")
+    write_json(schema, dest/"schema.json")
+    onnx = export_onnx(model, schema, X_check, dest/"model.onnx") if X_check is not None else None
+    write_json(
+        {
+            **lineage,
+            "version": version,
+            "metrics": metrics,
+            "intervals": intervals or {},
+            "onnx": onnx,
+            "model_sha256": file_sha256(dest / "model.skops"),
+        },
+        dest / "lineage.json",
+    )
+    model_card(model, name, version, schema, metrics.get("test", {}), lineage, intervals, onnx).save(
+        dest / "model_card.md"
+    )
+    for f in dest.iterdir(): _fsync(f)
+    return dest
+
+def install_folder(package_dir, version: str, write) -> Path:
+    """`package_dir/version`, made by `write(folder)` in a temporary folder that is then renamed into place: it
+    appears whole or not at all (the temporary folder is removed on error)."""
+    package_dir = Path(package_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=package_dir))
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, package_dir/version)
+        _fsync(package_dir)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+    return package_dir/version
+
+# %% [code]
+with _tf.TemporaryDirectory() as d:
+    _mf = save_model(LogisticRegression().fit([[0.0], [1.0]], ["a", "b"]), Path(d)/"m.skops")
+    _sch = {"target": "y", "task": "binary", "features": ["x"], "columns": {"x": {"kind": "numeric"}}}
+    _v = install_folder(Path(d), "v1", lambda f: write_version(load_trusted(_mf), _mf, f, "demo", "v1", _sch, {}, {}))
+    test_eq(sorted(f.name for f in _v.iterdir()), ["lineage.json", "model.skops", "model_card.md", "schema.json"])
+    test_eq(read_json(_v/"lineage.json")["model_sha256"], file_sha256(_mf))
+    def _fails(folder): (folder/"part").write_text("half"); raise OSError(28, "No space left on device")
+    test_fail(lambda: install_folder(Path(d), "v2", _fails), contains="No space left")
+    test_eq(sorted(f.name for f in Path(d).iterdir()), ["m.skops", "v1"])      # nothing half-written is left
+
+# %% [code]
+#| export
 def build_package(model_file, package_dir, name: str, schema: dict, metrics: dict, lineage: dict,
                   intervals: dict | None = None, X_check: pd.DataFrame | None = None) -> dict:
     """Package `model_file` as a new version under `package_dir` and make it the champion; return the champion's pointer.
@@ -340,31 +394,8 @@ def build_package(model_file, package_dir, name: str, schema: dict, metrics: dic
     try:
         package_dir.mkdir(parents=True, exist_ok=True)
         if not final.exists():
-            tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=package_dir))
-            try:
-                shutil.copyfile(model_file, tmp/"model.skops")
-                write_json(schema, tmp/"schema.json")
-                onnx = export_onnx(model, schema, X_check, tmp/"model.onnx") if X_check is not None else None
-                write_json(
-                    {
-                        **lineage,
-                        "version": version,
-                        "metrics": metrics,
-                        "intervals": intervals or {},
-                        "onnx": onnx,
-                        "model_sha256": file_sha256(tmp / "model.skops"),
-                    },
-                    tmp / "lineage.json",
-                )
-                model_card(model, name, version, schema, metrics.get("test", {}), lineage, intervals, onnx).save(
-                    tmp / "model_card.md"
-                )
-                for f in tmp.iterdir(): _fsync(f)
-                os.chmod(tmp, 0o755)
-                os.replace(tmp, final)
-                _fsync(package_dir)
-            finally:
-                if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+            install_folder(package_dir, version, lambda folder: write_version(
+                model, model_file, folder, name, version, schema, metrics, lineage, intervals, X_check))
         # packaged before and the registry has changed the champion since: a re-run must not undo that promote or
         # rollback (a retry after a failed switch, with no registry history, still switches)
         if existed and old is not None and (package_dir/"history.jsonl").is_file():

@@ -28,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from mlops_nb.core import find_root, record_step, require, save_model
 from mlops_nb.package import build_package
-from mlops_nb.wrangle import make_preprocessor
+from mlops_nb.features import make_preprocessor
 
 # %% [code] tags=['parameters']
 target: str = "species"                 # the column the model predicts (dropped from the batch before scoring)

@@ -8,27 +8,31 @@
 # %% [code]
 #| export
 from __future__ import annotations
-import base64, html, io, json, os, re, time
+import json, os, re, time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from mlops_nb.core import now_utc, read_json, require, utc_time, write_json, write_text
+from mlops_nb.core import now_utc, read_json, require, utc_time, write_json
 from mlops_nb.logstore import (PREDICTION_LOG_TABLE as LOG_TABLE, ensure_tables, labelled_window, make_engine,   # 00b
                                prediction_id, prediction_log_table, read_prediction_log, _utc)
 from mlops_nb.contracts import LOWER_IS_BETTER, check_schema
 # 00d: intervals and CBPE, shared with evaluate and online learning
 from mlops_nb.estimate import ESTIMABLE, CBPE, bootstrap_intervals
-from mlops_nb.pages import html_page
+# 00g: the drift statistics and the drift report page
+from mlops_nb.drift import (categorical_drift, coerce_to_schema, drift_html, drift_table, numeric_drift,
+                            prediction_drift)
+# the step's parameter `profile_compare` (a bool) would hide the function in the notebook
+from mlops_nb.drift import profile_compare as compare_profiles
 
 # %% [code]
 from fastcore.test import test_eq, test_close, test_fail
 import tempfile, sqlite3
 from mlops_nb.core import find_root, record_step, require
 from mlops_nb.serve import load_model
+from mlops_nb.drift import drift_table
 
 # %% [code] tags=['parameters']
 target: str = "species"  # the column to predict
@@ -48,12 +52,10 @@ min_wasserstein: float = 0.15  # numeric: smallest material shift, in reference 
 min_jensen_shannon: float = 0.05  # categorical: smallest material Jensen-Shannon distance (0..1)
 psi_threshold: float = 0.2  # a PSI at or above this is material too
 max_drift_share: float = 0.0  # retrain recommended when the share of drifted features exceeds this (0: any)
-# retrain recommended when the primary metric got worse by more (scores: absolute; neg_* errors: relative)
-max_decay: float = 0.05
+max_decay: float = 0.05  # retrain recommended when the primary metric got worse by more (scores: absolute; neg_* errors: relative)
 min_rows: int = 30  # fewer current rows: could not evaluate; fewer labelled rows: decay not measured
 bootstrap_rounds: int = 200  # resamples for the 95% interval of the measured and of the estimated metric
-# classifiers: estimate the primary metric without labels (CBPE), calibrated on the test split
-estimate_performance: bool = True
+estimate_performance: bool = True  # classifiers: estimate the primary metric without labels (CBPE), calibrated on the test split
 profile_compare: bool = True  # ydata-profiling comparison report of reference vs current
 profile_max_rows: int = 5000  # rows sampled from each side for it
 
@@ -165,83 +167,10 @@ with tempfile.TemporaryDirectory() as d:
     test_fail(lambda: read_prediction_log(str(Path(d)/"other.db")), contains="lacks the columns ['model_version'")
 
 # %% [markdown]
-## Drift of one column
+## The signal
 
-Numeric columns: the two-sample Kolmogorov–Smirnov test, and the Wasserstein distance in units of the
-reference's standard deviation (how far the distribution moved). Categorical columns: the chi-squared
-test of the two samples' counts, and the Jensen–Shannon distance (base 2, between 0 and 1) of the shares.
-Both kinds also get the population stability index (PSI) over the reference's deciles or categories.
-A p-value answers "could this be chance?", a distance "is it big enough to matter?": with a million
-logged rows every tiny difference is significant, with fifty rows a large one may not be.
-
-# %% [code]
-#| export
-def psi(ref_share: np.ndarray, cur_share: np.ndarray, eps: float = 1e-4) -> float:
-    "Population stability index between two vectors of bin shares."
-    r, c = np.clip(ref_share, eps, None), np.clip(cur_share, eps, None)
-    return float(np.sum((c - r) * np.log(c / r)))
-
-def numeric_drift(ref: pd.Series, cur: pd.Series, bins: int = 10) -> dict:
-    """KS statistic and p-value, Wasserstein distance in reference standard deviations, and PSI over the reference's
-    quantile bins."""
-    ref = pd.to_numeric(ref, errors="coerce").dropna().to_numpy(float)
-    cur = pd.to_numeric(cur, errors="coerce").dropna().to_numpy(float)
-    ks = stats.ks_2samp(ref, cur)
-    sd = float(np.std(ref))
-    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
-    edges[0], edges[-1] = -np.inf, np.inf
-    share = lambda s: np.histogram(s, edges)[0] / max(len(s), 1)
-    return {
-        "test": "Kolmogorov-Smirnov",
-        "statistic": float(ks.statistic),
-        "p_value": float(ks.pvalue),
-        "distance_name": "Wasserstein / sd",
-        "distance": float(stats.wasserstein_distance(ref, cur) / (sd if sd > 0 else 1.0)),
-        "psi": psi(share(ref), share(cur)),
-    }
-
-def categorical_drift(ref: pd.Series, cur: pd.Series) -> dict:
-    """Chi-squared test of the category counts, Jensen-Shannon distance and PSI of the shares (missing values are a
-    category)."""
-    from scipy.spatial.distance import jensenshannon
-    counts = pd.DataFrame({"r": ref.astype(object).fillna("<missing>").astype(str).value_counts(),
-                           "c": cur.astype(object).fillna("<missing>").astype(str).value_counts()}).fillna(0)
-    table = counts.to_numpy(float).T
-    if len(counts) < 2 or table[1].sum() == 0: stat, p = 0.0, 1.0
-    else: stat, p, *_ = stats.chi2_contingency(table)
-    rs, cs = table[0] / max(table[0].sum(), 1), table[1] / max(table[1].sum(), 1)
-    return {"test": "chi-squared", "statistic": float(stat), "p_value": float(p), "distance_name": "Jensen-Shannon",
-            "distance": float(jensenshannon(rs, cs, base=2)) if table[1].sum() else 0.0, "psi": psi(rs, cs)}
-
-# %% [code]
-_rng = np.random.default_rng(0)
-_ref = pd.Series(_rng.normal(size=2000))
-_same = numeric_drift(_ref, pd.Series(_rng.normal(size=500)))
-assert _same["p_value"] > 0.01 and _same["distance"] < 0.1
-_shift = numeric_drift(_ref, pd.Series(_rng.normal(0.5, 1, size=500)))
-# half a standard deviation
-assert _shift["p_value"] < 1e-6 and 0.4 < _shift["distance"] < 0.6 and _shift["psi"] > 0.1
-_cref = pd.Series(_rng.choice(["a", "b", "c"], 2000, p=[0.6, 0.3, 0.1]))
-assert categorical_drift(_cref, pd.Series(_rng.choice(["a", "b", "c"], 500, p=[0.6, 0.3, 0.1])))["p_value"] > 0.01
-_cat = categorical_drift(_cref, pd.Series(_rng.choice(["a", "b", "c"], 500, p=[0.5, 0.3, 0.2])))   # c's share doubles
-assert _cat["p_value"] < 0.01 and _cat["distance"] > 0.05
-test_close(psi(np.array([0.5, 0.5]), np.array([0.5, 0.5])), 0.0)
-# missing values count as a category
-test_eq(categorical_drift(_cref, pd.Series(["a"] * 10 + [None] * 10))["p_value"] < 1e-6, True)
-
-# %% [markdown]
-## Drift of a table, and the signal
-
-Each feature is one test; with ten features, ten tests at p < 0.01 would raise a false alarm on about one
-batch in ten. The monitor controls the **family-wise** error instead: a feature's test is significant when
-p < `p_value` / m, where m is the number of tests of the batch (the features compared plus the prediction
-test), the Bonferroni correction, so a batch from the reference distribution raises drift with a probability
-of at most `p_value`. A significant feature counts as **drifted** only if its shift is also material: a
-distance of at least `min_wasserstein` (numeric) or `min_jensen_shannon` (categorical), or a PSI of at least
-`psi_threshold`. The default floors, 0.15 standard deviations and a Jensen–Shannon distance of 0.05, sit
-below what is usually called a small effect (0.2 sd) and above the sampling noise of the distances for batches
-of about a thousand rows; they keep a huge batch (a month of logged predictions) from calling a trivial shift
-drift.
+Each feature's drift is judged in `mlops_nb.drift` (00g_drift: the tests, the Bonferroni family and the
+distance floors).
 
 The signal is "drift: retrain recommended" when the share of drifted features exceeds `max_drift_share`
 (0 by default: one drifted feature is enough), when the predictions drifted, or when the primary metric lost
@@ -253,65 +182,6 @@ rows or no feature could be compared; otherwise "no drift".
 NO_DRIFT, RETRAIN, UNKNOWN = "no drift", "drift: retrain recommended", "could not evaluate"
 EXIT_CODES = {NO_DRIFT: 0, RETRAIN: 1, UNKNOWN: 2}
 RETRAIN_FAILED_EXIT = 3   # `mlops-nb monitor --retrain`: drift, but the retrained model was rejected or the run failed
-
-def coerce_to_schema(current: pd.DataFrame, schema: dict) -> tuple[pd.DataFrame, list[str]]:
-    """`current` with numeric features as floats and categorical ones as text; values that are not numbers become missing
-    and are reported."""
-    out, problems = current.copy(), []
-    for f in schema["features"]:
-        if f not in out: continue
-        kind = schema["columns"][f]["kind"]
-        if kind == "numeric" and not pd.api.types.is_numeric_dtype(out[f]):
-            conv = pd.to_numeric(out[f], errors="coerce")
-            bad = out[f].notna() & conv.isna()
-            if bad.any():
-                problems.append(
-                    f"column {f!r}: {int(bad.sum())} values are not numbers (e.g. {out.loc[bad, f].iloc[0]!r}), counted"
-                    " as missing"
-                )
-            out[f] = conv.astype(float)
-        elif kind in ("categorical", "boolean"):
-            out[f] = out[f].astype(object).where(out[f].notna(), None).map(lambda v: v if v is None else str(v))
-    return out, problems
-
-def drift_table(reference: pd.DataFrame, current: pd.DataFrame, schema: dict, p_value: float = 0.01,
-                psi_threshold: float = 0.2, min_wasserstein: float = 0.15, min_jensen_shannon: float = 0.05,
-                n_tests: int | None = None, min_values: int = 5) -> pd.DataFrame:
-    """One row per feature present in both frames: test, statistic, p-value, Bonferroni threshold, distance,
-    PSI and verdict. `n_tests` (default: the features compared) is the size of the family of tests."""
-    feats = [
-        f for f in schema["features"] if f in reference and f in current and schema["columns"][f]["kind"] != "datetime"
-    ]
-    alpha = p_value / max(n_tests or len(feats), 1)
-    rows = []
-    for f in feats:
-        kind = "numeric" if schema["columns"][f]["kind"] == "numeric" else "categorical"
-        if current[f].notna().sum() < min_values and kind == "numeric":
-            rows.append({"feature": f, "kind": kind, "test": "not evaluated", "statistic": np.nan, "p_value": np.nan,
-                         "p_threshold": alpha, "distance_name": "", "distance": np.nan, "distance_threshold": np.nan,
-                         "psi": np.nan, "significant": False, "drifted": False, "evaluated": False}); continue
-        r = (
-            numeric_drift(reference[f], current[f])
-            if kind == "numeric"
-            else categorical_drift(reference[f], current[f])
-        )
-        floor = min_wasserstein if kind == "numeric" else min_jensen_shannon
-        sig = r["p_value"] < alpha
-        rows.append(
-            {
-                "feature": f,
-                "kind": kind,
-                **r,
-                "p_threshold": alpha,
-                "distance_threshold": floor,
-                "significant": sig,
-                "drifted": bool(sig and (r["distance"] >= floor or r["psi"] >= psi_threshold)),
-                "evaluated": True,
-            }
-        )
-    cols = ["feature", "kind", "test", "statistic", "p_value", "p_threshold", "distance_name", "distance",
-            "distance_threshold", "psi", "significant", "drifted", "evaluated"]
-    return pd.DataFrame(rows, columns=cols)
 
 def drift_signal(
     table: pd.DataFrame,
@@ -341,29 +211,19 @@ def drift_signal(
     return (RETRAIN if reasons else NO_DRIFT), share, reasons
 
 # %% [code]
+_rng = np.random.default_rng(0)
 _sch = {"features": ["x", "c"], "columns": {"x": {"kind": "numeric"}, "c": {"kind": "categorical"}}}
-_R = pd.DataFrame({"x": _ref, "c": _cref})
+_R = pd.DataFrame({"x": _rng.normal(size=2000), "c": _rng.choice(["a", "b", "c"], 2000, p=[0.6, 0.3, 0.1])})
 _same = _R.sample(500, random_state=1)
-_t = drift_table(_R, _same, _sch)
-test_eq(_t["p_threshold"].tolist(), [0.005, 0.005])                           # Bonferroni: 0.01 / 2 tests
-test_eq(drift_signal(_t)[:2], (NO_DRIFT, 0.0))
 _moved = _same.assign(x=_same.x + 1.0, c="c")
-_t = drift_table(_R, _moved, _sch)
-test_eq(_t["drifted"].tolist(), [True, True])
-test_eq(drift_signal(_t, 0.3)[:2], (RETRAIN, 1.0))
+test_eq(drift_signal(drift_table(_R, _same, _sch))[:2], (NO_DRIFT, 0.0))
+test_eq(drift_signal(drift_table(_R, _moved, _sch), 0.3)[:2], (RETRAIN, 1.0))
 test_eq(drift_signal(drift_table(_R, pd.DataFrame({"z": [1]}), _sch))[0], UNKNOWN)
-_big = pd.DataFrame({"x": _rng.normal(size=20_000), "c": "a"})
-# significant with 20 000 rows, but too small to matter
-_tiny = drift_table(_big, _big.assign(x=_big.x + 0.07), _sch)
-test_eq((bool(_tiny.significant[0]), bool(_tiny.drifted[0])), (True, False))
 test_eq(drift_signal(drift_table(_R, _same, _sch), decay=0.2)[0], RETRAIN)
 test_eq(
     drift_signal(drift_table(_R, _same, _sch), estimated_decay=0.2)[2],
     ["the primary metric estimated without labels (CBPE) decayed by 0.2 (> 0.05)"],
 )
-_c, _probs = coerce_to_schema(pd.DataFrame({"x": ["1.5", "heavy", None], "c": [1, None, "a"]}), _sch)
-test_eq((_c["x"].tolist()[0], _c["c"].tolist()), (1.5, ["1", None, "a"]))
-test_eq(_probs, ["column 'x': 1 values are not numbers (e.g. 'heavy'), counted as missing"])
 
 # %% [markdown]
 ## Performance decay
@@ -452,26 +312,116 @@ service are used as they are; a batch file is predicted by the champion.
 
 # %% [code]
 #| export
-def monitor(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    served,
-    p_value: float = 0.01,
-    psi_threshold: float = 0.2,
-    max_drift_share: float = 0.0,
-    metric: str | None = None,
-    metric_at_training: float | None = None,
-    min_wasserstein: float = 0.15,
-    min_jensen_shannon: float = 0.05,
-    max_decay: float = 0.05,
-    min_rows: int = 30,
-    predictions: pd.Series | None = None,
-    problems: list[str] | None = None,
-    source: str = "",
-    calibration: pd.DataFrame | None = None,
-    rounds: int = 200,
-    estimate: bool = True,
-) -> tuple[dict, pd.DataFrame]:
+def measure_decay(task: str, y: pd.Series, predicted: pd.Series, metric: str, metric_at_training: float | None,
+                  rounds: int = 200) -> dict:
+    """The oriented `metric` of `predicted` against the labels `y` and its decay since training, each with its bootstrap
+    interval (`rounds` resamples; 0: none): the measured-performance fields of the monitor's result."""
+    from mlops_nb.contracts import task_metrics
+    y, yp = (
+        (pd.to_numeric(y, errors="coerce"), pd.to_numeric(predicted, errors="coerce"))
+        if task == "regression"
+        else (y.astype(str), predicted.astype(str))
+    )
+    now = oriented(task_metrics(task, y, yp), metric)
+    dec = decay(metric, now, metric_at_training)
+    iv = (
+        oriented_interval(
+            bootstrap_intervals(task, y.to_numpy(), yp.to_numpy(), rounds=rounds, max_rows=20_000), metric
+        )
+        if rounds
+        else None
+    )
+    return dict(
+        metric=metric,
+        metric_current=now,
+        metric_current_interval=list(iv) if iv else None,
+        metric_at_training=metric_at_training,
+        decay=dec,
+        labelled_rows=len(y),
+        decay_interval=(
+            sorted([decay(metric, iv[0], metric_at_training), decay(metric, iv[1], metric_at_training)])
+            if iv and dec is not None
+            else None
+        ),
+    )
+
+def labelled_performance(current: pd.DataFrame, predictions, task: str, target: str, metric: str,
+                         metric_at_training: float | None, min_rows: int = 30, rounds: int = 200) -> tuple[dict, list]:
+    """`measure_decay` on the labelled rows of `current` (its `target` column) and the model's `predictions` for all
+    rows, with notes: fewer than `min_rows` labels give only their count."""
+    n_lab = int(current[target].notna().sum()) if target in current else 0
+    if n_lab >= min_rows:
+        lab = current[target].notna().to_numpy()
+        y, yp = current.loc[lab, target], pd.Series(np.asarray(predictions)[lab])
+        return measure_decay(task, y, yp, metric, metric_at_training, rounds), []
+    if n_lab: return {"labelled_rows": n_lab}, [
+        f"{n_lab} labelled rows, fewer than monitor.min_rows = {min_rows}: decay not measured"]
+    return {}, []
+
+# %% [code]
+_lab = pd.DataFrame({"y": ["a", "b"] * 20 + [None] * 10})
+_pred = pd.Series(["a", "b"] * 15 + ["b", "a"] * 5 + ["a"] * 10)      # 30 of the 40 labelled rows right
+_m, _n = labelled_performance(_lab, _pred, "binary", "y", "accuracy", 0.9, rounds=50)
+test_eq((_m["metric_current"], _m["decay"], _m["labelled_rows"], _n), (0.75, 0.15, 40, []))
+assert _m["metric_current_interval"][0] <= 0.75 <= _m["metric_current_interval"][1] and len(_m["decay_interval"]) == 2
+test_eq(labelled_performance(_lab, _pred, "binary", "y", "accuracy", 0.9, min_rows=50),
+        ({"labelled_rows": 40}, ["40 labelled rows, fewer than monitor.min_rows = 50: decay not measured"]))
+test_eq(labelled_performance(_lab.drop(columns="y"), _pred, "binary", "y", "accuracy", 0.9), ({}, []))
+test_eq(measure_decay("regression", pd.Series([1.0, 2.0]), pd.Series([1.0, 2.0]), "r2", 1.0, rounds=0)["decay"], 0.0)
+
+# %% [code]
+#| export
+def estimated_performance(served, current: pd.DataFrame, calibration: pd.DataFrame | None, metric: str,
+                          metric_at_training: float | None, complete: bool = True, rounds: int = 200,
+                          labelled=None) -> tuple[dict, list]:
+    """CBPE's estimate of a classifier's `metric` on `current` and its decay since training: the estimated-performance
+    fields of the monitor's result, with notes (`complete`: every feature column is there to predict with)."""
+    if metric not in ESTIMABLE:
+        return {}, [f"CBPE estimates {', '.join(ESTIMABLE)}; the primary metric {metric} is not estimated"]
+    if not complete:
+        return {}, ["CBPE not evaluated: feature columns are missing, so the model cannot give probabilities"]
+    est = estimate_current(served, current, calibration, rounds, labelled=labelled)
+    value = est["metrics"][metric]
+    est_dec = decay(metric, value, metric_at_training)
+    estimated = {
+        "method": "CBPE",
+        "metric": metric,
+        "value": value,
+        "interval": est["intervals"].get(metric),
+        "decay": est_dec,
+        "rows": est["rows"],
+        "calibration_rows": est["calibration_rows"],
+        **({"value_on_labelled_rows": est["labelled"]["metrics"][metric]} if "labelled" in est else {}),
+    }
+    notes = [] if est["calibrated"] else [
+        "CBPE: no labelled held-out rows to calibrate on; the model's probabilities are taken as they are"]
+    return dict(estimated=estimated, metric=metric, metric_at_training=metric_at_training, metric_estimated=value,
+                estimated_decay=est_dec), notes
+
+# %% [code]
+class _Served:
+    "The little of a served classifier the monitor uses: schema, version, classes and predictions with probabilities."
+    schema = {"features": ["x"], "columns": {"x": {"kind": "numeric"}}, "target": "y", "task": "binary"}
+    version, classes, is_classifier = "v1", ["a", "b"], True
+    def predict(self, df):
+        p = 1 / (1 + np.exp(-3 * pd.to_numeric(df["x"]).to_numpy()))
+        return pd.DataFrame({"prediction": np.where(p >= 0.5, "b", "a"), "proba_a": 1 - p, "proba_b": p})
+_X = pd.DataFrame({"x": _rng.normal(size=300)})
+_e, _n = estimated_performance(_Served(), _X, None, "accuracy", 0.9, rounds=20)
+test_eq((_e["estimated"]["method"], _e["estimated"]["rows"], _e["estimated_decay"] == _e["estimated"]["decay"]),
+        ("CBPE", 300, True))
+assert 0.5 < _e["metric_estimated"] < 1 and "no labelled held-out rows" in _n[0]
+test_eq(estimated_performance(_Served(), _X, None, "roc_auc", 0.9)[0], {})
+assert "CBPE not evaluated" in estimated_performance(_Served(), _X, None, "accuracy", 0.9, complete=False)[1][0]
+
+# %% [code]
+#| export
+def monitor(reference: pd.DataFrame, current: pd.DataFrame, served, p_value: float = 0.01, psi_threshold: float = 0.2,
+            max_drift_share: float = 0.0, metric: str | None = None, metric_at_training: float | None = None,
+            min_wasserstein: float = 0.15, min_jensen_shannon: float = 0.05, max_decay: float = 0.05,
+            min_rows: int = 30, predictions: pd.Series | None = None, problems: list[str] | None = None,
+            source: str = "", calibration: pd.DataFrame | None = None, rounds: int = 200,
+            estimate: bool = True) -> tuple[dict, pd.DataFrame]:
     """Everything the monitor measures on `current` against `reference`, and the per-feature drift table. Labelled rows
     of `current` (its target column) give the measured metric and its decay with their intervals (`rounds` resamples);
     for a classifier, `estimate` adds the CBPE estimate of the metric on all rows, calibrated on `calibration` (labelled
@@ -483,110 +433,32 @@ def monitor(
     reference, _ = coerce_to_schema(reference, schema)
     violations = list(problems or []) + coerce_problems + check_schema(current, schema)
     compared = [f for f in schema["features"] if f in current and f in reference]
+    complete, tests = len(compared) == len(schema["features"]), len(compared) + 1
     table = drift_table(reference, current, schema, p_value, psi_threshold, min_wasserstein, min_jensen_shannon,
-                        n_tests=len(compared) + 1)
-    result = {
-        "status": UNKNOWN,
-        "checked": now_utc(),
-        "source": source,
-        "model_version": served.version,
-        "task": task,
-        "rows_reference": len(reference),
-        "rows_current": len(current),
-        "p_value": p_value,
-        "bonferroni_tests": len(compared) + 1,
-        "p_threshold": p_value / (len(compared) + 1),
-        "max_decay": max_decay,
-    }
-    pred_drift, dec, est_dec, notes = False, None, None, []
+                        n_tests=tests)
+    result = {"status": UNKNOWN, "checked": now_utc(), "source": source, "model_version": served.version, "task": task,
+              "rows_reference": len(reference), "rows_current": len(current), "p_value": p_value,
+              "bonferroni_tests": tests, "p_threshold": p_value / tests, "max_decay": max_decay}
+    notes = []
     if len(current) < min_rows:
         notes.append(f"the current data has {len(current)} rows, fewer than monitor.min_rows = {min_rows}")
-    elif len(compared) == len(schema["features"]) or predictions is not None:
+    elif complete or predictions is not None:
         pref = served.predict(reference)["prediction"]
         pcur = predictions if predictions is not None else served.predict(current)["prediction"]
-        pr = (
-            numeric_drift(pref, pcur)
-            if task == "regression"
-            else categorical_drift(pref.astype(str), pcur.dropna().astype(str))
-        )
-        floor = min_wasserstein if task == "regression" else min_jensen_shannon
-        pred_drift = bool(
-            pr["p_value"] < result["p_threshold"] and (pr["distance"] >= floor or pr["psi"] >= psi_threshold)
-        )
-        result["prediction_drift"] = {
-            **pr,
-            "p_threshold": result["p_threshold"],
-            "distance_threshold": floor,
-            "drifted": pred_drift,
-        }
-        n_lab = int(current[tgt].notna().sum()) if tgt in current else 0
-        lab = current[tgt].notna().to_numpy() if n_lab else None
-        if metric and n_lab >= min_rows:
-            from mlops_nb.contracts import task_metrics
-            y, yp = current.loc[lab, tgt], pd.Series(np.asarray(pcur)[lab])
-            y, yp = (
-                (pd.to_numeric(y, errors="coerce"), pd.to_numeric(yp, errors="coerce"))
-                if task == "regression"
-                else (y.astype(str), yp.astype(str))
-            )
-            now = oriented(task_metrics(task, y, yp), metric)
-            dec = decay(metric, now, metric_at_training)
-            iv = (
-                oriented_interval(
-                    bootstrap_intervals(task, y.to_numpy(), yp.to_numpy(), rounds=rounds, max_rows=20_000), metric
-                )
-                if rounds
-                else None
-            )
-            result.update(
-                metric=metric,
-                metric_current=now,
-                metric_current_interval=list(iv) if iv else None,
-                metric_at_training=metric_at_training,
-                decay=dec,
-                labelled_rows=n_lab,
-                decay_interval=(
-                    sorted([decay(metric, iv[0], metric_at_training), decay(metric, iv[1], metric_at_training)])
-                    if iv and dec is not None
-                    else None
-                ),
-            )
-        elif metric and n_lab:
-            notes.append(f"{n_lab} labelled rows, fewer than monitor.min_rows = {min_rows}: decay not measured")
-            result["labelled_rows"] = n_lab
+        result["prediction_drift"] = prediction_drift(pref, pcur, task, result["p_threshold"], psi_threshold,
+                                                      min_wasserstein, min_jensen_shannon)
+        lab = current[tgt].notna().to_numpy() if tgt in current and current[tgt].notna().any() else None
+        steps = [labelled_performance(current, pcur, task, tgt, metric, metric_at_training, min_rows, rounds)] \
+            if metric else []
         if metric and estimate and getattr(served, "is_classifier", False):
-            if metric not in ESTIMABLE:
-                notes.append(f"CBPE estimates {', '.join(ESTIMABLE)}; the primary metric {metric} is not estimated")
-            elif len(compared) < len(schema["features"]):
-                notes.append("CBPE not evaluated: feature columns are missing, so the model cannot give probabilities")
-            else:
-                est = estimate_current(served, current, calibration, rounds, labelled=lab)
-                value = est["metrics"][metric]
-                est_dec = decay(metric, value, metric_at_training)
-                result["estimated"] = {
-                    "method": "CBPE",
-                    "metric": metric,
-                    "value": value,
-                    "interval": est["intervals"].get(metric),
-                    "decay": est_dec,
-                    "rows": est["rows"],
-                    "calibration_rows": est["calibration_rows"],
-                    **({"value_on_labelled_rows": est["labelled"]["metrics"][metric]} if "labelled" in est else {}),
-                }
-                result.update(
-                    metric=metric,
-                    metric_at_training=metric_at_training,
-                    metric_estimated=value,
-                    estimated_decay=est_dec,
-                )
-                if not est["calibrated"]:
-                    notes.append(
-                        "CBPE: no labelled held-out rows to calibrate on; the model's probabilities are taken as"
-                        " they are"
-                    )
+            steps.append(estimated_performance(served, current, calibration, metric, metric_at_training, complete,
+                                               rounds, labelled=lab))
+        for fields, more in steps: result.update(fields); notes += more
     else:
         notes.append("prediction drift not evaluated: feature columns are missing, so the model cannot predict")
-    status, share, reasons = drift_signal(table, max_drift_share, pred_drift, dec, max_decay, est_dec)
+    pred_drift = result.get("prediction_drift", {}).get("drifted", False)
+    status, share, reasons = drift_signal(table, max_drift_share, pred_drift, result.get("decay"), max_decay,
+                                          result.get("estimated_decay"))
     if len(current) < min_rows: status, reasons = UNKNOWN, notes[:1]
     result.update(status=status, exit_code=EXIT_CODES[status], reasons=reasons, notes=notes, drift_share=share,
                   drifted_features=table.loc[table.drifted, "feature"].tolist(),
@@ -594,129 +466,27 @@ def monitor(
                   features=table.replace({np.nan: None}).to_dict("records"), seconds=round(time.perf_counter() - t0, 3))
     return result, table
 
+# %% [code]
+_cur = pd.DataFrame({"x": _rng.normal(size=200)})
+_cur["y"] = np.where(_cur.x > 0, "b", "a")                             # labelled, and the model is right on all
+_res, _tab = monitor(_cur, _cur, _Served(), metric="accuracy", metric_at_training=0.85, rounds=20)
+test_eq((_res["status"], _res["prediction_drift"]["drifted"], _res["decay"], _res["labelled_rows"]),
+        (NO_DRIFT, False, -0.15, 200))                        # better than at training
+assert _res["estimated"]["method"] == "CBPE" and _res["estimated_decay"] < 0.05
+assert "no labelled held-out rows" in _res["notes"][0]          # no calibration rows given
+_res, _ = monitor(_cur, _cur.assign(x=_cur.x + 2), _Served(), metric="accuracy", rounds=0, estimate=False)
+test_eq((_res["status"], _res["drifted_features"], _res["prediction_drift"]["drifted"]), (RETRAIN, ["x"], True))
+test_eq(monitor(_cur, _cur.head(10), _Served())[0]["reasons"],
+        ["the current data has 10 rows, fewer than monitor.min_rows = 30"])
+
 # %% [markdown]
 ## The report
 
-An HTML page with the verdict and its reasons, a table of every feature's test (statistic, p-value,
-Bonferroni threshold, distance and its threshold, PSI, verdict) and side-by-side distributions; next to it
-ydata-profiling's comparison of reference and current (on a sample of at most `profile_max_rows` rows
-each, so it stays affordable on a million logged rows); and the numbers to dvclive, one step per run.
+The drift report page and ydata-profiling's comparison are made by `mlops_nb.drift` (00g_drift); the numbers go
+to dvclive, one step per run.
 
 # %% [code]
 #| export
-def _plot_png(ref: pd.Series, cur: pd.Series, kind: str, title: str) -> str:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(4, 2.4))
-    if kind == "numeric":
-        r, c = pd.to_numeric(ref, errors="coerce").dropna(), pd.to_numeric(cur, errors="coerce").dropna()
-        bins = np.histogram_bin_edges(pd.concat([r, c]), bins=20) if len(r) + len(c) else 10
-        ax.hist(r, bins=bins, density=True, alpha=0.5, label="reference")
-        ax.hist(c, bins=bins, density=True, alpha=0.5, label="current")
-    else:
-        shares = pd.DataFrame({"reference": ref.astype(str).value_counts(normalize=True),
-                               "current": cur.astype(str).value_counts(normalize=True)}).fillna(0).head(20)
-        shares.plot.bar(ax=ax, rot=0)
-    ax.set_title(title, fontsize=9); ax.legend(fontsize=7); fig.tight_layout()
-    buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=80); plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-def _num(v, fmt): return "" if v is None or v != v else format(v, fmt)
-
-def performance_html(result: dict) -> str:
-    """The report's performance section: the metric measured on the labelled rows and CBPE's estimate, each with its
-    interval."""
-    if result.get("metric") is None: return ""
-    esc, m, rows = html.escape, result["metric"], []
-    iv = lambda v: f" (95% interval {_num(v[0], '.4f')} to {_num(v[1], '.4f')})" if v else ""
-    if result.get("metric_current") is not None:
-        rows.append(
-            f"<tr><td>measured on {result.get('labelled_rows')} labelled"
-            f" rows</td><td>{_num(result['metric_current'], '.4f')}"
-            f"{iv(result.get('metric_current_interval'))}</td><td>{_num(result.get('decay'), '.4f')}{iv(result.get('decay_interval'))}</td></tr>"
-        )
-    e = result.get("estimated")
-    if e:
-        lab = (
-            f"; {_num(e['value_on_labelled_rows'], '.4f')} on the labelled rows"
-            if e.get("value_on_labelled_rows") is not None
-            else ""
-        )
-        rows.append(
-            f"<tr><td>estimated without labels (CBPE) on {e['rows']} rows, calibrated on {e['calibration_rows']}</td>"
-            f"<td>{_num(e['value'], '.4f')}{iv(e.get('interval'))}{lab}</td><td>{_num(e.get('decay'), '.4f')}</td></tr>"
-        )
-    return (
-        f"<h2>Performance: {esc(m)}</h2><p>At acceptance (test split):"
-        f" {_num(result.get('metric_at_training'), '.4f')}; "
-        "decay is how much worse (positive: worse), the signal fires above"
-        f" {esc(str(result.get('max_decay', '')))}.</p>"
-        "<table><thead><tr><th>how</th><th>value</th><th>decay</th></tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table>"
-    )
-
-def drift_html(table: pd.DataFrame, reference: pd.DataFrame, current: pd.DataFrame, result: dict, dest,
-               profile_href: str | None = None) -> Path:
-    "Write the drift report to `dest` atomically."
-    esc = html.escape
-    rows = "".join(
-        f"<tr class={'drift' if r.drifted else 'ok'}><td>{esc(r.feature)}</td><td>{esc(r.kind)}</td><td>{esc(r.test)}</td>"
-        f"<td>{_num(r.statistic, '.4f')}</td><td>{_num(r.p_value, '.4g')}</td><td>{_num(r.p_threshold, '.3g')}</td>"
-        f"<td>{esc(r.distance_name)}"
-        f" {_num(r.distance, '.3f')}</td><td>{_num(r.distance_threshold, 'g')}</td><td>{_num(r.psi, '.3f')}</td>"
-        f"<td>{'drift' if r.drifted else 'no drift' if r.evaluated else 'not evaluated'}</td>"
-        f"<td><img alt='distribution of {esc(r.feature)}'"
-        f" src='data:image/png;base64,{_plot_png(reference[r.feature], current[r.feature], r.kind, r.feature)}'></td></tr>"
-        for r in table.itertuples()
-    )
-    pdrift = result.get("prediction_drift")
-    pred = (
-        f"<p>Predictions: {esc(pdrift['test'])} p = {pdrift['p_value']:.4g} (threshold {pdrift['p_threshold']:.3g}),"
-        f" {esc(pdrift['distance_name'])} {pdrift['distance']:.3f}:"
-        f" <b>{'drift' if pdrift['drifted'] else 'no drift'}</b></p>"
-        if pdrift
-        else ""
-    )
-    perf = performance_html(result)
-    skip = {"features", "prediction_drift", "reasons", "schema_violations", "notes", "estimated"}
-    facts = "".join(f"<li><b>{esc(str(k))}</b>: {esc(str(v))}</li>" for k, v in result.items() if k not in skip)
-    lst = lambda xs: "<ul>" + "".join(f"<li>{esc(str(x))}</li>" for x in xs) + "</ul>" if xs else "<p>none</p>"
-    prof = (
-        f"<p><a href='{esc(profile_href)}'>ydata-profiling comparison of reference and current</a></p>"
-        if profile_href
-        else ""
-    )
-    css = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse}\n"
-           "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left} tr.drift{background:#fde2e2}")
-    body = f"""<h1>Drift report: {esc(result['status'])}</h1><h2>Why</h2>{lst(result.get('reasons', []) + result.get('notes', []))}
-{pred}{perf}<h2>Schema violations ({len(result.get('schema_violations', []))})</h2>{lst(result.get('schema_violations', []))}
-<h2>Features</h2><p>A feature drifted when its p-value is below the threshold (Bonferroni over {result.get('bonferroni_tests')} tests)
-and its distance or PSI reaches its threshold.</p>
-<table><thead><tr><th>feature</th><th>kind</th><th>test</th><th>statistic</th><th>p-value</th><th>threshold</th><th>distance</th>
-<th>distance threshold</th><th>PSI</th><th>verdict</th><th>distributions</th></tr></thead><tbody>{rows}</tbody></table>
-{prof}<h2>Facts</h2><ul>{facts}</ul><p><a href="index.html">back to the run summary</a></p>"""
-    return write_text(html_page("Drift report", body, css), dest)
-
-def profile_compare(reference: pd.DataFrame, current: pd.DataFrame, dest, max_rows: int = 5000, seed: int = 0) -> Path:
-    """ydata-profiling's comparison report of `reference` and `current` (their shared columns, at most `max_rows` rows
-    each), atomically."""
-    os.environ["YDATA_PROFILING_NO_ANALYTICS"] = "True"
-    from data_profiling import ProfileReport
-    cols = [c for c in reference.columns if c in current.columns]
-    if not cols: raise ValueError("profile comparison: the reference and current data share no column")
-    sample = lambda df: df[cols].sample(min(len(df), max_rows), random_state=seed) if len(df) > max_rows else df[cols]
-    ref, cur = sample(reference).reset_index(drop=True), sample(current).reset_index(drop=True)
-    for c in cols:   # the same dtypes on both sides, or the comparison refuses
-        if pd.api.types.is_numeric_dtype(ref[c]):
-            cur[c] = pd.to_numeric(cur[c], errors="coerce").astype(float)
-            ref[c] = ref[c].astype(float)
-        else: ref[c], cur[c] = ref[c].astype(object), cur[c].astype(object)
-    rep = ProfileReport(ref, title="reference", minimal=True, progress_bar=False).compare(
-        ProfileReport(cur, title="current", minimal=True, progress_bar=False))
-    return write_text(rep.to_html(), dest)
-
 def log_monitoring(live_dir, result: dict) -> int:
     "Append the drift share, drifted-feature count and decay of this run to a dvclive directory; return its step."
     from dvclive import Live
@@ -734,36 +504,7 @@ def log_monitoring(live_dir, result: dict) -> int:
 
 # %% [code]
 with tempfile.TemporaryDirectory() as d:
-    _res, _tab = {
-        "status": RETRAIN,
-        "drift_share": 1.0,
-        "drifted_features": ["x", "c"],
-        "reasons": ["x moved"],
-        "exit_code": 1,
-    }, drift_table(_R, _moved, _sch)
-    _page = drift_html(_tab, _R, _moved, _res, Path(d)/"drift.html", "p.html").read_text()
-    assert (
-        "Kolmogorov-Smirnov" in _page and "Jensen-Shannon" in _page and "x moved" in _page and "data:image/png" in _page
-    )
-    _perf = performance_html(
-        {
-            "metric": "accuracy",
-            "metric_at_training": 0.9,
-            "metric_current": 0.8,
-            "metric_current_interval": [0.75, 0.85],
-            "decay": 0.1,
-            "decay_interval": [0.05, 0.15],
-            "labelled_rows": 120,
-            "max_decay": 0.05,
-            "estimated": {"value": 0.82, "interval": [0.8, 0.84], "decay": 0.08, "rows": 400, "calibration_rows": 70},
-        }
-    )
-    assert (
-        "measured on 120 labelled rows" in _perf
-        and "0.7500 to 0.8500" in _perf
-        and "CBPE" in _perf
-        and "0.8200" in _perf
-    ), _perf
+    _res = {"status": RETRAIN, "drift_share": 1.0, "drifted_features": ["x", "c"], "reasons": ["x moved"], "exit_code": 1}
     test_eq([log_monitoring(Path(d)/"live", _res) for _ in range(2)], [0, 1])    # successive runs are successive steps
     test_eq(len(pd.read_csv(Path(d)/"live/plots/metrics/drift_share.tsv", sep="\t")), 2)
 
@@ -816,7 +557,9 @@ def write_monitoring(result: dict, table: pd.DataFrame, reference: pd.DataFrame,
                      drift_report, live_dir=None, profile_path=None, profile_max_rows: int = 5000) -> dict:
     "Write the status file, the drift report, the profile comparison (when `profile_path`) and the dvclive step."
     if profile_path is not None and len(current) and len(table):
-        try: profile_compare(reference, current, profile_path, profile_max_rows); result["profile_report"] = str(profile_path)
+        try:
+            compare_profiles(reference, current, profile_path, profile_max_rows)
+            result["profile_report"] = str(profile_path)
         except Exception as e:
             result.setdefault("notes", []).append(f"profile comparison failed: {type(e).__name__}: {e}")
     href = os.path.relpath(profile_path, Path(drift_report).parent) if result.get("profile_report") else None
