@@ -113,8 +113,9 @@ def _add_predict(add) -> None:
 
 # %% ../notebooks/91a_cli_serving.ipynb #ca7577de
 def _build(a):
-    "`mlops-nb build image|bundle [VERSION]`: see `mlops_nb.ship`."
-    from mlops_nb.ship import build_bundle, build_image, build_image_context, folder_bytes, unpacked_bytes
+    "`mlops-nb build image|bundle [VERSION]`: see `mlops_nb.ship` and `mlops_nb.serverless`."
+    from mlops_nb.serverless import build_bundle
+    from mlops_nb.ship import build_image, build_image_context, folder_bytes, unpacked_bytes
     if a.what == "image":
         ctx = build_image_context(a.project, a.version, out=a.out, base=a.base, wheels=not a.no_wheels)
         print(f"image build context: {ctx} ({folder_bytes(ctx) / 2**20:.1f} MiB)", flush=True)
