@@ -26,7 +26,8 @@ def _serve(a):
     O = dict(cfg.get("online") or {})
     if a.online or O.pop("enabled", False):
         from mlops_nb.notify import notify_settings
-        from mlops_nb.online import WebhookNotifier, online_app
+        from mlops_nb.online import WebhookNotifier
+        from mlops_nb.online_service import online_app
         O.pop("enabled", None)
         hooks = WebhookNotifier(root, notify_settings(cfg), project=cfg.get("package", {}).get("model_name", ""))
         app = online_app(
