@@ -112,20 +112,7 @@ class OnlineLearner:
         "Check, score (test), decide, then learn (train) one labelled mini-batch; what happened to it."
         with self._lock:
             self._follow()
-            n = len(batch)
-            self.counts["received"] += n
-            X, y, rejected = check_rows(batch, self.schema, self.classes, self.range_slack)
-            self.counts["rejected"] += len(rejected)
-            for r in rejected:
-                for p in r["problems"]: self.rejections[p] = self.rejections.get(p, 0) + 1
-            out = {
-                "rows": n,
-                "rejected": len(rejected),
-                "rejected_rows": rejected,
-                "learned": 0,
-                "promoted": None,
-                "frozen": self.frozen,
-            }
+            X, y, out = self._checked(batch)
             if self.frozen or not len(X):
                 if self.frozen: self.counts["held"] += len(X)
                 return out
@@ -143,33 +130,59 @@ class OnlineLearner:
                 "frozen": False,
             }
             self.curve.append(point)
-            if len(self.window["y"]) >= self.min_window_rows:
-                before = self._window_score("champion")
-                if dropped_by(before, sc, self.metric) > self.max_drop:
-                    self.frozen = True
-                    self.freeze_reason = (
-                        f"{self.metric} of {self.version} fell from {before:.4f} on the last {len(self.window['y'])} "
-                        f"rows to {sc:.4f} on a batch of {len(X)} (more than online.max_drop = {self.max_drop}): "
-                        "labels or inputs may be corrupted; learning is frozen until resumed"
-                    )
-                    self.counts["held"] += len(X); point["frozen"] = True
-                    self._event("frozen", reason=self.freeze_reason, batch_score=sc, window_score=before, rows=len(X),
-                                prediction_ids=ids[:100])
-                    out["frozen"] = True
-                    return out
+            if self._freezes(sc, len(X), ids):
+                self.counts["held"] += len(X); point["frozen"] = out["frozen"] = True
+                return out
             for k, v in (("y", y), ("champion", pc), ("challenger", pn)): self.window[k].extend(np.asarray(v).tolist())
             self._X.extend(X.to_dict("records"))
             self.batches_since += 1
-            if (self.learned_rows and self.batches_since >= self.promote_every
-                    and len(self.window["y"]) >= self.min_window_rows):
-                wc, wn = self._window_score("champion"), self._window_score("challenger")
-                if wn >= wc - self.margin:
-                    out["promoted"] = point["promoted"] = self._promote(wn, wc)
-                self.batches_since = 0
+            out["promoted"] = point["promoted"] = self._maybe_promote()
             learn_batch(self.challenger, X, y)
             self.learned_ids += ids; self.learned_rows += len(X)
             self.counts["learned"] += len(X); out["learned"] = len(X)
             return out
+
+    def _checked(self, batch: pd.DataFrame) -> tuple:
+        "`(X, y, out)`: the rows of `batch` that may be learned, and the batch's outcome so far (rejections counted)."
+        n = len(batch)
+        self.counts["received"] += n
+        X, y, rejected = check_rows(batch, self.schema, self.classes, self.range_slack)
+        self.counts["rejected"] += len(rejected)
+        for r in rejected:
+            for p in r["problems"]: self.rejections[p] = self.rejections.get(p, 0) + 1
+        out = {
+            "rows": n,
+            "rejected": len(rejected),
+            "rejected_rows": rejected,
+            "learned": 0,
+            "promoted": None,
+            "frozen": self.frozen,
+        }
+        return X, y, out
+
+    def _freezes(self, sc: float, rows: int, ids: list) -> bool:
+        "Freeze learning (an event, a notification) when the served model's batch score `sc` fell too far; frozen?"
+        if len(self.window["y"]) < self.min_window_rows: return False
+        before = self._window_score("champion")
+        if dropped_by(before, sc, self.metric) <= self.max_drop: return False
+        self.frozen = True
+        self.freeze_reason = (
+            f"{self.metric} of {self.version} fell from {before:.4f} on the last {len(self.window['y'])} "
+            f"rows to {sc:.4f} on a batch of {rows} (more than online.max_drop = {self.max_drop}): "
+            "labels or inputs may be corrupted; learning is frozen until resumed"
+        )
+        self._event("frozen", reason=self.freeze_reason, batch_score=sc, window_score=before, rows=rows,
+                    prediction_ids=ids[:100])
+        return True
+
+    def _maybe_promote(self) -> Optional[str]:
+        "Every `promote_every` batches, promote the challenger if its window score is within the margin; the version."
+        if not (self.learned_rows and self.batches_since >= self.promote_every
+                and len(self.window["y"]) >= self.min_window_rows):
+            return None
+        self.batches_since = 0
+        wc, wn = self._window_score("champion"), self._window_score("challenger")
+        return self._promote(wn, wc) if wn >= wc - self.margin else None
 
     def _promote(self, challenger_score: float, champion_score: float) -> Optional[str]:
         """Package the challenger as a new version (lineage: parent, what it learned, the window scores) and make it the
@@ -185,41 +198,9 @@ class OnlineLearner:
             "window": window,
             "learned_total": self.counts["learned"],
         }
-        keep = {
-            k: v
-            for k, v in self.lineage.items()
-            if k not in ("version", "metrics", "intervals", "onnx", "model_sha256", "online", "created")
-        }
-        lineage = {**keep, "created": now_utc(), "online": online}
-        X_check = pd.DataFrame(list(self._X))[self.schema["features"]] if self.onnx and self._X else None
-        with tempfile.TemporaryDirectory() as d:
-            f = save_model(self.challenger, Path(d)/"model.skops")
-            with registry_lock(self.package_dir):
-                if champion_version(self.package_dir) != parent: return None      # moved meanwhile: followed next batch
-                sync_history(self.package_dir)
-                name = str(parent).rsplit("-", 1)[0]
-                pointer = build_package(
-                    f, self.package_dir, name, self.schema, {"online_window": window}, lineage, X_check=X_check
-                )
-                gate = {
-                    "gate": (
-                        f"{self.metric} on the last {rows} unlearned rows not below the champion's by more than the"
-                        " margin"
-                    ),
-                    "value": round(challenger_score - champion_score, 6),
-                    "limit": -self.margin,
-                    "passed": True,
-                }
-                change_champion(
-                    self.package_dir,
-                    pointer["version"],
-                    f"online: learned {self.learned_rows} rows since {parent}; "
-                    f"window {self.metric} {challenger_score:.4f} vs {champion_score:.4f}",
-                    action="online",
-                    pointer_written=True,
-                    checks=[gate],
-                )
-        self.version = pointer["version"]
+        version = self._package_challenger(parent, window, online, challenger_score, champion_score)
+        if version is None: return None      # moved meanwhile: followed next batch
+        self.version = version
         self.lineage = read_json(self.package_dir/self.version/"lineage.json")
         self.champion = copy.deepcopy(self.challenger)
         # the served model's record now
@@ -231,6 +212,44 @@ class OnlineLearner:
             try: self.on_promote(self.version)
             except Exception as err: self.last_error = f"on_promote: {type(err).__name__}: {err}"
         return self.version
+
+    def _package_challenger(self, parent: str, window: dict, online: dict, challenger_score: float,
+                            champion_score: float) -> Optional[str]:
+        """Package the challenger under the registry lock and point the champion at it, recorded as action `online`; its
+        version (None when the champion is no longer `parent`)."""
+        keep = {
+            k: v
+            for k, v in self.lineage.items()
+            if k not in ("version", "metrics", "intervals", "onnx", "model_sha256", "online", "created")
+        }
+        lineage = {**keep, "created": now_utc(), "online": online}
+        X_check = pd.DataFrame(list(self._X))[self.schema["features"]] if self.onnx and self._X else None
+        gate = {
+            "gate": f"{self.metric} on the last {window['rows']} unlearned rows not below the champion's by more than the"
+            " margin",
+            "value": round(challenger_score - champion_score, 6),
+            "limit": -self.margin,
+            "passed": True,
+        }
+        with tempfile.TemporaryDirectory() as d:
+            f = save_model(self.challenger, Path(d)/"model.skops")
+            with registry_lock(self.package_dir):
+                if champion_version(self.package_dir) != parent: return None
+                sync_history(self.package_dir)
+                name = str(parent).rsplit("-", 1)[0]
+                pointer = build_package(
+                    f, self.package_dir, name, self.schema, {"online_window": window}, lineage, X_check=X_check
+                )
+                change_champion(
+                    self.package_dir,
+                    pointer["version"],
+                    f"online: learned {self.learned_rows} rows since {parent}; "
+                    f"window {self.metric} {challenger_score:.4f} vs {champion_score:.4f}",
+                    action="online",
+                    pointer_written=True,
+                    checks=[gate],
+                )
+        return pointer["version"]
 
     def resume(self, why: str = "resumed by an operator") -> dict:
         "Unfreeze learning; the rolling window starts again (the rows before the freeze may not describe the stream now)."
