@@ -225,8 +225,10 @@ class OnlineLearner:
         lineage = {**keep, "created": now_utc(), "online": online}
         X_check = pd.DataFrame(list(self._X))[self.schema["features"]] if self.onnx and self._X else None
         gate = {
-            "gate": f"{self.metric} on the last {window['rows']} unlearned rows not below the champion's by more than the"
-            " margin",
+            "gate": (
+                f"{self.metric} on the last {window['rows']} unlearned rows not below the champion's by more than the"
+                " margin"
+            ),
             "value": round(challenger_score - champion_score, 6),
             "limit": -self.margin,
             "passed": True,
