@@ -3,8 +3,8 @@ the static service (`mlops-nb serve`) under the same traffic.
 
     .venv/bin/python benchmarks/bench_online.py [--requests 1500] [--max-seconds 90] [--feed-every 0.25]
 
-Both services serve the same champion (the sgd family on a generated stream, `mlops_nb.online.stream_package`), each
-under uvicorn on 127.0.0.1 with a prediction log. On each, a feeder thread predicts a batch of 50 rows of a drifting
+Both services serve the same champion (the sgd family on a generated stream,
+`mlops_nb.online_stream.stream_package`), each under uvicorn on 127.0.0.1 with a prediction log. On each, a feeder thread predicts a batch of 50 rows of a drifting
 stream and sends their labels to `POST /feedback` every --feed-every seconds: the static service only stores them, the
 online one also learns them (mini-batches of online.batch_rows, a promotion decision every online.promote_every
 batches, each promotion a new package version the service reloads). Meanwhile the client times one-row requests,
@@ -32,7 +32,7 @@ def free_port() -> int:
 
 
 def project(dest: Path, **online) -> Path:
-    from mlops_nb.online import drift_stream, stream_package
+    from mlops_nb.online_stream import drift_stream, stream_package
     dest.mkdir(parents=True)
     params = yaml.safe_load((REPO/"params.yaml").read_text())
     params["online"].update(online)
@@ -63,7 +63,7 @@ def call(conn, method, path, body=None):
 
 
 def feeder(port: int, stop: threading.Event, every: float, counts: dict):
-    from mlops_nb.online import drift_stream
+    from mlops_nb.online_stream import drift_stream
     stream = drift_stream(batches=400, batch_rows=50, drift_at=20, seed=7)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     for _, g in stream.groupby("batch"):
@@ -81,7 +81,7 @@ def feeder(port: int, stop: threading.Event, every: float, counts: dict):
 
 def curves(work: Path, png: Path) -> dict:
     "The notebook's demo, in process: prequential balanced accuracy per batch, static champion vs the online model."
-    from mlops_nb.online import drift_stream, plot_curves, prequential_curves, recovery, stream_package
+    from mlops_nb.online_stream import drift_stream, plot_curves, prequential_curves, recovery, stream_package
     stream_package(work/"package", drift_stream(batches=20, drift_at=None, seed=1))
     c = prequential_curves(work/"package", drift_stream(batches=40, drift_at=10, angle=60, seed=4), promote_every=2)
     plot_curves(c, 10, dest=png)

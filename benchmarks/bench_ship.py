@@ -18,7 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mlops_nb.ship import build_bundle, build_image, build_image_context, find_engine, folder_bytes, unpacked_bytes
+from mlops_nb.serverless import build_bundle
+from mlops_nb.ship import build_image, build_image_context, find_engine, folder_bytes, unpacked_bytes
 
 MiB = 2 ** 20
 

@@ -263,7 +263,7 @@ def _watch(a):
 
 def _schedule(a):
     "`mlops-nb schedule --crontab | --ci github`: the same jobs for cron or GitHub Actions."
-    from mlops_nb.watch import crontab_lines, github_workflow
+    from mlops_nb.schedule import crontab_lines, github_workflow
     root = find_root(a.project); cfg = load_params(root/"params.yaml")
     text = crontab_lines(root, cfg) if a.crontab else github_workflow(cfg)
     if a.write:

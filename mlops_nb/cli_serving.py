@@ -26,7 +26,8 @@ def _serve(a):
     O = dict(cfg.get("online") or {})
     if a.online or O.pop("enabled", False):
         from mlops_nb.notify import notify_settings
-        from mlops_nb.online import WebhookNotifier, online_app
+        from mlops_nb.online import WebhookNotifier
+        from mlops_nb.online_service import online_app
         O.pop("enabled", None)
         hooks = WebhookNotifier(root, notify_settings(cfg), project=cfg.get("package", {}).get("model_name", ""))
         app = online_app(
@@ -113,8 +114,9 @@ def _add_predict(add) -> None:
 
 # %% ../notebooks/91a_cli_serving.ipynb #ca7577de
 def _build(a):
-    "`mlops-nb build image|bundle [VERSION]`: see `mlops_nb.ship`."
-    from mlops_nb.ship import build_bundle, build_image, build_image_context, folder_bytes, unpacked_bytes
+    "`mlops-nb build image|bundle [VERSION]`: see `mlops_nb.ship` and `mlops_nb.serverless`."
+    from mlops_nb.serverless import build_bundle
+    from mlops_nb.ship import build_image, build_image_context, folder_bytes, unpacked_bytes
     if a.what == "image":
         ctx = build_image_context(a.project, a.version, out=a.out, base=a.base, wheels=not a.no_wheels)
         print(f"image build context: {ctx} ({folder_bytes(ctx) / 2**20:.1f} MiB)", flush=True)

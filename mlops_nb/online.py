@@ -4,7 +4,7 @@
 
 # %% ../notebooks/97_online.ipynb #cf7562ca
 from __future__ import annotations
-import copy, json, queue, tempfile, threading, time, warnings
+import copy, queue, tempfile, threading, time
 from collections import deque
 from pathlib import Path
 from typing import Callable, Optional
@@ -12,151 +12,15 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from .contracts import LOWER_IS_BETTER, current_package, load_package, score, task_metrics
+from .contracts import current_package, load_package
 from .core import now_utc, read_json, save_model
 from .notify import append_jsonl, notify
+from .online_rows import batch_score, check_rows, dropped_by, is_incremental, learn_batch
 from .package import build_package
 from .registry import change_champion, champion_version, registry_lock, sync_history
-from .inputs import conform
 
 # %% auto #0
-__all__ = ['EVENTS_FILE', 'is_incremental', 'learn_batch', 'check_rows', 'batch_score', 'dropped_by', 'drift_stream',
-           'stream_package', 'OnlineLearner', 'WebhookNotifier', 'LearnerProcess', 'prequential_curves', 'recovery',
-           'plot_curves', 'feedback_rows', 'online_app']
-
-# %% ../notebooks/97_online.ipynb #5194bd85
-def is_incremental(model) -> bool:
-    "True for a `Pipeline(features, model)` whose final estimator learns with `partial_fit` (the `sgd` family)."
-    from sklearn.pipeline import Pipeline
-    return isinstance(model, Pipeline) and len(model.steps) >= 2 and hasattr(model[-1], "partial_fit")
-
-def learn_batch(model, X: pd.DataFrame, y) -> None:
-    "Update `model`'s final estimator on `(X, y)`, through its feature pipeline as fitted at training (never refitted)."
-    est = model[-1]
-    Z = model[:-1].transform(X)
-    if hasattr(est, "classes_"): est.partial_fit(Z, np.asarray(y), classes=est.classes_)
-    else: est.partial_fit(Z, np.asarray(y, dtype=float))
-
-# %% ../notebooks/97_online.ipynb #978d7a83
-def check_rows(
-    df: pd.DataFrame, schema: dict, classes=None, range_slack: float = 1.0
-) -> tuple[pd.DataFrame, pd.Series, list[dict]]:
-    """Split a labelled mini-batch into the rows that may be learned, as `(X, y)` (X typed as the model takes it, by
-    `serve.conform`), and the rejected rows, each `{"index", "problems"}`. A row is rejected when a feature has a value
-    of the wrong type, a number far outside the training range (beyond `range_slack` times the range on either side)
-    or not finite, or when its label is missing, not a number (regression) or not a class the model knows."""
-    feats, target = list(schema["features"]), schema["target"]
-    why: dict = {}
-    def flag(mask, msg):
-        for i in df.index[np.asarray(mask, dtype=bool)]: why.setdefault(i, []).append(msg)
-    everything = np.ones(len(df), dtype=bool)
-    for c in feats:
-        if c not in df.columns: flag(everything, f"column {c!r}: missing"); continue
-        spec, s = schema["columns"][c], df[c]
-        notna = s.notna().to_numpy()
-        if spec["kind"] == "numeric":
-            isbool = (
-                np.ones(len(s), bool)
-                if pd.api.types.is_bool_dtype(s)
-                else (
-                    s.map(lambda x: isinstance(x, (bool, np.bool_))).to_numpy()
-                    if s.dtype == object
-                    else np.zeros(len(s), bool)
-                )
-            )
-            v = pd.to_numeric(s.where(notna & ~isbool, None), errors="coerce").to_numpy(dtype=float)
-            wrong = notna & (np.isnan(v) | isbool)
-            flag(wrong, f"column {c!r}: expected a number")
-            lo, hi = spec.get("min"), spec.get("max")
-            ok = notna & ~wrong
-            far = ok & ~np.isfinite(v)
-            if lo is not None and hi is not None:
-                span = max(hi - lo, 1e-12) * range_slack
-                with np.errstate(invalid="ignore"): far |= ok & ((v < lo - span) | (v > hi + span))
-            flag(far, f"column {c!r}: a value far outside the training range {lo} to {hi}")
-        elif spec["kind"] == "boolean":
-            flag(
-                notna & ~s.map(lambda x: isinstance(x, (bool, np.bool_))).to_numpy(),
-                f"column {c!r}: expected true/false",
-            )
-        else:
-            flag(notna & ~s.map(lambda x: isinstance(x, str)).to_numpy(), f"column {c!r}: expected text")
-    if target not in df.columns: flag(everything, f"label {target!r}: missing")
-    else:
-        t = df[target]
-        flag(t.isna().to_numpy(), f"label {target!r}: missing")
-        if schema["task"] == "regression":
-            v = pd.to_numeric(t, errors="coerce").to_numpy(dtype=float)
-            flag(t.notna().to_numpy() & ~np.isfinite(v), f"label {target!r}: expected a finite number")
-        elif classes is not None:
-            known = {str(k) for k in classes}
-            flag(
-                t.notna().to_numpy() & ~t.astype(str).isin(known).to_numpy(),
-                f"label {target!r}: not one of the classes {sorted(known)}",
-            )
-    rejected = [{"index": i, "problems": p} for i, p in why.items()]
-    good = df.loc[~df.index.isin(list(why))]
-    if not len(good): return pd.DataFrame(columns=feats), pd.Series(dtype=object), rejected
-    X, errors, _ = conform(good, schema)
-    if errors:   # cannot happen after the checks above; refuse the rows rather than learn from them
-        return (pd.DataFrame(columns=feats), pd.Series(dtype=object),
-                rejected + [{"index": i, "problems": [e["message"] for e in errors]} for i in good.index])
-    y = good[target]
-    if schema["task"] == "regression": y = pd.to_numeric(y).astype(float)
-    elif classes is not None:
-        lookup = {str(k): k for k in classes}
-        y = y.astype(str).map(lookup)
-    return X, y, rejected
-
-# %% ../notebooks/97_online.ipynb #65796059
-def batch_score(task: str, metric: str, y, pred) -> float:
-    "`metric` of predictions `pred` against labels `y`, oriented so that higher is better."
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")     # a batch with one class present
-        return float(score(task_metrics(task, pd.Series(np.asarray(y)), np.asarray(pred)), metric))
-
-def dropped_by(before: float, now: float, metric: str) -> float:
-    "How much worse `now` is than `before`: absolute for scores, relative for the neg_* errors (as monitor's decay)."
-    if metric in LOWER_IS_BETTER: return (before - now) / max(abs(before), 1e-12)
-    return before - now
-
-# %% ../notebooks/97_online.ipynb #11392567
-def drift_stream(batches: int = 40, batch_rows: int = 50, drift_at: int | None = 20, angle: float = 60.0,
-                 noise: float = 0.03, seed: int = 0, flip_from: int | None = None) -> pd.DataFrame:
-    """A labelled stream with concept drift: `y` is "pos" where `x` points to the side of a boundary through the origin,
-    which turns by `angle` degrees at batch `drift_at`; `noise` of the labels are random; from batch `flip_from` every
-    label is flipped (a poisoned stream). Columns x1, x2, c (a categorical nuisance feature), y, batch, prediction_id."""
-    rng = np.random.default_rng(seed)
-    n = batches * batch_rows
-    b = np.repeat(np.arange(batches), batch_rows)
-    X = rng.normal(size=(n, 2))
-    theta = np.where((b >= drift_at) if drift_at is not None else np.zeros(n, bool), np.deg2rad(angle), 0.0)
-    pos = X[:, 0] * np.cos(theta) + X[:, 1] * np.sin(theta) > 0
-    pos = np.where(rng.random(n) < noise, rng.random(n) < 0.5, pos)
-    if flip_from is not None: pos = np.where(b >= flip_from, ~pos, pos)
-    return pd.DataFrame(
-        {
-            "x1": X[:, 0],
-            "x2": X[:, 1],
-            "c": rng.choice(["a", "b", "c"], n),
-            "y": np.where(pos, "pos", "neg"),
-            "batch": b,
-            "prediction_id": [f"p{seed}-{i}" for i in range(n)],
-        }
-    )
-
-def stream_package(package_dir, train: pd.DataFrame, name: str = "stream", seed: int = 0) -> str:
-    "Train the sgd family on `train` (a `drift_stream`), package it under `package_dir` as the champion; its version."
-    from mlops_nb.train import make_estimator
-    from mlops_nb.validate import infer_schema
-    data = train[["x1", "x2", "c", "y"]].reset_index(drop=True)
-    schema = infer_schema(data, "y")
-    model = make_estimator("sgd", schema["task"], ["x1", "x2"], ["c"], seed).fit(data.drop(columns="y"), data["y"])
-    with tempfile.TemporaryDirectory() as d:
-        f = save_model(model, Path(d)/"model.skops")
-        test = task_metrics(schema["task"], data["y"], model.predict(data.drop(columns="y")))
-        return build_package(f, package_dir, name, schema, {"test": test}, {"created": now_utc(), "params": {}},
-                             X_check=data.drop(columns="y").head(50))["version"]
+__all__ = ['EVENTS_FILE', 'OnlineLearner', 'WebhookNotifier']
 
 # %% ../notebooks/97_online.ipynb #d906ef28
 # in package_dir: freezes, resumes, promotions and followed pointers, one JSON object a line
@@ -248,20 +112,7 @@ class OnlineLearner:
         "Check, score (test), decide, then learn (train) one labelled mini-batch; what happened to it."
         with self._lock:
             self._follow()
-            n = len(batch)
-            self.counts["received"] += n
-            X, y, rejected = check_rows(batch, self.schema, self.classes, self.range_slack)
-            self.counts["rejected"] += len(rejected)
-            for r in rejected:
-                for p in r["problems"]: self.rejections[p] = self.rejections.get(p, 0) + 1
-            out = {
-                "rows": n,
-                "rejected": len(rejected),
-                "rejected_rows": rejected,
-                "learned": 0,
-                "promoted": None,
-                "frozen": self.frozen,
-            }
+            X, y, out = self._checked(batch)
             if self.frozen or not len(X):
                 if self.frozen: self.counts["held"] += len(X)
                 return out
@@ -279,33 +130,59 @@ class OnlineLearner:
                 "frozen": False,
             }
             self.curve.append(point)
-            if len(self.window["y"]) >= self.min_window_rows:
-                before = self._window_score("champion")
-                if dropped_by(before, sc, self.metric) > self.max_drop:
-                    self.frozen = True
-                    self.freeze_reason = (
-                        f"{self.metric} of {self.version} fell from {before:.4f} on the last {len(self.window['y'])} "
-                        f"rows to {sc:.4f} on a batch of {len(X)} (more than online.max_drop = {self.max_drop}): "
-                        "labels or inputs may be corrupted; learning is frozen until resumed"
-                    )
-                    self.counts["held"] += len(X); point["frozen"] = True
-                    self._event("frozen", reason=self.freeze_reason, batch_score=sc, window_score=before, rows=len(X),
-                                prediction_ids=ids[:100])
-                    out["frozen"] = True
-                    return out
+            if self._freezes(sc, len(X), ids):
+                self.counts["held"] += len(X); point["frozen"] = out["frozen"] = True
+                return out
             for k, v in (("y", y), ("champion", pc), ("challenger", pn)): self.window[k].extend(np.asarray(v).tolist())
             self._X.extend(X.to_dict("records"))
             self.batches_since += 1
-            if (self.learned_rows and self.batches_since >= self.promote_every
-                    and len(self.window["y"]) >= self.min_window_rows):
-                wc, wn = self._window_score("champion"), self._window_score("challenger")
-                if wn >= wc - self.margin:
-                    out["promoted"] = point["promoted"] = self._promote(wn, wc)
-                self.batches_since = 0
+            out["promoted"] = point["promoted"] = self._maybe_promote()
             learn_batch(self.challenger, X, y)
             self.learned_ids += ids; self.learned_rows += len(X)
             self.counts["learned"] += len(X); out["learned"] = len(X)
             return out
+
+    def _checked(self, batch: pd.DataFrame) -> tuple:
+        "`(X, y, out)`: the rows of `batch` that may be learned, and the batch's outcome so far (rejections counted)."
+        n = len(batch)
+        self.counts["received"] += n
+        X, y, rejected = check_rows(batch, self.schema, self.classes, self.range_slack)
+        self.counts["rejected"] += len(rejected)
+        for r in rejected:
+            for p in r["problems"]: self.rejections[p] = self.rejections.get(p, 0) + 1
+        out = {
+            "rows": n,
+            "rejected": len(rejected),
+            "rejected_rows": rejected,
+            "learned": 0,
+            "promoted": None,
+            "frozen": self.frozen,
+        }
+        return X, y, out
+
+    def _freezes(self, sc: float, rows: int, ids: list) -> bool:
+        "Freeze learning (an event, a notification) when the served model's batch score `sc` fell too far; frozen?"
+        if len(self.window["y"]) < self.min_window_rows: return False
+        before = self._window_score("champion")
+        if dropped_by(before, sc, self.metric) <= self.max_drop: return False
+        self.frozen = True
+        self.freeze_reason = (
+            f"{self.metric} of {self.version} fell from {before:.4f} on the last {len(self.window['y'])} "
+            f"rows to {sc:.4f} on a batch of {rows} (more than online.max_drop = {self.max_drop}): "
+            "labels or inputs may be corrupted; learning is frozen until resumed"
+        )
+        self._event("frozen", reason=self.freeze_reason, batch_score=sc, window_score=before, rows=rows,
+                    prediction_ids=ids[:100])
+        return True
+
+    def _maybe_promote(self) -> Optional[str]:
+        "Every `promote_every` batches, promote the challenger if its window score is within the margin; the version."
+        if not (self.learned_rows and self.batches_since >= self.promote_every
+                and len(self.window["y"]) >= self.min_window_rows):
+            return None
+        self.batches_since = 0
+        wc, wn = self._window_score("champion"), self._window_score("challenger")
+        return self._promote(wn, wc) if wn >= wc - self.margin else None
 
     def _promote(self, challenger_score: float, champion_score: float) -> Optional[str]:
         """Package the challenger as a new version (lineage: parent, what it learned, the window scores) and make it the
@@ -321,41 +198,9 @@ class OnlineLearner:
             "window": window,
             "learned_total": self.counts["learned"],
         }
-        keep = {
-            k: v
-            for k, v in self.lineage.items()
-            if k not in ("version", "metrics", "intervals", "onnx", "model_sha256", "online", "created")
-        }
-        lineage = {**keep, "created": now_utc(), "online": online}
-        X_check = pd.DataFrame(list(self._X))[self.schema["features"]] if self.onnx and self._X else None
-        with tempfile.TemporaryDirectory() as d:
-            f = save_model(self.challenger, Path(d)/"model.skops")
-            with registry_lock(self.package_dir):
-                if champion_version(self.package_dir) != parent: return None      # moved meanwhile: followed next batch
-                sync_history(self.package_dir)
-                name = str(parent).rsplit("-", 1)[0]
-                pointer = build_package(
-                    f, self.package_dir, name, self.schema, {"online_window": window}, lineage, X_check=X_check
-                )
-                gate = {
-                    "gate": (
-                        f"{self.metric} on the last {rows} unlearned rows not below the champion's by more than the"
-                        " margin"
-                    ),
-                    "value": round(challenger_score - champion_score, 6),
-                    "limit": -self.margin,
-                    "passed": True,
-                }
-                change_champion(
-                    self.package_dir,
-                    pointer["version"],
-                    f"online: learned {self.learned_rows} rows since {parent}; "
-                    f"window {self.metric} {challenger_score:.4f} vs {champion_score:.4f}",
-                    action="online",
-                    pointer_written=True,
-                    checks=[gate],
-                )
-        self.version = pointer["version"]
+        version = self._package_challenger(parent, window, online, challenger_score, champion_score)
+        if version is None: return None      # moved meanwhile: followed next batch
+        self.version = version
         self.lineage = read_json(self.package_dir/self.version/"lineage.json")
         self.champion = copy.deepcopy(self.challenger)
         # the served model's record now
@@ -367,6 +212,46 @@ class OnlineLearner:
             try: self.on_promote(self.version)
             except Exception as err: self.last_error = f"on_promote: {type(err).__name__}: {err}"
         return self.version
+
+    def _package_challenger(self, parent: str, window: dict, online: dict, challenger_score: float,
+                            champion_score: float) -> Optional[str]:
+        """Package the challenger under the registry lock and point the champion at it, recorded as action `online`; its
+        version (None when the champion is no longer `parent`)."""
+        keep = {
+            k: v
+            for k, v in self.lineage.items()
+            if k not in ("version", "metrics", "intervals", "onnx", "model_sha256", "online", "created")
+        }
+        lineage = {**keep, "created": now_utc(), "online": online}
+        X_check = pd.DataFrame(list(self._X))[self.schema["features"]] if self.onnx and self._X else None
+        gate = {
+            "gate": (
+                f"{self.metric} on the last {window['rows']} unlearned rows not below the champion's by more than the"
+                " margin"
+            ),
+            "value": round(challenger_score - champion_score, 6),
+            "limit": -self.margin,
+            "passed": True,
+        }
+        with tempfile.TemporaryDirectory() as d:
+            f = save_model(self.challenger, Path(d)/"model.skops")
+            with registry_lock(self.package_dir):
+                if champion_version(self.package_dir) != parent: return None
+                sync_history(self.package_dir)
+                name = str(parent).rsplit("-", 1)[0]
+                pointer = build_package(
+                    f, self.package_dir, name, self.schema, {"online_window": window}, lineage, X_check=X_check
+                )
+                change_champion(
+                    self.package_dir,
+                    pointer["version"],
+                    f"online: learned {self.learned_rows} rows since {parent}; "
+                    f"window {self.metric} {challenger_score:.4f} vs {champion_score:.4f}",
+                    action="online",
+                    pointer_written=True,
+                    checks=[gate],
+                )
+        return pointer["version"]
 
     def resume(self, why: str = "resumed by an operator") -> dict:
         "Unfreeze learning; the rolling window starts again (the rows before the freeze may not describe the stream now)."
@@ -481,231 +366,3 @@ class WebhookNotifier:
             project=self.project,
             online={k: v for k, v in e.items() if k in ("batch_score", "window_score", "rows", "window", "parent")},
         )
-
-# %% ../notebooks/97_online.ipynb #3f0bd254
-def _learner_main(package_dir, metric: str, options: dict, q, status_path) -> None:
-    """The learner process: feed what arrives on `q` to an OnlineLearner, publish its status to `status_path` after each
-    item."""
-    from mlops_nb.core import write_json
-    L, items, resumes = OnlineLearner(package_dir, metric, **options), 0, 0
-    def publish(): write_json({**L.status(), "items": items, "resumes": resumes,
-                               "buffered": sum(len(b) for b in L._buf)}, status_path)
-    publish()
-    import os, queue as _queue
-    parent = os.getppid()
-    while True:
-        try: item = q.get(timeout=1.0)
-        except _queue.Empty:
-            if os.getppid() != parent: break        # the service is gone (killed): do not outlive it
-            continue
-        if item is None: break
-        if isinstance(item, tuple):
-            if item[0] == "resume": L.resume(item[1]); resumes += 1
-            elif item[0] == "flush": L.feed(None)
-        else: L.feed(item)
-        items += 1
-        publish()
-
-class LearnerProcess:
-    """An `OnlineLearner` in a process of its own, so that learning and packaging never hold the serving process's GIL:
-    `submit` only puts rows on a queue; the process publishes its status to a JSON file after each item; the service
-    follows its promotions through `current.json`, as it follows any promotion. Same `submit/brief/status/resume/close`."""
-    def __init__(self, package_dir, metric: str, start_timeout_s: float = 120, **options):
-        import multiprocessing as mp
-        options = {k: v for k, v in options.items() if k != "on_promote"}   # the service follows current.json instead
-        if options.get("notify") is None: options.pop("notify", None)      # a notify must pickle (e.g. WebhookNotifier)
-        probe = OnlineLearner(package_dir, metric, **options)      # refuses a champion that cannot learn, here and now
-        self.batch_rows, self.version = probe.batch_rows, probe.version
-        del probe
-        self._dir = Path(tempfile.mkdtemp(prefix="mlops-nb-online-"))
-        self.status_path, self.submitted = self._dir/"status.json", 0
-        ctx = mp.get_context("spawn")                               # never fork a process that runs threads
-        self._q = ctx.Queue()
-        self._proc = ctx.Process(
-            target=_learner_main,
-            args=(str(package_dir), metric, options, self._q, str(self.status_path)),
-            name="mlops-nb-online-learner",
-            daemon=True,
-        )
-        self._proc.start()
-        deadline = time.monotonic() + start_timeout_s
-        while not self.status_path.is_file():
-            if not self._proc.is_alive():
-                raise RuntimeError(f"the online learner process exited with code {self._proc.exitcode}")
-            if time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError(f"the online learner process did not start within {start_timeout_s} s")
-            time.sleep(0.05)
-
-    def start(self) -> "LearnerProcess": return self
-
-    def submit(self, rows: pd.DataFrame) -> int:
-        "Queue labelled rows for the learner process; rows queued."
-        self._q.put(rows); self.submitted += 1
-        return len(rows)
-
-    def _read(self) -> dict:
-        for _ in range(20):
-            try: return read_json(self.status_path)
-            except (OSError, ValueError): time.sleep(0.01)
-        return {}
-
-    def status(self) -> dict:
-        "The learner's status as it last published it, with whether everything submitted was processed."
-        s = self._read()
-        return {
-            **s,
-            "idle": s.get("items", -1) >= self.submitted,
-            "process": {"pid": self._proc.pid, "alive": self._proc.is_alive()},
-        }
-
-    def brief(self) -> dict:
-        s = self.status()
-        return {k: s.get(k) for k in ("model_version", "frozen", "received", "rejected", "learned", "held", "batches",
-                                      "promotions", "dropped", "buffered", "idle")}
-
-    def flush(self, timeout: float = 60) -> None:
-        "Wait until everything submitted is processed, a last partial batch included."
-        self._q.put(("flush",)); self.submitted += 1
-        deadline = time.monotonic() + timeout
-        while not self.status()["idle"] and time.monotonic() < deadline: time.sleep(0.02)
-
-    def resume(self, why: str = "resumed by an operator", timeout: float = 30) -> dict:
-        "Unfreeze the learner (after what is queued before); its status once it has."
-        self._q.put(("resume", why)); self.submitted += 1
-        deadline = time.monotonic() + timeout
-        while not self.status()["idle"] and time.monotonic() < deadline: time.sleep(0.02)
-        s = self.status()
-        return {"event": "resumed", "why": why, "frozen": s.get("frozen"), "model_version": s.get("model_version")}
-
-    def close(self, timeout: float = 10) -> None:
-        "Stop the process (rows still buffered are not learned)."
-        import shutil
-        if self._proc.is_alive():
-            self._q.put(None); self._proc.join(timeout)
-            if self._proc.is_alive(): self._proc.terminate(); self._proc.join(timeout)
-        if self._q is not None:
-            self._q.cancel_join_thread(); self._q.close()   # never wait at exit for rows nobody will read
-            self._q = None                                  # its semaphores are released now, not left to the tracker
-            import gc; gc.collect()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-# %% ../notebooks/97_online.ipynb #1b8b6afe
-def prequential_curves(package_dir, stream: pd.DataFrame, metric: str = "balanced_accuracy", **learner) -> pd.DataFrame:
-    """Per batch of `stream` (test-then-train): the score of the static champion, of the online model as served, and of
-    the challenger, each on the batch before learning it. The online learner promotes through the registry in
-    `package_dir`."""
-    static = load_package(current_package(package_dir))
-    L = OnlineLearner(package_dir, metric, **learner)
-    feats, rows = L.schema["features"], []
-    for b, g in stream.groupby("batch", sort=True):
-        s = batch_score(L.task, metric, g[L.schema["target"]], static.predict(g[feats]))
-        seen = L.counts["batches"]
-        o = L.learn(g)
-        p = L.curve[-1] if L.counts["batches"] > seen else {}
-        rows.append(
-            {
-                "batch": int(b),
-                "static": round(s, 6),
-                "online": p.get("champion"),
-                "challenger": p.get("challenger"),
-                "served": L.version,
-                "promoted": bool(o["promoted"]),
-                "frozen": bool(o["frozen"]),
-            }
-        )
-    return pd.DataFrame(rows)
-
-def recovery(
-    curves: pd.DataFrame, drift_at: int, column: str = "online", tolerance: float = 0.05, settle: int = 3
-) -> dict:
-    """The pre-drift level of `column` (mean over the batches before `drift_at`), the lowest score after it, and the number
-    of batches after the drift until it is back within `tolerance` of that level for `settle` batches in a row (None:
-    never)."""
-    pre = float(curves.loc[curves.batch < drift_at, column].mean())
-    post = curves.loc[curves.batch >= drift_at, column].reset_index(drop=True)
-    ok = (post >= pre - tolerance).to_numpy()
-    back = next((i for i in range(len(ok) - settle + 1) if ok[i:i + settle].all()), None)
-    return {
-        "pre_drift": round(pre, 4),
-        "lowest_after": round(float(post.min()), 4),
-        "batches_to_recover": back,
-        "mean_after": round(float(post.mean()), 4),
-        "mean_after_recovery": round(float(post[back:].mean()), 4) if back is not None else None,
-    }
-
-def plot_curves(curves: pd.DataFrame, drift_at: int | None = None, metric: str = "balanced_accuracy", dest=None):
-    "The prequential scores per batch, static champion against the online model (saved as PNG at `dest` if given)."
-    import matplotlib
-    if dest is not None: matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.plot(curves.batch, curves.static, label="static champion", color="tab:gray")
-    ax.plot(curves.batch, curves.online, label="online model (served)", color="tab:blue")
-    if drift_at is not None: ax.axvline(drift_at, ls="--", color="tab:red", lw=1, label="concept drift")
-    for b in curves.batch[curves.frozen]: ax.axvline(b, color="tab:orange", lw=1)
-    ax.set(xlabel="mini-batch", ylabel=f"prequential {metric}", ylim=(0, 1.02)); ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    if dest is not None:
-        from mlops_nb.core import atomic_path
-        with atomic_path(dest) as tmp: fig.savefig(tmp, format="png", dpi=100)
-    return fig
-
-# %% ../notebooks/97_online.ipynb #17d28cbc
-def feedback_rows(rows: pd.DataFrame, target: str) -> pd.DataFrame:
-    """The rows `serve`'s `on_feedback` hands on (logged features, `label`, `prediction_id`, ...) as labelled rows for
-    `learn`."""
-    return rows.drop(columns=[target], errors="ignore").rename(columns={"label": target})
-
-def online_app(package_dir, log_db, metric: str, token: Optional[str] = None, reload_poll_s: Optional[float] = 0.5,
-               fast: bool = True, process: bool = True, notify: Optional[Callable] = None, **learner):
-    """`serve.create_app` with an `OnlineLearner` hooked to `POST /feedback`: accepted labels are queued for the learner
-    (the request never waits for learning). `process` (the default): the learner runs in a process of its own
-    (`LearnerProcess`) and the service follows its promotions by polling `current.json` every `reload_poll_s`;
-    otherwise in a thread of the service, which reloads at once after a promotion.
-    Adds `GET /online` (the learner's status) and `POST /admin/online/resume`, both behind the token when there is one,
-    and an `online` entry in `/health` (frozen or not, rows learned and rejected). `notify`: told of every learner event
-    (e.g. a `WebhookNotifier`; in a process of its own, it must pickle)."""
-    import hmac
-    from fastapi import Depends, HTTPException
-    from fastapi.security import HTTPBearer
-    from mlops_nb.service import ReloadRefused, create_app
-    holder: dict = {}
-    def promoted(version):
-        try: holder["app"].state.champion.reload()
-        except ReloadRefused: pass            # the poller keeps trying; /health shows the error
-    # refuses a champion that cannot learn, first
-    if process: L = LearnerProcess(package_dir, metric, notify=notify, **learner)
-    else: L = OnlineLearner(package_dir, metric, on_promote=promoted, notify=notify, **learner)
-    target = read_json(current_package(package_dir)/"schema.json")["target"]
-    app = create_app(package_dir, log_db=log_db, fast=fast, token=token, reload_poll_s=reload_poll_s,
-                     on_feedback=lambda rows: L.submit(feedback_rows(rows, target)))
-    holder["app"], app.state.online = app, L.start()
-    from contextlib import asynccontextmanager
-    inner = app.router.lifespan_context
-    @asynccontextmanager
-    # the learner stops with the app (uvicorn may end the process by a signal right after)
-    async def lifespan(a):
-        try:
-            async with inner(a) as state: yield state
-        finally: L.close()
-    app.router.lifespan_context = lifespan
-    bearer = HTTPBearer(auto_error=False)
-    async def authorized(cred=Depends(bearer)):      # no annotation: this module's annotations are strings
-        if token and (cred is None or not hmac.compare_digest(cred.credentials.encode(), token.encode())):
-            raise HTTPException(
-                401,
-                "a valid bearer token is required: Authorization: Bearer <token>",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-    old = next(r for r in app.router.routes if getattr(r, "path", None) == "/health")
-    app.router.routes.remove(old)
-    @app.get("/health")
-    async def health() -> dict:
-        return {**(await old.endpoint()), "online": L.brief()}
-    @app.get("/online", dependencies=[Depends(authorized)])
-    # sync: in thread mode it waits for a batch being learned
-    def online() -> dict: return {**L.status(), "idle": L.brief()["idle"]}
-    @app.post("/admin/online/resume", dependencies=[Depends(authorized)])
-    def resume() -> dict: return L.resume("resumed through POST /admin/online/resume")
-    return app

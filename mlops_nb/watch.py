@@ -14,7 +14,7 @@ from .notify import append_jsonl, drifted_stats, notify, notify_settings, read_j
 
 # %% auto #0
 __all__ = ['JOBS', 'WATCH_DEFAULTS', 'parse_every', 'watch_settings', 'trigger', 'record_run', 'run_schedule', 'run_now',
-           'install_stop', 'Watcher', 'cron_expression', 'crontab_lines', 'github_workflow']
+           'install_stop', 'Watcher']
 
 # %% ../notebooks/98_watch.ipynb #9dc101ba
 JOBS = ("monitor", "score", "retrain")
@@ -251,64 +251,80 @@ class Watcher:
         return "ok", f"{n} predictions by {served.version} written to {table}"
 
     def retrain(self):
-        from mlops_nb import registry as reg
+        "Retrain on the last signal's rows; a new model that passes acceptance becomes the champion."
         from mlops_nb.retrain import retrain
         sig = self.signal
         if sig is None: return "skipped", "no signal from the monitor job: nothing to retrain on"
         if not self._retraining.acquire(blocking=False): return "skipped", "a retraining is already running"
         try:
-            pkg = self.root/self.params["paths"]["package_dir"]
-            if reg.champion_version(pkg) != sig["version"]:
-                self.signal = None
-                return "skipped", "the champion changed since the signal"
-            target = self.params["project"]["target"]
-            n = int(sig["current"][target].notna().sum()) if target in sig["current"] else 0
-            if self.rejected is not None and self.rejected[0] == sig["version"] and n <= self.rejected[1]:
-                return (
-                    "skipped",
-                    (
-                        f"the last retraining on these {self.rejected[1]} labelled rows was not accepted; waiting for"
-                        " new feedback"
-                    ),
-                )
+            skip, n = self._stale(sig)
+            if skip: return skip
             info = retrain(self.root, sig["current"], log=lambda m: None)
             self.signal = None
             if info["accepted"] and info["new_version"] and info["new_version"] != info["previous_version"]:
-                with reg.registry_lock(pkg):
-                    reg.change_champion(
-                        pkg,
-                        info["new_version"],
-                        f"watch: retrained on {info['rows_added']} labelled rows after "
-                        f"{'; '.join(sig['result']['reasons'])}; passed acceptance",
-                        action="retrain",
-                        pointer_written=True,
-                    )
-                self._notify(
-                    "new_champion",
-                    self._wait,
-                    model_version=info["new_version"],
-                    previous_version=info["previous_version"],
-                    message=f"retrained on {info['rows_added']} labelled rows; passed the acceptance gates",
-                    links={"acceptance": self.params["paths"]["acceptance_path"]},
-                    gates=info.get("gates"),
-                )
-                return "ok", f"new champion {info['new_version']} (was {info['previous_version']})"
-            self.params, self.rejected = load_params(self.root/"params.yaml"), (sig["version"], n)
-            why = (
-                f"step {info['failed_step']} failed: {info['error']}" if info.get("failed_step") else info.get("error")
-            ) or "not accepted"
-            gates = [g for g in info.get("gates") or [] if not g.get("passed")]
-            self._notify(
-                "gate_failed" if info.get("failed_step") in (None, "acceptance") else "job_failed",
-                self._wait,
-                model_version=info["previous_version"],
-                job="retrain",
-                gates=gates,
-                links={"acceptance": self.params["paths"]["acceptance_path"]},
-                message=f"retrained model not accepted; the champion {info['previous_version']} stays. {why}"[:1500],
-            )
-            return "failed", f"the champion {info['previous_version']} stays: {why}"[:2000]
+                return self._crown(info, sig)
+            return self._rejected(info, sig, n)
         finally: self._retraining.release()
+
+    def _stale(self, sig):
+        "(a skip outcome or None, the labelled rows of the signal): nothing new to learn from since the signal."
+        from mlops_nb import registry as reg
+        if reg.champion_version(self.root/self.params["paths"]["package_dir"]) != sig["version"]:
+            self.signal = None
+            return ("skipped", "the champion changed since the signal"), 0
+        target = self.params["project"]["target"]
+        n = int(sig["current"][target].notna().sum()) if target in sig["current"] else 0
+        if self.rejected is not None and self.rejected[0] == sig["version"] and n <= self.rejected[1]:
+            return (
+                "skipped",
+                (
+                    f"the last retraining on these {self.rejected[1]} labelled rows was not accepted; waiting for"
+                    " new feedback"
+                ),
+            ), n
+        return None, n
+
+    def _crown(self, info, sig):
+        "Make the accepted retrained model the champion and notify `new_champion`."
+        from mlops_nb import registry as reg
+        pkg = self.root/self.params["paths"]["package_dir"]
+        with reg.registry_lock(pkg):
+            reg.change_champion(
+                pkg,
+                info["new_version"],
+                f"watch: retrained on {info['rows_added']} labelled rows after "
+                f"{'; '.join(sig['result']['reasons'])}; passed acceptance",
+                action="retrain",
+                pointer_written=True,
+            )
+        self._notify(
+            "new_champion",
+            self._wait,
+            model_version=info["new_version"],
+            previous_version=info["previous_version"],
+            message=f"retrained on {info['rows_added']} labelled rows; passed the acceptance gates",
+            links={"acceptance": self.params["paths"]["acceptance_path"]},
+            gates=info.get("gates"),
+        )
+        return "ok", f"new champion {info['new_version']} (was {info['previous_version']})"
+
+    def _rejected(self, info, sig, n):
+        "The champion stays: remember the rows tried, notify `gate_failed` (or `job_failed` for a broken step)."
+        self.params, self.rejected = load_params(self.root/"params.yaml"), (sig["version"], n)
+        why = (
+            f"step {info['failed_step']} failed: {info['error']}" if info.get("failed_step") else info.get("error")
+        ) or "not accepted"
+        gates = [g for g in info.get("gates") or [] if not g.get("passed")]
+        self._notify(
+            "gate_failed" if info.get("failed_step") in (None, "acceptance") else "job_failed",
+            self._wait,
+            model_version=info["previous_version"],
+            job="retrain",
+            gates=gates,
+            links={"acceptance": self.params["paths"]["acceptance_path"]},
+            message=f"retrained model not accepted; the champion {info['previous_version']} stays. {why}"[:1500],
+        )
+        return "failed", f"the champion {info['previous_version']} stays: {why}"[:2000]
 
     def once(self, names=None) -> list[dict]:
         "Run the configured jobs (or `names`) once each, in the order monitor, score, retrain; notifications are awaited."
@@ -337,77 +353,3 @@ def _champion_created(package_dir, version):
     try:
         t = datetime.fromisoformat(str(c)); return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
     except ValueError: return None
-
-# %% ../notebooks/98_watch.ipynb #0f0caa31
-def cron_expression(spec: dict, where: str = "job", min_minutes: int = 1) -> str:
-    "The five-field cron expression of a job `spec` (`every` or `cron`)."
-    if "cron" in spec: return str(spec["cron"])
-    s = spec["seconds"]
-    if s % 60 or s < 60 * min_minutes:
-        raise ValueError(
-            f"{where}: every {spec['every']} cannot be written for cron (whole minutes, at least {min_minutes}); use"
-            " `cron:`"
-        )
-    m = int(s // 60)
-    if m < 60: return f"*/{m} * * * *" if m > 1 else "* * * * *"
-    if m % 60 == 0 and m // 60 < 24: return f"0 */{m // 60} * * *" if m > 60 else "0 * * * *"
-    if m % 1440 == 0 and m // 1440 <= 31: return f"0 0 */{m // 1440} * *" if m > 1440 else "0 0 * * *"
-    raise ValueError(
-        f"{where}: every {spec['every']} has no cron equivalent (minutes < 60, hours < 24 or days); use `cron:`"
-    )
-
-def _commands(settings) -> list[tuple[str, str, list[str]]]:
-    "(job name, cron expression, jobs run) per scheduled job; the signal-only retrain rides with monitor."
-    jobs, out = settings["jobs"], []
-    for name, spec in jobs.items():
-        if trigger(spec) is None: continue
-        run = [name] + (
-            ["retrain"] if name == "monitor" and "retrain" in jobs and trigger(jobs["retrain"]) is None else []
-        )
-        out.append((name, spec, run))
-    if not out: raise ValueError("watch: no scheduled jobs in params.yaml watch.jobs (e.g. monitor: {every: 5m})")
-    return out
-
-def crontab_lines(root, params: dict, command: str = "mlops-nb") -> str:
-    "crontab lines that run each scheduled job of `params` once, in `root`, appending to a log file."
-    lines = [
-        "# mlops-nb watch jobs (install with `crontab -e`); times are the machine's, UTC recommended (CRON_TZ=UTC)"
-    ]
-    for name, spec, run in _commands(watch_settings(params)):
-        jobs = " ".join(f"--job {j}" for j in run)
-        lines.append(
-            f"{cron_expression(spec, f'watch.jobs.{name}')} cd {_sh(str(Path(root).resolve()))} && {command} watch"
-            f" --once {jobs} >> reports/watch-cron.log 2>&1"
-        )
-    return "\n".join(lines) + "\n"
-
-def _sh(s: str) -> str:
-    import shlex; return shlex.quote(s)
-
-def github_workflow(params: dict, python: str = "3.11") -> str:
-    "A GitHub Actions workflow (YAML) running each scheduled job once on its cron schedule (and on demand)."
-    import yaml
-    cmds = _commands(watch_settings(params))
-    hooks = (params.get("notify") or {}).get("webhooks") or []
-    crons = sorted({cron_expression(s, f"watch.jobs.{n}", 5) for n, s, _ in cmds})
-    steps = [{"uses": "actions/checkout@v4"}, {"uses": "actions/setup-python@v5", "with": {"python-version": python}},
-             {"name": "Install", "run": "pip install -c constraints.txt -e ."},
-             {"name": "Fetch data and models", "run": "dvc pull || true"}]
-    for name, spec, run in cmds:
-        steps.append(
-            {
-                "name": f"watch {' + '.join(run)}",
-                "if": (
-                    "github.event_name == 'workflow_dispatch' || github.event.schedule =="
-                    f" '{cron_expression(spec, name, 5)}'"
-                ),
-                "run": "mlops-nb watch --once " + " ".join(f"--job {j}" for j in run),
-                **({"env": {h: "${{ secrets." + h + " }}" for h in hooks}} if hooks else {}),
-            }
-        )
-    steps.append({"name": "Keep the job records", "if": "always()", "uses": "actions/upload-artifact@v4",
-                  "with": {"name": "watch-reports", "path": "reports/"}})
-    wf = {"name": "mlops-nb watch", "on": {"schedule": [{"cron": c} for c in crons], "workflow_dispatch": {}},
-          "jobs": {"watch": {"runs-on": "ubuntu-latest", "timeout-minutes": 120, "steps": steps}}}
-    return "# Generated by `mlops-nb schedule --ci github`: the watch jobs on GitHub Actions' schedule (UTC).\n" + \
-        yaml.safe_dump(wf, sort_keys=False, width=200)

@@ -15,7 +15,8 @@ from test_serve import stop_server
 from test_serve_reload import start
 
 from mlops_nb.contracts import task_metrics
-from mlops_nb.online import EVENTS_FILE, drift_stream, recovery, stream_package
+from mlops_nb.online import EVENTS_FILE
+from mlops_nb.online_stream import drift_stream, recovery, stream_package
 from mlops_nb.registry import read_history
 
 BATCH, DRIFT_AT, BATCHES = 50, 10, 30
