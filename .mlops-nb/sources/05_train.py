@@ -535,6 +535,17 @@ def log_training(live_dir, results: dict, chosen: str, plan: dict, params: dict,
         }
         live.make_summary()
 
+# %% [code]
+import tempfile
+with tempfile.TemporaryDirectory() as d:
+    _res = {f: {"params": {"C": 1.0}, "fold_scores": [0.8, 0.9, m], "balanced_accuracy_mean": m, "balanced_accuracy_std": 0.05,
+                "fit_time_mean": 0.01, "rows": 100} for f, m in (("linear", 0.85), ("dummy", 0.5))}
+    log_training(d, _res, "linear", {"linear": 10}, {"seed": 1}, "balanced_accuracy", "binary")
+    _s = read_json(Path(d)/"metrics.json")
+    test_eq(_s["chosen"], {"cv_balanced_accuracy": 0.85}); test_eq(_s["candidates"]["dummy"]["cv_balanced_accuracy_mean"], 0.5)
+    # one row per fold for each candidate: the curves dvc plots draws
+    test_eq(len((Path(d)/"plots/metrics/cv_balanced_accuracy/linear.tsv").read_text().splitlines()), 1 + 3)
+
 # %% [markdown]
 ## Run
 

@@ -121,6 +121,18 @@ def model_card(model, name: str, version: str, schema: dict, metrics: dict, line
     )
     return card
 
+# %% [code]
+_card = model_card(
+    LogisticRegression().fit([[0.0], [1.0]], ["a", "b"]), "demo", "demo-abc",
+    {"target": "y", "task": "binary", "features": ["x"], "columns": {"x": {"kind": "numeric"}}}, {"accuracy": 0.9},
+    {"git": {"commit": "c0ffee", "dirty": False}, "data": {"data_sha256": "d1"}}, {"accuracy": (0.8, 0.95)},
+    {"converted": False, "reason": "no converter"},
+)
+_md = _card.render()
+for _s in ("**demo**, version `demo-abc`: predicts `y` (binary) from `x` (numeric)", "Data sha256 `d1`; code commit `c0ffee`",
+           "0.9 (95% CI 0.8 to 0.95)", "ONNX: not exported (no converter)"):
+    assert _s in _md, _s
+
 # %% [markdown]
 ## ONNX
 
@@ -323,6 +335,13 @@ def _fsync(path) -> None:
 def _champion_name(package_dir) -> str | None:
     try: return read_json(Path(package_dir)/"current.json").get("version")
     except (OSError, ValueError, AttributeError): return None
+
+# %% [code]
+with _tf.TemporaryDirectory() as d:
+    (Path(d)/"m.skops").write_bytes(b"model bytes")
+    test_eq(model_version("demo", Path(d)/"m.skops"), "demo-" + file_sha256(Path(d)/"m.skops")[:12])
+    test_eq(_champion_name(d), None)   # no current.json yet
+    write_json({"version": "demo-1"}, Path(d)/"current.json"); test_eq(_champion_name(d), "demo-1")
 
 # %% [code]
 #| export
