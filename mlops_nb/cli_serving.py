@@ -5,7 +5,6 @@
 # %% ../notebooks/91a_cli_serving.ipynb #9daf2405
 from __future__ import annotations
 import os
-from pathlib import Path
 
 from .core import find_root, load_params   # light: no pandas
 

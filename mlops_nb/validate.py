@@ -12,7 +12,7 @@ import pandas as pd
 
 from .core import atomic_path, frame_sha256, read_json, write_json
 # shared: 00a_contracts  # noqa: F401
-from .contracts import check_schema, detect_task, pandera_schema, parse_dates
+from .contracts import check_schema, detect_task, parse_dates
 from .pages import html_page
 
 # %% auto #0

@@ -16,7 +16,7 @@ import pandas as pd
 
 from mlops_nb.core import atomic_path, frame_sha256, read_json, write_json
 # shared: 00a_contracts  # noqa: F401
-from mlops_nb.contracts import check_schema, detect_task, pandera_schema, parse_dates
+from mlops_nb.contracts import check_schema, detect_task, parse_dates
 from mlops_nb.pages import html_page
 
 # %% [code]

@@ -154,7 +154,6 @@ ONNX_MISSING = "__mlops_nb_missing__"   # how an ONNX model of ours takes a miss
 def _swapped(convert, change):
     """A skl2onnx converter or shape calculator that runs `convert` on a copy of the operator's estimator changed by
     `change`."""
-    import copy
     def run(*args):
         operator = args[-1] if len(args) == 1 else args[1]
         op = operator.raw_operator

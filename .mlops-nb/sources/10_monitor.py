@@ -22,8 +22,7 @@ from mlops_nb.contracts import LOWER_IS_BETTER, check_schema
 # 00d: intervals and CBPE, shared with evaluate and online learning
 from mlops_nb.estimate import ESTIMABLE, CBPE, bootstrap_intervals
 # 00g: the drift statistics and the drift report page
-from mlops_nb.drift import (categorical_drift, coerce_to_schema, drift_html, drift_table, numeric_drift,
-                            prediction_drift)
+from mlops_nb.drift import (coerce_to_schema, drift_html, drift_table, prediction_drift)
 # the step's parameter `profile_compare` (a bool) would hide the function in the notebook
 from mlops_nb.drift import profile_compare as compare_profiles
 
