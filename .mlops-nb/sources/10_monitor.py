@@ -648,6 +648,11 @@ result, table = check_current(globals(), reference, current, served, predictions
                               source=described, calibration=calibration)
 write_monitoring(result, table, reference, current, monitor_path, drift_report, monitor_live_dir,
                  drift_profile if profile_compare else None, profile_max_rows)
+if not Path(drift_profile).is_file():   # a DVC output of this step: say why there is no comparison
+    from mlops_nb.core import write_text
+    from mlops_nb.pages import html_page
+    _why = "monitor.profile_compare is false" if not profile_compare else "; ".join(result.get("notes", [])) or "no rows"
+    write_text(html_page("Profile comparison", f"<p>No profile comparison in this run: {_why}.</p>"), drift_profile)
 record_step(
     lineage_dir,
     "monitor",
