@@ -6,7 +6,7 @@
 from __future__ import annotations
 import sys
 
-from .core import find_root, load_params   # light: no pandas
+from .project import Project   # light: no pandas
 
 # %% auto #0
 __all__ = []
@@ -15,8 +15,7 @@ __all__ = []
 def _models(a):
     import json
     from mlops_nb import registry as reg
-    root = find_root(a.project); cfg = load_params(root/"params.yaml")
-    pkg = root/cfg["paths"]["package_dir"]
+    project = Project.load(a.project); root, pkg = project.root, project.path("package_dir")
     if a.action in ("promote", "rollback"):
         if a.action == "promote":
             e = reg.promote(a.version, root, force=a.force, why=a.why)
@@ -30,7 +29,7 @@ def _models(a):
             except Exception as err:
                 print(f"the champion changed, but the report was not rebuilt: {err}", file=sys.stderr)
         return 0
-    rows = reg.list_versions(pkg, cfg["project"].get("primary_metric", "balanced_accuracy"))
+    rows = reg.list_versions(pkg, project.step("acceptance")["primary_metric"])
     if a.json: print(json.dumps(rows, indent=1, default=str)); return 0
     if not rows: print(f"no packaged versions in {pkg}: run `mlops-nb run` first"); return 0
     print(
@@ -79,7 +78,7 @@ def _add_models(add):
 def _storage(a):
     "`mlops-nb push` / `mlops-nb pull`: see `mlops_nb.storage`."
     from mlops_nb import storage
-    root = find_root(a.project)
+    project = Project.load(a.project); root = project.root
     if a.command == "push":
         r = storage.push(root, remote=a.remote, jobs=a.jobs)
         print(f"pushed {r['pushed']} file(s) to DVC remote {r['remote']!r} ({r['url']}) in {r['seconds']:.1f} s"
@@ -88,7 +87,7 @@ def _storage(a):
     r = storage.pull(root, remote=a.remote, jobs=a.jobs, force=a.force)
     print(f"pulled {r['fetched']} file(s) from DVC remote {r['remote']!r} ({r['url']}) in {r['seconds']:.1f} s")
     from mlops_nb.registry import champion_version
-    pkg = root/load_params(root/"params.yaml")["paths"]["package_dir"]
+    pkg = project.path("package_dir")
     print(f"champion: {champion_version(pkg) or 'none'} ({pkg})")
     if r["changes"]:
         print(f"still different from dvc.lock: {', '.join(sorted(r['changes']))} (see `dvc status`)", file=sys.stderr)

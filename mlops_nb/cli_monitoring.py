@@ -8,34 +8,30 @@ import sys
 from pathlib import Path
 
 from .core import find_root, load_params, write_json   # light: no pandas
+from .project import Project
 
 # %% auto #0
 __all__ = []
 
 # %% ../notebooks/91b_cli_monitoring.ipynb #56e193b7
-def _monitor_values(root: Path, cfg: dict) -> dict:
+def _monitor_values(project: Project) -> dict:
     "The monitor step's values: params.yaml over 10_monitor's parameters cell (no default typed here)."
-    from mlops_nb.params import step_values
-    nb = root/"notebooks"/"10_monitor.ipynb"   # a project without notebooks takes the kit's own
-    if not nb.is_file(): import mlops_nb; nb = Path(mlops_nb.__file__).resolve().parents[1]/"notebooks"/nb.name
-    return step_values(cfg, "monitor", nb)
+    return project.step("monitor")
 
 # %% ../notebooks/91b_cli_monitoring.ipynb #16f69334
-def _monitor_outputs(a, root: Path, P: dict, M: dict) -> tuple:
+def _monitor_outputs(a, project: Project, M: dict) -> tuple:
     "Where the check writes: status file, drift report, profile (None: skipped), dvclive folder; --out-dir: all there."
-    out = Path(a.out_dir) if a.out_dir else None
-    status_file = Path(a.status_file) if a.status_file else (out/"monitor.json" if out else root/P["monitor_path"])
-    report = out/"drift.html" if out else root/P["drift_report"]
+    out, at = (Path(a.out_dir) if a.out_dir else None), project.path
+    status_file = Path(a.status_file) if a.status_file else (out/"monitor.json" if out else at("monitor_path"))
+    report = out/"drift.html" if out else at("drift_report")
     profile = (None if a.no_profile or not M["profile_compare"]
-               else (out / "drift_profile.html" if out else root / P["drift_profile"]))
-    live = out/"dvclive" if out else root/P["monitor_live_dir"]
+               else (out/"drift_profile.html" if out else at("drift_profile")))
+    live = out/"dvclive" if out else at("monitor_live_dir")
     return status_file, report, profile, live
 
-def _monitor_source(a, root: Path, M: dict) -> tuple[str, str | None]:
+def _monitor_source(a, project: Project) -> tuple[str, str | None]:
     "What to check: ('log', the log database) with --log, else (the --current file, None)."
-    if not a.log: return a.current, None
-    db = a.db or M["prediction_log_db"]
-    return "log", (db if "://" in db or Path(db).is_absolute() else str(root/db))
+    return ("log", project.database("prediction_log_db", a.db)) if a.log else (a.current, None)
 
 # %% ../notebooks/91b_cli_monitoring.ipynb #11b20249
 def _print_result(result: dict, status_file) -> None:
@@ -90,18 +86,17 @@ def _monitor(a):
     from mlops_nb import monitor as mon
     status_file = None
     try:
-        root = find_root(a.project); cfg = load_params(root/"params.yaml"); P = cfg["paths"]
-        M = _monitor_values(root, cfg)
-        status_file, report, profile, live = _monitor_outputs(a, root, P, M)
+        project = Project.load(a.project); root, M = project.root, _monitor_values(project)
+        status_file, report, profile, live = _monitor_outputs(a, project, M)
         from mlops_nb.serve import load_model
-        served = load_model(root/P["package_dir"])
-        source, db = _monitor_source(a, root, M)
-        window = a.last if a.last is not None else M["window"]
+        served = load_model(project.path("package_dir"))
+        source, db = _monitor_source(a, project)
+        window, splits = (a.last if a.last is not None else M["window"]), project.path("split_dir")
         current, logged, problems, described = mon.read_current(
-            source, root / P["split_dir"], db, window, a.since, a.until, target=served.schema["target"]
+            source, splits, db, window, a.since, a.until, target=served.schema["target"]
         )
-        reference = _read_parquet(root/P["split_dir"]/"train.parquet")
-        test = root/P["split_dir"]/"test.parquet"            # labelled held-out rows: what CBPE calibrates on
+        reference = _read_parquet(splits/"train.parquet")
+        test = splits/"test.parquet"            # labelled held-out rows: what CBPE calibrates on
         # as the notebook's Run section
         result, table = mon.check_current(M, reference, current, served, predictions=logged, problems=problems,
                                           source=described, calibration=_read_parquet(test) if test.is_file() else None)
@@ -179,9 +174,7 @@ def _feedback(a):
     """Labels from a file into the feedback table, through the same checks as `POST /feedback`; exit 1 and store nothing on
     any bad row."""
     from mlops_nb.logstore import store_feedback
-    root = find_root(a.project); cfg = load_params(root/"params.yaml"); P = cfg["paths"]
-    db = str(a.db or P.get("prediction_log_db", "data/prediction_log.db"))
-    db = db if "://" in db or Path(db).is_absolute() else str(root/db)
+    project = Project.load(a.project); db = project.database("prediction_log_db", a.db)
     if "://" not in db and not Path(db).is_file():
         raise FileNotFoundError(
             f"--db: {db} not found: the REST service writes the prediction log when it serves predictions"
@@ -190,7 +183,7 @@ def _feedback(a):
     # the champion says what a label is; without one, the logged predictions do
     try:
         from mlops_nb.serve import load_model
-        served = load_model(a.package_dir or root/P["package_dir"])
+        served = load_model(a.package_dir or project.path("package_dir"))
         task, classes = (served.task, served.classes) if served.is_classifier else ("regression", None)
     except FileNotFoundError: pass
     path = Path(a.input)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import os
 
-from .core import find_root, load_params   # light: no pandas
+from .project import Project   # light: no pandas
 
 # %% auto #0
 __all__ = []
@@ -15,28 +15,28 @@ __all__ = []
 def _serve(a):
     import uvicorn
     from mlops_nb.service import TOKEN_ENV, check_listen, create_app
-    root = find_root(a.project); cfg = load_params(root/"params.yaml"); P = cfg["paths"]
-    host = a.host or cfg.get("serve", {}).get("host", "127.0.0.1")
-    port = a.port or cfg.get("serve", {}).get("port", 8000)
+    project = Project.load(a.project); root, cfg, S = project.root, project.params, project.step("serve")
+    host, port = a.host or S["host"], a.port or S["port"]
     token = os.environ.get(TOKEN_ENV) or None          # never from params.yaml
     check_listen(host, token, a.insecure_listen)
-    log_db = a.log_db or root/P.get("prediction_log_db", "data/prediction_log.db")
-    package_dir, poll = a.package_dir or root/P["package_dir"], cfg.get("serve", {}).get("reload_poll_s", 0.5)
+    log_db = project.database("prediction_log_db", a.log_db)
+    package_dir, poll = a.package_dir or project.path("package_dir"), S["reload_poll_s"]
     O = dict(cfg.get("online") or {})
     if a.online or O.pop("enabled", False):
         from mlops_nb.notify import notify_settings
         from mlops_nb.online import WebhookNotifier
         from mlops_nb.online_service import online_app
         O.pop("enabled", None)
-        hooks = WebhookNotifier(root, notify_settings(cfg), project=cfg.get("package", {}).get("model_name", ""))
+        hooks = WebhookNotifier(root, notify_settings(cfg), project=project.step("package")["model_name"])
+        A = project.step("acceptance")
         app = online_app(
             package_dir,
             log_db,
-            cfg["project"]["primary_metric"],
+            A["primary_metric"],
             token=token,
             reload_poll_s=poll,
             notify=hooks,
-            margin=cfg.get("acceptance", {}).get("max_regression_vs_champion", 0.02),
+            margin=A["max_regression_vs_champion"],
             **O
         )
         mode = f"; learning online from POST /feedback, batches of {app.state.online.batch_rows} rows"
@@ -90,8 +90,7 @@ def _add_serve(add) -> None:
 # %% ../notebooks/91a_cli_serving.ipynb #bb2ae2bb
 def _predict(a):
     from mlops_nb.serve import load_model, read_chunks, score_chunks
-    root = find_root(a.project); cfg = load_params(root/"params.yaml")
-    served = load_model(a.package_dir or root/cfg["paths"]["package_dir"])
+    served = load_model(a.package_dir or Project.load(a.project).path("package_dir"))
     if a.chunk_size < 1: raise ValueError(f"--chunk-size: expected a positive number of rows, got {a.chunk_size}")
     chunks = read_chunks(a.input, served.schema, a.chunk_size, key=a.key)
     n = score_chunks(served, chunks, a.db, a.table, key=a.key, proba=a.proba)

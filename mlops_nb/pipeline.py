@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .core import ParamsError, find_root, load_params, now_utc, read_json, write_text
 from .params import parameter_spec, validate_params
+from .project import Project
 from .report import build_index   # the front page: 92_report
 from .report_pages import step_records   # the steps' status records: 92a_report_pages
 from .step_runner import STEPS, NOTEBOOKS_DIR, StepFailed, _ipc_kernel_manager, run_step   # one step: 90b
@@ -195,7 +196,7 @@ def _dvc(root, args: list[str], log=print, restored=None) -> int:
 
 def _outputs_summary(root, params, step: str) -> str:
     "The files a step wrote, from its lineage record, folded by folder: `data/processed/ (4 files)`."
-    try: rec = read_json(Path(root)/params["paths"].get("lineage_dir", "reports/lineage")/f"{step}.json")
+    try: rec = read_json(Project(Path(root), params).path("lineage_dir")/f"{step}.json")
     except (OSError, ValueError): rec = {}
     folders = {}
     for path in rec.get("outputs") or {}:

@@ -8,9 +8,9 @@ import contextlib, fcntl, json, os
 from pathlib import Path
 
 from .acceptance import LOWER_IS_BETTER, acceptance_gates, baseline_metrics, behaviour_checks, champion_metrics
-from .core import (UntrustedModelError, file_sha256, load_params, now_utc, read_json, step_params, write_json,
-                           write_text)
+from .core import UntrustedModelError, file_sha256, load_params, now_utc, read_json, write_json, write_text
 from .package import TamperedModelError, load_package
+from .project import Project
 
 # %% auto #0
 __all__ = ['HISTORY_FILE', 'RegistryError', 'versions', 'champion_version', 'version_folder', 'read_history', 'champion_chain',
@@ -256,9 +256,8 @@ def promote(version: str, root=".", force: bool = False, why: str | None = None,
     entry."""
     import pandas as pd
     from mlops_nb.core import require
-    root = Path(root)
-    a = step_params(load_params(root/"params.yaml"), "acceptance")
-    package_dir = Path(package_dir) if package_dir is not None else root/a["package_dir"]
+    project = Project.load(root); root, a = project.root, project.step("acceptance")
+    package_dir = Path(package_dir) if package_dir is not None else project.path("package_dir")
     def go():
         cur = champion_version(package_dir)
         version_folder(package_dir, version)
@@ -297,11 +296,7 @@ def promote(version: str, root=".", force: bool = False, why: str | None = None,
 def rollback(root=".", why: str | None = None, package_dir=None) -> dict:
     "Return to the previous champion of the chain; the history entry."
     root = Path(root)
-    package_dir = (
-        Path(package_dir)
-        if package_dir is not None
-        else root / load_params(root / "params.yaml")["paths"]["package_dir"]
-    )
+    package_dir = Path(package_dir) if package_dir is not None else Project.load(root).path("package_dir")
     def go():
         known = read_history(package_dir) + [
             {"from": None, "to": v, "action": "package"} for v in _unrecorded(package_dir)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .core import find_root, load_params, now_utc, write_text
 from .experiments import dvc_experiments, experiment_rows, experiments_page
+from .project import Project
 from .report_pages import cell_html, esc, flat, read_or_none, report_page, step_records, table
 
 # %% auto #0
@@ -129,10 +130,10 @@ def _metrics_html(withci: dict, acc: dict) -> str:
 # %% ../notebooks/92_report.ipynb #daa58dfa
 def row_flow_section(root, params: dict, records: dict) -> str:
     "The front page's row flow and the columns not used as features, from the lineage records and the schema."
-    root, P = Path(root), params["paths"]
-    limit = float(params["project"].get("max_removed_share", 0.05))
+    project = Project(Path(root), params)
+    limit = float(project.step("wrangle")["max_removed_share"])   # declared in 03_wrangle's parameters cell
     rows = {s: (r or {}).get("rows") for s, r in records.items() if isinstance((r or {}).get("rows"), dict)}
-    manifest = read_or_none(root/P["raw_dir"]/"manifest.json") or {}
+    manifest = read_or_none(project.path("raw_dir")/"manifest.json") or {}
     w, s, t = rows.get("wrangle") or {}, rows.get("split") or {}, rows.get("train") or {}
     flow = [
         ("source", manifest.get("rows", (rows.get("validate") or {}).get("rows_in"))),
@@ -156,7 +157,7 @@ def row_flow_section(root, params: dict, records: dict) -> str:
     html_ += "".join(f"<p class='bad'>Warning: {esc(x)}</p>" for x in warn)
     html_ += table(removed, ["step", "rows removed because", "rows"]) if removed else \
         ("<p class='muted'>No row was removed.</p>" if shown else "")
-    schema = read_or_none(root/P.get("schema_path", "data/interim/schema.json")) or {}
+    schema = read_or_none(project.path("schema_path")) or {}
     cols = schema.get("columns") or {}
     unused = [[f"<code>{esc(c)}</code>", esc(cols.get(c, {}).get("role", why.split(":")[0])), esc(why),
                esc(f"{cols[c]['missing_share']:.1%}") if "missing_share" in cols.get(c, {}) else ""]
@@ -321,19 +322,20 @@ def _plots_html(root: Path, P: dict, link) -> str:
         if s
     )
 
-def _links_html(P: dict, link, model_links: list) -> str:
+def _links_html(project: Project, link, model_links: list) -> str:
     "The list of reports: those the run wrote (the missing ones left out), the model's, and the experiments page."
+    at, ev = project.rel, project.rel("eval_dir")
     links = [
-        ("Data profile (ydata-profiling)", P["profile_path"]),
-        ("Drift report", P["drift_report"]),
-        ("Data profile: reference vs current (ydata-profiling)", P.get("drift_profile", "reports/drift_profile.html")),
-        ("Confusion matrix", f"{P['eval_dir']}/confusion_matrix.png"),
-        ("Misclassified test rows (CSV)", f"{P['eval_dir']}/errors.csv"),
-        ("Worst slices (CSV)", f"{P['eval_dir']}/slices.csv"),
-        ("Permutation importance (CSV)", f"{P['eval_dir']}/permutation_importance.csv"),
-        ("Per-class metrics (CSV)", f"{P['eval_dir']}/per_class.csv"),
-        ("Acceptance gates (JSON)", P["acceptance_path"]),
-        ("Monitoring result (JSON)", P["monitor_path"]),
+        ("Data profile (ydata-profiling)", at("profile_path")),
+        ("Drift report", at("drift_report")),
+        ("Data profile: reference vs current (ydata-profiling)", at("drift_profile")),
+        ("Confusion matrix", f"{ev}/confusion_matrix.png"),
+        ("Misclassified test rows (CSV)", f"{ev}/errors.csv"),
+        ("Worst slices (CSV)", f"{ev}/slices.csv"),
+        ("Permutation importance (CSV)", f"{ev}/permutation_importance.csv"),
+        ("Per-class metrics (CSV)", f"{ev}/per_class.csv"),
+        ("Acceptance gates (JSON)", at("acceptance_path")),
+        ("Monitoring result (JSON)", at("monitor_path")),
     ]
     out = "".join(f"<li><a href='{esc(h)}'>{esc(t)}</a></li>" for t, p in links if (h := link(p)))
     out += "".join(f"<li><a href='{esc(h)}'>{esc(t)}</a></li>" for t, h in model_links)
@@ -390,6 +392,6 @@ def build_index(root=None) -> Path:
         primary_metric=acc.get("primary_metric", project.get("primary_metric")), history=_history_html(root, P),
         metrics=_metrics_html(withci, acc), gates=_gate_rows(acc), cand_heads=heads, cand_rows=cand_rows,
         plots=_plots_html(root, P, link), mon=read_or_none(root/P["monitor_path"]) or {}, jobs=_jobs_html(root, params),
-        links=_links_html(P, link, model_links), step_rows=[_step_row(r, latest_failed, link) for r in steps])
+        links=_links_html(Project(root, params), link, model_links), step_rows=[_step_row(r, latest_failed, link) for r in steps])
     return write_text(report_page("mlops-nb run summary", body), reports/"index.html")
 

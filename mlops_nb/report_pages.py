@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .core import read_json, write_text
 from .pages import html_page
+from .project import Project
 
 # %% auto #0
 __all__ = ['read_or_none', 'esc', 'cell_html', 'flat', 'report_page', 'table', 'step_records', 'render_html']
@@ -68,7 +69,7 @@ def table(rows, head=None) -> str:
 # %% ../notebooks/92a_report_pages.ipynb #cb0733ba
 def step_records(root, params) -> list[dict]:
     "The status records `mlops-nb step` wrote to `steps_dir`, in pipeline order (by notebook number)."
-    d = Path(root)/params["paths"].get("steps_dir", "reports/steps")
+    d = Project(Path(root), params).path("steps_dir")
     recs = [r for p in sorted(d.glob("*.json"))
             if isinstance(r := read_or_none(p), dict) and "step" in r and "notebook" in r]
     return sorted(recs, key=lambda r: Path(r["notebook"]).name)

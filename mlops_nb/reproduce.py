@@ -10,6 +10,7 @@ from pathlib import Path
 from .core import (environment_info, file_sha256, find_root, load_params, read_json,
                            write_json)
 from .params import STEP_NOTEBOOKS
+from .project import Project
 
 # %% auto #0
 __all__ = ['COMPARED_STEPS', 'load_step', 'load_ipython_extension', 'environment_diff', 'find_lineage', 'compare_lineages',
@@ -23,7 +24,8 @@ def load_step(step: str, root=None, namespace: dict | None = None, log=print) ->
     if step not in STEP_NOTEBOOKS: raise ValueError(f"unknown step {step!r}; the steps are {list(STEP_NOTEBOOKS)}")
     params = load_params(root/"params.yaml")
     nb = STEP_NOTEBOOKS[step]
-    executed = root/params["paths"].get("steps_dir", "reports/steps")/f"{nb}.ipynb"
+    project = Project(root, params)
+    executed = project.path("steps_dir")/f"{nb}.ipynb"
     current = resolve_step(step, params, root/NOTEBOOKS_DIR/f"{nb}.ipynb")
     if executed.exists():
         values = read_json(executed).get("metadata", {}).get("papermill", {}).get("parameters") or {}
@@ -34,7 +36,7 @@ def load_step(step: str, root=None, namespace: dict | None = None, log=print) ->
     else:
         values = current
         log(f"{step}: has not run yet; parameters from params.yaml")
-    rec = root/params["paths"].get("lineage_dir", "reports/lineage")/f"{step}.json"
+    rec = project.path("lineage_dir")/f"{step}.json"
     if rec.exists():
         for path, sha in (read_json(rec).get("inputs") or {}).items():
             f = root/path
@@ -74,7 +76,7 @@ def find_lineage(target: str, root) -> Path:
         p = Path(target) if Path(target).is_absolute() else root/target
         if not p.exists(): raise FileNotFoundError(f"{p}: lineage file not found")
         return p
-    pkg = root/load_params(root/"params.yaml")["paths"]["package_dir"]
+    pkg = Project.load(root).path("package_dir")
     if target == "current":
         cur = pkg/"current.json"
         if not cur.exists(): raise FileNotFoundError(f"{cur}: no champion model yet; run `mlops-nb run` first")
@@ -158,7 +160,7 @@ def _run_recipe(root: Path, tree: Path, params: dict, commit: str, log=print) ->
         raise RuntimeError(
             f"the reproduction run failed (exit {run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
         )
-    pkg = tree/params["paths"]["package_dir"]
+    pkg = Project(tree, params).path("package_dir")
     return read_json(pkg/read_json(pkg/"current.json")["version"]/"lineage.json")
 
 # %% ../notebooks/93_reproduce.ipynb #b1cb424a

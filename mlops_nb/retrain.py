@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import frame_sha256, load_params, now_utc, read_json, write_parquet, write_text, yaml_round_trip
+from .core import frame_sha256, now_utc, read_json, write_parquet, write_text, yaml_round_trip
 from .ingest import is_sql_url, read_source
 from .pipeline import run_pipeline, step_records
+from .project import Project
 
 # %% auto #0
 __all__ = ['append_current', 'set_param', 'read_recipe', 'retrain']
@@ -58,13 +59,13 @@ def read_recipe(root, params: dict) -> pd.DataFrame:
 # %% ../notebooks/94_retrain.ipynb #a8cda96b
 def retrain(root, current: pd.DataFrame, log=print) -> dict:
     "Append `current` to the raw data, run the pipeline, and say whether a new model was accepted."
-    root = Path(root); params = load_params(root/"params.yaml"); P = params["paths"]
+    project = Project.load(root); root, params = project.root, project.params
     target = params["project"]["target"]
     raw = read_recipe(root, params)
     combined = append_current(raw, current, target)
-    dest = Path(P.get("retrain_dir", "data/retrain"))/f"combined-{frame_sha256(combined)[:12]}.parquet"
+    dest = Path(project.rel("retrain_dir"))/f"combined-{frame_sha256(combined)[:12]}.parquet"
     write_parquet(combined, root/dest)
-    cur_file = root/P["package_dir"]/"current.json"
+    cur_file = project.path("package_dir")/"current.json"
     before = read_json(cur_file)["version"] if cur_file.is_file() else None
     old_text = (root/"params.yaml").read_text()
     write_text(set_param(old_text, "ingest", "source", str(dest)), root/"params.yaml")
@@ -72,7 +73,7 @@ def retrain(root, current: pd.DataFrame, log=print) -> dict:
     log(f"retrain: {len(combined) - len(raw)} labelled rows appended to {len(raw)} ({dest}); running the pipeline")
     rc = run_pipeline(root, log=log)
     after = read_json(cur_file)["version"] if cur_file.is_file() else None
-    acc = read_json(root/P["acceptance_path"]) if (root/P["acceptance_path"]).is_file() else {}
+    acc = read_json(project.path("acceptance_path")) if project.path("acceptance_path").is_file() else {}
     failed = [r for r in step_records(root, params) if r["status"] == "failed" and r["started"] >= started]
     out = {"ran": True, "source": str(dest), "rows_added": len(combined) - len(raw), "pipeline_exit_code": rc,
            "accepted": bool(rc == 0 and acc.get("accepted")), "previous_version": before, "new_version": after,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .core import ParamsError, find_root, load_params, now_utc, step_params, write_json
 from .params import STEP_NOTEBOOKS, notebook_spec, parameter_spec, validate_params
+from .project import Project
 from .report_pages import render_html   # the step's page: 92a_report_pages
 
 # %% auto #0
@@ -198,7 +199,7 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print, km=N
     values = resolve_step(step, params, nb)
     if timeout is None: timeout = (params.get("run") or {}).get("step_timeout_s")
     _prepare_dirs(root, params)
-    steps_dir = root/params["paths"].get("steps_dir", "reports/steps")
+    steps_dir = Project(root, params).path("steps_dir")
     out, page = steps_dir/f"{STEPS[step]}.ipynb", steps_dir/f"{STEPS[step]}.html"
     tag = f"[{list(STEPS).index(step) + 1}/{len(STEPS)}] {step}"   # the counter counts the steps, as the summary does
     log(f"{tag}: running {nb.relative_to(root)}"); sys.stdout.flush()

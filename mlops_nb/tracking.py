@@ -8,6 +8,7 @@ import json, os
 from pathlib import Path
 
 from .core import find_root, load_params, read_json
+from .project import Project
 
 ALIAS = "champion"                 # the MLflow registry alias of the version current.json names
 VERSION_TAG = "mlops_nb.version"   # on each MLflow model version: our version name (the package folder)
@@ -197,17 +198,17 @@ def log_run(root, log=print) -> dict | None:
     if s is None: return None
     import mlflow, pandas as pd
     from mlops_nb.registry import champion_version, versions
-    p = load_params(root/"params.yaml")
-    pkg, champion = root/p["paths"]["package_dir"], None
+    project = Project.load(root); p = project.params
+    pkg, champion = project.path("package_dir"), None
     _experiment(s)
-    test = root/p["paths"]["split_dir"]/"test.parquet"
+    test = project.path("split_dir")/"test.parquet"
     rows = pd.read_parquet(test) if test.is_file() else None
     champion = champion_version(pkg)
     with mlflow.start_run(run_name=champion or "run") as run:
         mlflow.log_params(flat_params(p))
         for live in ("train_live_dir", "eval_live_dir", "monitor_live_dir"):
-            f = root/p["paths"].get(live, "")/"metrics.json"
-            if p["paths"].get(live) and f.is_file():
+            f = project.path(live)/"metrics.json"
+            if f.is_file():
                 mlflow.log_metrics(flat_metrics(read_json(f), live.split("_")[0].replace("eval", "evaluate") + "."))
         for r in REPORTS:
             f = root/r

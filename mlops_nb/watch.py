@@ -9,8 +9,9 @@ import re, signal, threading, time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .core import load_params, now_utc, read_json
+from .core import now_utc, read_json
 from .notify import append_jsonl, drifted_stats, notify, notify_settings, read_jsonl
+from .project import Project
 
 # %% auto #0
 __all__ = ['JOBS', 'WATCH_DEFAULTS', 'parse_every', 'watch_settings', 'trigger', 'record_run', 'run_schedule', 'run_now',
@@ -130,8 +131,8 @@ def install_stop(stop: threading.Event, log=print) -> None:
 class Watcher:
     "The jobs of one project, with their state (the last signal); `run(name)` runs and records one job."
     def __init__(self, root, env=None, log=print):
-        self.root, self.env, self.log = Path(root), env, log
-        self.params = load_params(self.root/"params.yaml")
+        self.project, self.env, self.log = Project.load(root), env, log
+        self.root, self.params = self.project.root, self.project.params
         self.settings, self.notify_settings = watch_settings(self.params), notify_settings(self.params)
         self.jobs, self.signal, self.notified, self.sched, self.rejected = (
             self.settings["jobs"],
@@ -167,37 +168,30 @@ class Watcher:
 
     def _served(self):
         from mlops_nb.serve import load_model
-        return load_model(self.root/self.params["paths"]["package_dir"])
+        return load_model(self.project.path("package_dir"))
 
     def window(self, served):
         "The current frame, logged predictions, problems and description of the log window the monitor job reads."
         from mlops_nb.monitor import parse_window, read_current
-        from mlops_nb.params import step_values
-        P = self.params["paths"]
-        M = step_values(self.params, "monitor", self._notebook("10_monitor"))
+        M = self.project.step("monitor")
         spec = self.jobs.get("monitor", {})
         since = parse_window(spec.get("window", M["window"]))
-        born = _champion_created(self.root/P["package_dir"], served.version)
+        born = _champion_created(self.project.path("package_dir"), served.version)
         if born is not None and (since is None or born > since): since = born
-        db = M["prediction_log_db"]; db = db if "://" in db or Path(db).is_absolute() else str(self.root/db)
-        return M, read_current("log", self.root/P["split_dir"], db, None, since=since, target=served.schema["target"])
-
-    def _notebook(self, name):
-        nb = self.root/"notebooks"/f"{name}.ipynb"
-        if not nb.is_file(): import mlops_nb; nb = Path(mlops_nb.__file__).resolve().parents[1]/"notebooks"/nb.name
-        return nb
+        db, splits = self.project.database("prediction_log_db"), self.project.path("split_dir")
+        return M, read_current("log", splits, db, None, since=since, target=served.schema["target"])
 
     def monitor(self):
         import pandas as pd
         from mlops_nb import monitor as mon
         if self._retraining.locked():
             return "skipped", "a retraining is running (its pipeline rewrites the splits); checked again after it"
-        P = self.params["paths"]; served = self._served()
+        served, splits = self._served(), self.project.path("split_dir")
         try: M, (current, logged, problems, described) = self.window(served)
         # the service has not logged anything
         except FileNotFoundError as e: return "unknown", f"no prediction log yet ({e})"
-        reference = pd.read_parquet(self.root/P["split_dir"]/"train.parquet")
-        test = self.root/P["split_dir"]/"test.parquet"
+        reference = pd.read_parquet(splits/"train.parquet")
+        test = splits/"test.parquet"
         result, table = mon.check_current(
             M,
             reference,
@@ -240,12 +234,11 @@ class Watcher:
 
     def score(self):
         from mlops_nb.serve import read_chunks, score_chunks
-        spec, P = self.jobs["score"], self.params["paths"]
+        spec = self.jobs["score"]
         served = self._served()
         src = Path(spec["input"]); src = src if src.is_absolute() else self.root/src
-        db = str(spec.get("db") or P["predictions_db"])
-        db = db if "://" in db or Path(db).is_absolute() else str(self.root / db)
-        table = spec.get("table") or self.params.get("serve", {}).get("predictions_table", "predictions")
+        db = self.project.database("predictions_db", spec.get("db"))
+        table = spec.get("table") or self.project.step("serve")["predictions_table"]
         n = score_chunks(served, read_chunks(src, served.schema, 100_000, key=spec.get("key")), db, table,
                          key=spec.get("key"), proba=bool(spec.get("proba")))
         return "ok", f"{n} predictions by {served.version} written to {table}"
@@ -269,7 +262,7 @@ class Watcher:
     def _stale(self, sig):
         "(a skip outcome or None, the labelled rows of the signal): nothing new to learn from since the signal."
         from mlops_nb import registry as reg
-        if reg.champion_version(self.root/self.params["paths"]["package_dir"]) != sig["version"]:
+        if reg.champion_version(self.project.path("package_dir")) != sig["version"]:
             self.signal = None
             return ("skipped", "the champion changed since the signal"), 0
         target = self.params["project"]["target"]
@@ -287,7 +280,7 @@ class Watcher:
     def _crown(self, info, sig):
         "Make the accepted retrained model the champion and notify `new_champion`."
         from mlops_nb import registry as reg
-        pkg = self.root/self.params["paths"]["package_dir"]
+        pkg = self.project.path("package_dir")
         with reg.registry_lock(pkg):
             reg.change_champion(
                 pkg,
@@ -303,14 +296,15 @@ class Watcher:
             model_version=info["new_version"],
             previous_version=info["previous_version"],
             message=f"retrained on {info['rows_added']} labelled rows; passed the acceptance gates",
-            links={"acceptance": self.params["paths"]["acceptance_path"]},
+            links={"acceptance": self.project.rel("acceptance_path")},
             gates=info.get("gates"),
         )
         return "ok", f"new champion {info['new_version']} (was {info['previous_version']})"
 
     def _rejected(self, info, sig, n):
         "The champion stays: remember the rows tried, notify `gate_failed` (or `job_failed` for a broken step)."
-        self.params, self.rejected = load_params(self.root/"params.yaml"), (sig["version"], n)
+        self.project = Project.load(self.root)     # the retraining's pipeline may have rewritten params.yaml
+        self.params, self.rejected = self.project.params, (sig["version"], n)
         why = (
             f"step {info['failed_step']} failed: {info['error']}" if info.get("failed_step") else info.get("error")
         ) or "not accepted"
@@ -321,7 +315,7 @@ class Watcher:
             model_version=info["previous_version"],
             job="retrain",
             gates=gates,
-            links={"acceptance": self.params["paths"]["acceptance_path"]},
+            links={"acceptance": self.project.rel("acceptance_path")},
             message=f"retrained model not accepted; the champion {info['previous_version']} stays. {why}"[:1500],
         )
         return "failed", f"the champion {info['previous_version']} stays: {why}"[:2000]
