@@ -98,4 +98,5 @@ def raise_if_rejected(gates: list[dict]):
     failed = [g for g in gates if not g["passed"]]
     if failed:
         raise AcceptanceError("model rejected; the champion stays in place:\n" +
-                              "\n".join(f"- {g['gate']}: measured {g['value']}, limit {g['limit']}" for g in failed))
+                              "\n".join(f"- {g['gate']}" + (f": measured {g['value']}" if g.get("value") is not None else "")
+                                        + (f", limit {g['limit']}" if "limit" in g else "") for g in failed))

@@ -137,7 +137,8 @@ def raise_if_rejected(gates: list[dict]):
     failed = [g for g in gates if not g["passed"]]
     if failed:
         raise AcceptanceError("model rejected; the champion stays in place:\n" +
-                              "\n".join(f"- {g['gate']}: measured {g['value']}, limit {g['limit']}" for g in failed))
+                              "\n".join(f"- {g['gate']}" + (f": measured {g['value']}" if g.get("value") is not None else "")
+                                        + (f", limit {g['limit']}" if "limit" in g else "") for g in failed))
 
 # %% [code]
 _g = acceptance_gates({"f1": 0.95}, "f1", {"f1": 0.3}, {"f1": 0.96}, 0.9, 0.1, 0.02)
@@ -156,6 +157,8 @@ _sch = {"features": ["x", "c"], "columns": {"x": {"kind": "numeric"}, "c": {"kin
 test_eq([g["passed"] for g in behaviour_checks(_mdl, _X, _sch)], [True, True, True])
 _raw = LogisticRegression().fit(_X[["x"]], [0, 0, 1, 1])   # no imputer: a missing value breaks it
 test_eq(behaviour_checks(_raw, _X[["x"]], _sch)[2]["value"], ["x"])
+test_fail(lambda: raise_if_rejected(behaviour_checks(_raw, _X[["x"]], _sch)),   # a behaviour gate has no limit
+          contains="a missing value in any one feature still gets a prediction: measured")
 
 # %% [markdown]
 ## Run
