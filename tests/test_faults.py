@@ -133,8 +133,11 @@ def test_a_wrong_type_in_params_is_refused_before_anything_runs(finished):
 def _start(root: Path, *args) -> subprocess.Popen:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "YDATA_PROFILING_NO_ANALYTICS": "True", "PYTHONUNBUFFERED": "1",
            "PATH": str(BIN) + os.pathsep + os.environ.get("PATH", "")}
+    # Ctrl-C works as in a terminal even when this test runs in the background of a non-interactive shell (`cmd &`),
+    # which starts it with SIGINT ignored, a disposition every child would inherit (and Python keeps).
     return subprocess.Popen([tool("mlops-nb"), "run", *args], cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(proc: subprocess.Popen, text: str, timeout: float = 300) -> str:
