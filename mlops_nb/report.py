@@ -8,7 +8,7 @@ import json, os, re, shutil
 from importlib import resources
 from pathlib import Path
 
-from .core import find_root, load_params, now_utc, write_text
+from .core import find_root, now_utc, write_text
 from .experiments import dvc_experiments, experiment_rows, experiments_page
 from .project import Project
 from .report_pages import cell_html, esc, flat, read_or_none, report_page, step_records, table
@@ -45,9 +45,9 @@ def _commit_html(records: dict) -> str:
 
 
 # %% ../notebooks/92_report.ipynb #49b00df4
-def _data_rows(root: Path, P: dict, records: dict) -> list:
+def _data_rows(project: Project, records: dict) -> list:
     "The data's hashes: the raw manifest's, then every data or model file a step read or wrote."
-    manifest = read_or_none(root/P["raw_dir"]/"manifest.json") or {}
+    manifest = read_or_none(project.path("raw_dir")/"manifest.json") or {}
     data = [
         (f"<code>{esc(k)}</code>", f"<code>{esc(v)}</code>")
         for k, v in [
@@ -66,12 +66,12 @@ def _data_rows(root: Path, P: dict, records: dict) -> list:
 
 
 # %% ../notebooks/92_report.ipynb #1dc9fb77
-def _lineage_html(root: Path, P: dict, params: dict, records: dict) -> str:
+def _lineage_html(project: Project, records: dict) -> str:
     "The front page's lineage section: code, data hashes, parameters (paths left out), environment and machine."
     latest = max(records.values(), key=lambda r: r.get("finished", ""), default={})
     prm = [
         (f"<code>{esc(s)}.{esc(k)}</code>", cell_html(v))
-        for s, sec in params.items()
+        for s, sec in project.params.items()
         if s != "paths" and isinstance(sec, dict)
         for k, v in flat(sec).items()
     ]
@@ -82,12 +82,12 @@ def _lineage_html(root: Path, P: dict, params: dict, records: dict) -> str:
     code = _commit_html(records)
     return (
         f"<h2 id='lineage'>Lineage</h2><p>Code: commit {code}. Recorded by each step in"
-        f" <code>{esc(P['lineage_dir'])}/</code>; the packaged model's <a href='model/lineage.json'>lineage.json</a>"
+        f" <code>{esc(project.rel('lineage_dir'))}/</code>; the packaged model's <a href='model/lineage.json'>lineage.json</a>"
         " merges them.</p>"
-        if (root / P["package_dir"] / "current.json").exists()
+        if (project.path("package_dir")/"current.json").exists()
         else f"<h2 id='lineage'>Lineage</h2><p>Code: commit {code}.</p>"
     ) + (
-        f"<h3>Data (SHA-256)</h3>{table(_data_rows(root, P, records))}"
+        f"<h3>Data (SHA-256)</h3>{table(_data_rows(project, records))}"
         + "<details><summary>Parameters (params.yaml, paths left"
         f" out)</summary>{table(prm, ['parameter', 'value'])}</details><details><summary>Environment and machine"
         f" ({esc(env.get('python', '?'))} on {esc(mach.get('hostname', '?'))}, {esc(mach.get('cpu_count', '?'))}"
@@ -166,10 +166,10 @@ def row_flow_section(root, params: dict, records: dict) -> str:
     return html_
 
 # %% ../notebooks/92_report.ipynb #d6936b71
-def _history_html(root: Path, P: dict, last: int = 20) -> str:
+def _history_html(project: Project, last: int = 20) -> str:
     "The last `last` changes of champion, newest first, from the registry's history file (unreadable lines skipped)."
     from mlops_nb.registry import HISTORY_FILE
-    f = root/P["package_dir"]/HISTORY_FILE
+    f = project.path("package_dir")/HISTORY_FILE
     changes = []
     for line in (f.read_text().splitlines() if f.is_file() else []):
         try: e = json.loads(line)
@@ -181,7 +181,7 @@ def _history_html(root: Path, P: dict, last: int = 20) -> str:
              esc(e.get("action")), esc(e.get("why")), "<b class='bad'>forced</b>" if e.get("forced") else "no"]
             for e in reversed(changes[-last:])]
     more = f" <span class='muted'>(the last {last} of {len(changes)})</span>" if len(changes) > last else ""
-    return f"{head}<p>From <code>{esc(P['package_dir'])}/{HISTORY_FILE}</code>, newest first{more}.</p>" + \
+    return f"{head}<p>From <code>{esc(project.rel('package_dir'))}/{HISTORY_FILE}</code>, newest first{more}.</p>" + \
         table(rows, ["time", "from", "to", "action", "why", "gates overridden"])
 
 # %% ../notebooks/92_report.ipynb #2eda32fb
@@ -220,11 +220,11 @@ def _jobs_html(root: Path, params: dict, last: int = 20) -> str:
             + table(rows, ["job", "start", "end", "seconds", "outcome", "message"]))
 
 # %% ../notebooks/92_report.ipynb #343d38c2
-def _model_card(root: Path, reports: Path, P: dict, cur: dict) -> list[tuple[str, str]]:
+def _model_card(project: Project, reports: Path, cur: dict) -> list[tuple[str, str]]:
     "Copy the champion's card, lineage and schema into reports/model/ (the card also as HTML); the links to show."
     if not cur: return []
     from nbconvert.filters.markdown_mistune import markdown2html_mistune
-    vdir, links = root/P["package_dir"]/cur["version"], []
+    vdir, links = project.path("package_dir")/cur["version"], []
     (reports/"model").mkdir(exist_ok=True)
     for f in ("model_card.md", "lineage.json", "schema.json"):
         if (vdir/f).exists(): shutil.copy2(vdir/f, reports/"model"/f)
@@ -311,10 +311,10 @@ def _candidates(records: dict, train: dict) -> tuple[list[str], list[list[str]]]
 
 
 # %% ../notebooks/92_report.ipynb #254a56ec
-def _plots_html(root: Path, P: dict, link) -> str:
+def _plots_html(project: Project, link) -> str:
     "The evaluation's plots (every PNG in `eval_dir`), each a figure linking to the full-size image."
-    pngs = sorted((root/P["eval_dir"]).glob("*.png"))
-    plots = [(link(os.path.relpath(p, root)), p.stem.replace("_", " ")) for p in pngs]
+    pngs = sorted(project.path("eval_dir").glob("*.png"))
+    plots = [(link(os.path.relpath(p, project.root)), p.stem.replace("_", " ")) for p in pngs]
     return "".join(
         f"<figure><a href='{esc(s)}'><img src='{esc(s)}'"
         f" alt='{esc(t)}'></a><figcaption>{esc(t)}</figcaption></figure>"
@@ -370,28 +370,27 @@ def _front_template():
 
 def build_index(root=None) -> Path:
     "Write reports/index.html (and reports/experiments.html, reports/model/): the front page of the run."
-    root = find_root(root)
-    params = load_params(root/"params.yaml"); P, project = params["paths"], params["project"]
+    pr = Project.load(root); root, params, project, at = pr.root, pr.params, pr.params["project"], pr.path
     reports = root/"reports"; reports.mkdir(exist_ok=True)
     link = lambda p, to="files": _inside(root, reports, p, to)
     steps = step_records(root, params)
-    records = {p.stem: r for p in sorted((root/P["lineage_dir"]).glob("*.json"))
+    records = {p.stem: r for p in sorted(at("lineage_dir").glob("*.json"))
                if isinstance(r := read_or_none(p), dict)}
-    acc = read_or_none(root/P["acceptance_path"]) or {}
-    cur = read_or_none(root/P["package_dir"]/"current.json") or {}
-    withci = read_or_none(root/P["eval_dir"]/"metrics_with_intervals.json") or {}
-    model_links = _model_card(root, reports, P, cur)
+    acc = read_or_none(at("acceptance_path")) or {}
+    cur = read_or_none(at("package_dir")/"current.json") or {}
+    withci = read_or_none(at("eval_dir")/"metrics_with_intervals.json") or {}
+    model_links = _model_card(pr, reports, cur)
     shown, err = dvc_experiments(root)
     write_text(experiments_page(experiment_rows(shown), err, project.get("primary_metric")), reports/"experiments.html")
     banner, latest_failed = _run_banner(steps, link)
-    heads, cand_rows = _candidates(records, read_or_none(root/P["train_live_dir"]/"metrics.json") or {})
+    heads, cand_rows = _candidates(records, read_or_none(at("train_live_dir")/"metrics.json") or {})
     body = _front_template().render(
         built=now_utc(), root_name=root.name, banner=banner, cur=cur, verdict=_verdict(acc), table=table,
         headline=_headline(acc.get("primary_metric") or project.get("primary_metric"), withci, acc),
-        rows=row_flow_section(root, params, records), lineage=_lineage_html(root, P, params, records),
-        primary_metric=acc.get("primary_metric", project.get("primary_metric")), history=_history_html(root, P),
+        rows=row_flow_section(root, params, records), lineage=_lineage_html(pr, records),
+        primary_metric=acc.get("primary_metric", project.get("primary_metric")), history=_history_html(pr),
         metrics=_metrics_html(withci, acc), gates=_gate_rows(acc), cand_heads=heads, cand_rows=cand_rows,
-        plots=_plots_html(root, P, link), mon=read_or_none(root/P["monitor_path"]) or {}, jobs=_jobs_html(root, params),
-        links=_links_html(Project(root, params), link, model_links), step_rows=[_step_row(r, latest_failed, link) for r in steps])
+        plots=_plots_html(pr, link), mon=read_or_none(at("monitor_path")) or {}, jobs=_jobs_html(root, params),
+        links=_links_html(pr, link, model_links), step_rows=[_step_row(r, latest_failed, link) for r in steps])
     return write_text(report_page("mlops-nb run summary", body), reports/"index.html")
 
