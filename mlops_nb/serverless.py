@@ -201,8 +201,8 @@ def build_bundle(root=None, version: str | None = None, out=None, backend: str =
     """Write the serverless bundle of the champion (or `version`) to `out` (default: `ship.dist_dir/bundle-<version>.zip`);
     return its path. `backend`: `onnx` (ONNX Runtime, when the package has an ONNX copy with parity), `sklearn`, or
     `auto` (ONNX when possible)."""
-    root = find_root(root); S, P = ship_settings(root)
-    folder = package_folder(root/P["package_dir"], version)
+    S, project = ship_settings(root); root = project.root
+    folder = package_folder(project.path("package_dir"), version)
     lineage, schema = read_json(folder/"lineage.json"), read_json(folder/"schema.json")
     use = bundle_backend(folder, lineage, backend)
     dest = Path(out) if out else root/S["dist_dir"]/f"bundle-{lineage['version']}.zip"

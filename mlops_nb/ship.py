@@ -9,7 +9,8 @@ from __future__ import annotations
 import ast, json, os, re, shutil, subprocess, sys, tempfile, zipfile
 from pathlib import Path
 
-from .core import file_sha256, find_root, load_params, now_utc, read_json, write_json, write_text
+from .core import file_sha256, find_root, now_utc, read_json, write_json, write_text
+from .project import Project
 
 # %% auto #0
 __all__ = ['SERVING_REQUIREMENTS', 'SKLEARN_BUNDLE_REQUIREMENTS', 'ONNX_BUNDLE_REQUIREMENTS', 'DEV_TOOLS', 'SERVING_MODULES',
@@ -212,12 +213,10 @@ CMD ["/opt/venv/bin/python", "/opt/mlops-nb/app/serve.py"]
 '''
 
 # %% ../notebooks/96_ship.ipynb #e69f5d44
-def ship_settings(root) -> dict:
-    "The `ship` section of params.yaml over its declared defaults, and the paths section."
-    from mlops_nb.params import COMMAND_PARAMETERS, _parse_cell
-    cfg = load_params(Path(root)/"params.yaml")
-    defaults = {n: ast.literal_eval(p.default) for n, p in _parse_cell(COMMAND_PARAMETERS["ship"], "mlops-nb").items()}
-    return {**defaults, **(cfg.get("ship") or {})}, cfg["paths"]
+def ship_settings(root) -> tuple[dict, Project]:
+    "The `ship` section of params.yaml over its declared defaults, and the project."
+    project = Project.load(root)
+    return project.command("ship"), project
 
 def wheelhouse(requirements, dest) -> list[str]:
     "Wheels of every line of `requirements` (each pinned, the closure complete) into `dest`; their file names."
@@ -240,8 +239,8 @@ def build_image_context(root=None, version: str | None = None, out=None, base: s
     """Write the image build context of the champion (or `version`) to `out` (default: `ship.dist_dir/image-<version>`);
     return its folder. `wheels=False` leaves out the wheelhouse (the build then needs an index)."""
     import mlops_nb
-    root = find_root(root); S, P = ship_settings(root)
-    folder = package_folder(root/P["package_dir"], version)
+    S, project = ship_settings(root); root = project.root
+    folder = package_folder(project.path("package_dir"), version)
     lineage, schema = read_json(folder/"lineage.json"), read_json(folder/"schema.json")
     dest = Path(out) if out else root/S["dist_dir"]/f"image-{lineage['version']}"
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .core import now_utc, read_json
 from .notify import append_jsonl, drifted_stats, notify, notify_settings, read_jsonl
-from .project import Project
+from .project import Project, command_defaults
 
 # %% auto #0
 __all__ = ['JOBS', 'WATCH_DEFAULTS', 'parse_every', 'watch_settings', 'trigger', 'record_run', 'run_schedule', 'run_now',
@@ -24,7 +24,7 @@ _KEYS = {
     "score": {"every", "cron", "input", "db", "table", "key", "proba"},
     "retrain": {"every", "cron", "on_signal"},
 }
-WATCH_DEFAULTS = {"jobs": {}, "jobs_log": "reports/jobs.jsonl", "reports_dir": "reports/watch"}
+WATCH_DEFAULTS = command_defaults("watch")   # declared in params.COMMAND_PARAMETERS
 
 def parse_every(text) -> float:
     "Seconds of an interval such as `30s`, `5m`, `2h`, `1d` (a bare number: seconds)."
