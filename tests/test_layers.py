@@ -116,3 +116,10 @@ def test_the_size_check_catches_a_room_that_grows(tmp_path):
     assert over(funcs, 50, {}) == ["a.f: 61 lines (limit 50)"]
     assert over(funcs, 50, {"a.f": 55}) == ["a.f: grew to 61 lines (ceiling 55)"]
     assert over({"a.f": 20}, 50, {"a.f": 55}) == ["a.f: fits now (20 lines): take it out of the list"]
+
+
+def test_notify_keeps_the_declared_defaults():
+    "notify sits on floor 1 and cannot read params' declarations, so its defaults are checked against them here."
+    from mlops_nb.notify import NOTIFY_DEFAULTS
+    from mlops_nb.project import command_defaults
+    assert NOTIFY_DEFAULTS == command_defaults("notify")
