@@ -19,6 +19,9 @@ setup() {
     echo "== installing mlops-nb and its pinned dependencies into .venv"
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,mlflow]'   # mlflow: tests/test_tracking.py
+    # one-time costs paid here, not inside the first pipeline run: matplotlib's font cache, and bytecode of the
+    # libraries the steps import
+    .venv/bin/python -c "import matplotlib.pyplot, data_profiling, sklearn.ensemble, papermill" >/dev/null 2>&1 || true
     echo "$stamp" > .venv/.mlops-nb-installed
   fi
   export PATH="$PWD/.venv/bin:$PATH" DVC_NO_ANALYTICS=1 YDATA_PROFILING_NO_ANALYTICS=True
