@@ -15,8 +15,9 @@ from .report_pages import step_records   # the steps' status records: 92a_report
 from .step_runner import STEPS, NOTEBOOKS_DIR, StepFailed, _ipc_kernel_manager, run_step   # one step: 90b
 
 # %% auto #0
-__all__ = ['EXECUTOR_ENV', 'WARM_IMPORTS', 'ADVICE', 'RESTORED', 'WarmKernel', 'StepServer', 'dvc_env', 'write_sources',
-           'RunLock', 'run_pipeline']
+__all__ = ['EXECUTOR_ENV', 'WARM_IMPORTS', 'ADVICE', 'RESTORED', 'LAST_RUN', 'WarmKernel', 'StepServer', 'dvc_env',
+           'write_sources', 'RunLock', 'run_pipeline', 'pipeline_files', 'forget_last_run', 'remember_last_run',
+           'unchanged_since_last_run']
 
 # %% ../notebooks/90_pipeline.ipynb #f2fd93b6
 EXECUTOR_ENV = "MLOPS_NB_EXECUTOR"
@@ -65,7 +66,8 @@ class StepServer:
         self.path = os.path.join(self.dir, "steps.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(self.path); self.sock.listen(4); self.sock.settimeout(0.2)
-        self.warm = None
+        self.warm = WarmKernel(self.root)   # the first step's kernel boots while DVC checks what changed
+        self._stopping: list[threading.Thread] = []
     def env(self) -> dict:
         return {EXECUTOR_ENV: self.path}
     def _handle(self, conn):
@@ -80,7 +82,9 @@ class StepServer:
         if req.get("command") == "report":
             build_index(self.root)
             return write({"rc": 0, "error": None})
-        kernel, self.warm = self.warm, None
+        kernel = self.warm
+        # the next step's kernel boots while this one runs (the last step has no next one)
+        self.warm = WarmKernel(self.root) if req["step"] != list(STEPS)[-1] else None
         rc, error = 0, None
         try: run_step(req["step"], self.root, timeout=req.get("timeout"), log=send, km=kernel.take() if kernel else None)
         except StepFailed as e: rc, error = 1, str(e)
@@ -90,9 +94,11 @@ class StepServer:
             if kernel: kernel.stop()
             raise
         write({"rc": rc, "error": error})
-        # the next step's kernel boots while DVC records this one
-        self.warm = WarmKernel(self.root)
-        if kernel: kernel.stop()
+        if kernel: self._retire(kernel)
+    def _retire(self, kernel):
+        "Stop a used kernel in a background thread: its shutdown (up to a second or two) overlaps DVC's bookkeeping."
+        t = threading.Thread(target=kernel.stop, daemon=True); t.start()
+        self._stopping.append(t)
     def serve_until(self, proc):
         "Answer requests until the DVC process `proc` exits."
         import socket
@@ -103,6 +109,7 @@ class StepServer:
         return proc.returncode
     def close(self):
         if self.warm: self.warm.stop(now=True); self.warm = None
+        for t in self._stopping: t.join(timeout=30)
         self.sock.close(); shutil.rmtree(self.dir, ignore_errors=True)
 
 # %% ../notebooks/90_pipeline.ipynb #3e96e029
@@ -211,11 +218,19 @@ def run_pipeline(root=None, force: bool = False, wait: bool = False, log=print) 
     params = validate_params(load_params(root/"params.yaml"), parameter_spec(root, NOTEBOOKS_DIR))
     with RunLock(root, wait=wait):
         write_sources(root)
-        t0, started = time.perf_counter(), now_utc()
+        t0, started, started_ns = time.perf_counter(), now_utc(), time.time_ns()
         interrupted = False
         restored: set = set()
-        try: rc = _dvc(root, ["repro"] + (["--force"] if force else []), log=log, restored=restored)
-        except KeyboardInterrupt: rc, interrupted = 130, True
+        last = None if force else unchanged_since_last_run(root)
+        if last:   # every file DVC would hash is as the last complete run left it: DVC's answer is known
+            rc = 0
+            log(f"nothing changed since the last complete run ({last}): DVC not started; "
+                "`mlops-nb run --force` runs every step")
+        else:
+            forget_last_run(root)
+            try: rc = _dvc(root, ["repro"] + (["--force"] if force else []), log=log, restored=restored)
+            except KeyboardInterrupt: rc, interrupted = 130, True
+            if rc == 0: remember_last_run(root, started_ns)
         total = time.perf_counter() - t0
         records = step_records(root, params)
         ran = [r for r in records if r["started"] >= started]
@@ -240,3 +255,55 @@ def run_pipeline(root=None, force: bool = False, wait: bool = False, log=print) 
         except Exception as e:
             log(f"warning: the run is complete, but it was not logged to MLflow: {type(e).__name__}: {e}")
     return rc
+
+# %% ../notebooks/90_pipeline.ipynb #87c8ddb2
+LAST_RUN = ".dvc/tmp/mlops-nb-last-run.json"
+
+def pipeline_files(root) -> tuple[list[str], list[str]]:
+    """The paths DVC looks at to decide what to run (every stage's deps, params files and outs in dvc.lock, dvc.yaml,
+    dvc.lock), and of those the inputs: what no stage writes."""
+    import yaml
+    lock = yaml.load((Path(root)/"dvc.lock").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    deps, outs = {"dvc.yaml"}, {"dvc.lock"}
+    for stage in (lock.get("stages") or {}).values():
+        deps.update(d["path"] for d in stage.get("deps") or [])
+        deps.update(stage.get("params") or {})
+        outs.update(o["path"] for o in stage.get("outs") or [])
+    return sorted(deps | outs), sorted(deps - outs)
+
+def _stats(root, paths) -> dict:
+    "[size, mtime_ns, inode] of each path (None: missing); a folder is walked, each file under it a key of its own."
+    def stat(p):
+        try: s = os.stat(p); return [s.st_size, s.st_mtime_ns, s.st_ino]
+        except OSError: return None
+    out = {}
+    for rel in paths:
+        p = os.path.join(root, rel)
+        if os.path.isdir(p):
+            for d, _, files in os.walk(p):
+                for f in files: out[os.path.relpath(os.path.join(d, f), root)] = stat(os.path.join(d, f))
+        else: out[rel] = stat(p)
+    return out
+
+def forget_last_run(root):
+    "Remove the record: the next run lets DVC decide."
+    Path(root, LAST_RUN).unlink(missing_ok=True)
+
+def remember_last_run(root, started_ns: int) -> bool:
+    """Record the files of a run that completed; none when an input changed after the run started at `started_ns`
+    (`time.time_ns()`), since DVC may have hashed its old content. True when recorded."""
+    try: paths, inputs = pipeline_files(root)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError): return False
+    stats = _stats(root, paths)
+    if any(stats.get(p) and stats[p][1] >= started_ns for p in inputs):
+        forget_last_run(root); return False
+    write_text(json.dumps({"finished": now_utc(), "stats": stats}), Path(root, LAST_RUN))
+    return True
+
+def unchanged_since_last_run(root) -> str | None:
+    "When the last complete run finished, if every file it recorded is as it left it; otherwise None."
+    try:
+        rec = read_json(Path(root, LAST_RUN))
+        stats = _stats(root, pipeline_files(root)[0])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError): return None
+    return rec.get("finished") if rec.get("stats") == stats else None
