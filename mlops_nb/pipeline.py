@@ -269,7 +269,8 @@ def pipeline_files(root) -> tuple[list[str], list[str]]:
         deps.update(d["path"] for d in stage.get("deps") or [])
         deps.update(stage.get("params") or {})
         outs.update(o["path"] for o in stage.get("outs") or [])
-    return sorted(deps | outs), sorted(deps - outs)
+    written = lambda p: any(p == o or p.startswith(o.rstrip("/") + "/") for o in outs)   # an out, or in an out folder
+    return sorted(deps | outs), sorted(p for p in deps if not written(p))
 
 def _stats(root, paths) -> dict:
     "[size, mtime_ns, inode] of each path (None: missing); a folder is walked, each file under it a key of its own."
@@ -290,12 +291,12 @@ def forget_last_run(root):
     Path(root, LAST_RUN).unlink(missing_ok=True)
 
 def remember_last_run(root, started_ns: int) -> bool:
-    """Record the files of a run that completed; none when an input changed after the run started at `started_ns`
-    (`time.time_ns()`), since DVC may have hashed its old content. True when recorded."""
+    """Record the files of a run that completed; none when one is missing, or an input changed after the run started at
+    `started_ns` (`time.time_ns()`), since DVC may have hashed its old content. True when recorded."""
     try: paths, inputs = pipeline_files(root)
     except (OSError, ValueError, KeyError, TypeError, AttributeError): return False
     stats = _stats(root, paths)
-    if any(stats.get(p) and stats[p][1] >= started_ns for p in inputs):
+    if None in stats.values() or any(stats[p][1] >= started_ns for p in inputs if p in stats):   # missing, or edited
         forget_last_run(root); return False
     write_text(json.dumps({"finished": now_utc(), "stats": stats}), Path(root, LAST_RUN))
     return True

@@ -124,9 +124,18 @@ def test_second_run_skips_every_stage(pipeline_run):
     root = pipeline_run[0]
     out = run([tool("mlops-nb"), "run"], root).stdout
     assert "Running stage" not in out
+    # every file DVC would look at is as the first run left it: DVC is not even started
+    assert "nothing changed since the last complete run" in out and "DVC not started" in out, out
+    assert f"0 of {len(STEPS)} steps ran" in out
+    assert "up to date" in run([tool("dvc"), "status"], root).stdout      # and DVC agrees
+    record = root/".dvc/tmp/mlops-nb-last-run.json"
+    record.unlink()                                                        # without the record, DVC decides
+    out = run([tool("mlops-nb"), "run"], root).stdout
+    assert "Running stage" not in out and "DVC not started" not in out
     for stage in STEPS + ["report"]:
         assert f"Stage '{stage}' didn't change, skipping" in out
     assert f"0 of {len(STEPS)} steps ran" in out
+    assert record.is_file()                                                # and the record is back for the next run
 
 
 def test_unknown_parameter_stops_the_step_with_a_clear_error(project):
