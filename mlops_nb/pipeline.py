@@ -15,27 +15,55 @@ from .report_pages import step_records   # the steps' status records: 92a_report
 from .step_runner import STEPS, NOTEBOOKS_DIR, StepFailed, _ipc_kernel_manager, run_step   # one step: 90b
 
 # %% auto #0
-__all__ = ['EXECUTOR_ENV', 'WARM_IMPORTS', 'ADVICE', 'RESTORED', 'LAST_RUN', 'WarmKernel', 'StepServer', 'dvc_env',
-           'write_sources', 'RunLock', 'run_pipeline', 'pipeline_files', 'forget_last_run', 'remember_last_run',
-           'unchanged_since_last_run']
+__all__ = ['EXECUTOR_ENV', 'WARM_IMPORTS', 'SLOW_IMPORTS', 'ADVICE', 'RESTORED', 'LAST_RUN', 'warm_imports', 'warm_code',
+           'WarmKernel', 'StepServer', 'dvc_env', 'write_sources', 'RunLock', 'run_pipeline', 'pipeline_files',
+           'forget_last_run', 'remember_last_run', 'unchanged_since_last_run']
+
+# %% ../notebooks/90_pipeline.ipynb #33d2db55
+EXECUTOR_ENV = "MLOPS_NB_EXECUTOR"
+WARM_IMPORTS = ("numpy", "pandas", "scipy", "sklearn", "sklearn.pipeline", "sklearn.compose", "sklearn.ensemble",
+                "sklearn.linear_model", "mlops_nb.core")
+# libraries that take a noticeable share of a second to import: warmed when a step's modules import them
+SLOW_IMPORTS = ("matplotlib.pyplot", "dvclive", "skops.io", "skops.card", "sqlalchemy", "pandera.pandas",
+                "data_profiling", "skl2onnx", "onnxruntime")
+
+def _imported(path) -> set[str]:
+    "The absolute module names a file imports, anywhere in it."
+    import ast
+    out = set()
+    for n in ast.walk(ast.parse(Path(path).read_text())):
+        if isinstance(n, ast.Import): out.update(a.name for a in n.names)
+        elif isinstance(n, ast.ImportFrom) and n.level == 0 and n.module: out.add(n.module)
+    return out
+
+def warm_imports(root, step: str | None = None) -> list[str]:
+    "What a kernel imports before it runs `step`: WARM_IMPORTS, the step's `mlops_nb` modules, their SLOW_IMPORTS."
+    from mlops_nb.deps import stage_modules   # 90a_deps: the step's import closure
+    try: mods = (stage_modules(root, step) or []) if step else []
+    except (OSError, SyntaxError, ValueError, KeyError): mods = []
+    names, slow = [f"mlops_nb.{Path(m).stem}" for m in mods], set()
+    for m in mods:
+        try: used = _imported(Path(root)/m)
+        except (OSError, SyntaxError): continue
+        slow.update(s for s in SLOW_IMPORTS for u in used if u == s or u.startswith(s + "."))
+    return list(dict.fromkeys([*WARM_IMPORTS, *names, *sorted(slow)]))
+
+def warm_code(root, step: str | None = None) -> str:
+    "The warm-up cell: each of `warm_imports`, without binding a name; one that fails is skipped."
+    return (f"import importlib as _il\nfor _m in {warm_imports(root, step)!r}:\n"
+            "    try: _il.import_module(_m)\n    except Exception: pass\ndel _il, _m")
 
 # %% ../notebooks/90_pipeline.ipynb #f2fd93b6
-EXECUTOR_ENV = "MLOPS_NB_EXECUTOR"
-WARM_IMPORTS = (
-    "import numpy, pandas, scipy, sklearn, sklearn.pipeline, sklearn.compose, sklearn.ensemble, sklearn.linear_model,"
-    " mlops_nb.core"
-)
-
 class WarmKernel:
     "A kernel started before the step that uses it, in the project root; its boot overlaps DVC's bookkeeping."
-    def __init__(self, root):
+    def __init__(self, root, step: str | None = None):
         from jupyter_core.utils import run_sync
         self._run_sync = run_sync
         self.km = _ipc_kernel_manager()(kernel_name="python3")
         env = dict(os.environ, YDATA_PROFILING_NO_ANALYTICS="True")
         run_sync(self.km.start_kernel)(cwd=str(root), env=env)
         self.kc = self.km.client(); self.kc.start_channels()
-        self.kc.execute(WARM_IMPORTS, silent=True, store_history=False)   # queued: runs before the step's first cell
+        self.kc.execute(warm_code(root, step), silent=True, store_history=False)   # queued: runs before the step's first cell
     def take(self):
         """Hand the kernel to papermill, which connects its own client. Ours shares the kernel manager's session, so
         its sockets carry the same identity: it waits for the warm-up to finish and closes before papermill connects,
@@ -83,8 +111,10 @@ class StepServer:
             build_index(self.root)
             return write({"rc": 0, "error": None})
         kernel = self.warm
-        # the next step's kernel boots while this one runs (the last step has no next one)
-        self.warm = WarmKernel(self.root) if req["step"] != list(STEPS)[-1] else None
+        # the next step's kernel boots, and imports what that step imports, while this one runs (the last has no next)
+        order = list(STEPS)
+        after = order[order.index(req["step"]) + 1] if req.get("step") in order[:-1] else None
+        self.warm = WarmKernel(self.root, after) if after else None
         rc, error = 0, None
         try: run_step(req["step"], self.root, timeout=req.get("timeout"), log=send, km=kernel.take() if kernel else None)
         except StepFailed as e: rc, error = 1, str(e)
