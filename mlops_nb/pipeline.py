@@ -19,7 +19,7 @@ __all__ = ['EXECUTOR_ENV', 'WARM_IMPORTS', 'SLOW_IMPORTS', 'ADVICE', 'RESTORED',
            'WarmKernel', 'StepServer', 'dvc_env', 'write_sources', 'RunLock', 'run_pipeline', 'pipeline_files',
            'forget_last_run', 'remember_last_run', 'unchanged_since_last_run']
 
-# %% ../notebooks/90_pipeline.ipynb #33d2db55
+# %% ../notebooks/90_pipeline.ipynb #5198be8e
 EXECUTOR_ENV = "MLOPS_NB_EXECUTOR"
 WARM_IMPORTS = ("numpy", "pandas", "scipy", "sklearn", "sklearn.pipeline", "sklearn.compose", "sklearn.ensemble",
                 "sklearn.linear_model", "mlops_nb.core")
