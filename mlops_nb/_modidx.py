@@ -380,6 +380,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'mlops_nb.pipeline._outputs_summary': ('pipeline.html#_outputs_summary', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._relay_dvc': ('pipeline.html#_relay_dvc', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline._stats': ('pipeline.html#_stats', 'mlops_nb/pipeline.py'),
+                                   'mlops_nb.pipeline._under': ('pipeline.html#_under', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline.dvc_env': ('pipeline.html#dvc_env', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline.forget_last_run': ('pipeline.html#forget_last_run', 'mlops_nb/pipeline.py'),
                                    'mlops_nb.pipeline.pipeline_files': ('pipeline.html#pipeline_files', 'mlops_nb/pipeline.py'),

@@ -289,6 +289,10 @@ def run_pipeline(root=None, force: bool = False, wait: bool = False, log=print) 
 # %% ../notebooks/90_pipeline.ipynb #87c8ddb2
 LAST_RUN = ".dvc/tmp/mlops-nb-last-run.json"
 
+def _under(path: str, top: str) -> bool:
+    "`path` is `top` or inside the folder `top`."
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
 def pipeline_files(root) -> tuple[list[str], list[str]]:
     """The paths DVC looks at to decide what to run (every stage's deps, params files and outs in dvc.lock, dvc.yaml,
     dvc.lock), and of those the inputs: what no stage writes."""
@@ -299,8 +303,7 @@ def pipeline_files(root) -> tuple[list[str], list[str]]:
         deps.update(d["path"] for d in stage.get("deps") or [])
         deps.update(stage.get("params") or {})
         outs.update(o["path"] for o in stage.get("outs") or [])
-    written = lambda p: any(p == o or p.startswith(o.rstrip("/") + "/") for o in outs)   # an out, or in an out folder
-    return sorted(deps | outs), sorted(p for p in deps if not written(p))
+    return sorted(deps | outs), sorted(p for p in deps if not any(_under(p, o) for o in outs))   # not in an out folder
 
 def _stats(root, paths) -> dict:
     "[size, mtime_ns, inode] of each path (None: missing); a folder is walked, each file under it a key of its own."
@@ -326,7 +329,8 @@ def remember_last_run(root, started_ns: int) -> bool:
     try: paths, inputs = pipeline_files(root)
     except (OSError, ValueError, KeyError, TypeError, AttributeError): return False
     stats = _stats(root, paths)
-    if None in stats.values() or any(stats[p][1] >= started_ns for p in inputs if p in stats):   # missing, or edited
+    edited = any(v and v[1] >= started_ns for k, v in stats.items() if any(_under(k, p) for p in inputs))   # files of input folders too
+    if None in stats.values() or edited:
         forget_last_run(root); return False
     write_text(json.dumps({"finished": now_utc(), "stats": stats}), Path(root, LAST_RUN))
     return True
