@@ -86,12 +86,18 @@ KERNEL_LOG = ".mlops-nb/kernel.log"
 
 def _ipc_kernel_manager():
     """A kernel manager that talks to the kernel over local IPC sockets (not TCP): private to this user, and no warning.
+    The sockets are named by an absolute path in Jupyter's runtime folder, unique per kernel: the kernel runs in the
+    project root, its client wherever the command started, and a relative name would point to two places.
     The kernel's own stderr (ipykernel's and ZMQ's internal logging, e.g. a shutdown race after a failed cell) goes to
     `KERNEL_LOG` in the project, not into the step's output: what a cell prints still reaches the notebook."""
+    import uuid
     from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kw):
             super().__init__(**kw); self.transport = "ipc"
+            Path(jupyter_runtime_dir()).mkdir(parents=True, exist_ok=True)
+            self.ip = os.path.join(jupyter_runtime_dir(), f"mlops-nb-{uuid.uuid4().hex[:12]}-ipc")
         async def start_kernel(self, **kw):
             log = Path(kw.get("cwd") or ".")/KERNEL_LOG
             log.parent.mkdir(parents=True, exist_ok=True)
