@@ -145,12 +145,22 @@ def _banner(nb, title: str, back: str | None, problem: str | None = None) -> str
 
 
 # %% ../notebooks/92a_report_pages.ipynb #6f9b4483
+_EXPORTER: list = []   # one exporter per process: building one compiles the lab templates (~0.2 s a page)
+_EXPORTING = __import__("threading").Lock()
+
+def _exporter():
+    import jinja2
+    from nbconvert import HTMLExporter
+    if not _EXPORTER:
+        _EXPORTER.append(HTMLExporter(template_name="lab", template_file="mlops_report.html.j2",
+                                      extra_loaders=[jinja2.DictLoader({"mlops_report.html.j2": _TEMPLATE})]))
+    return _EXPORTER[0]
+
 def render_html(nb_path, dest, back: str | None = "../index.html", problem: str | None = None) -> Path:
     """Render an executed notebook to a standalone report page at `dest`, atomically: no scripts, code collapsed,
     outputs kept, a failure marked; `back` is the relative link to the run summary (None: no link); `problem`: why
     the step stopped when the notebook shows no error (a killed kernel, a timeout, Ctrl-C)."""
-    import jinja2, nbformat
-    from nbconvert import HTMLExporter
+    import nbformat
     nb = nbformat.read(str(nb_path), as_version=4)
     title = Path(nb_path).stem
     for c in nb.cells:   # the collapsed code says what it holds: its first line that is not an nbdev directive
@@ -158,8 +168,7 @@ def render_html(nb_path, dest, back: str | None = "../index.html", problem: str 
             [l for l in c.source.splitlines() if l.strip() and not l.startswith("#|")] if c.cell_type == "code" else []
         )
         if lines: c.metadata["mlops_summary"] = "code: " + (lines[0] if len(lines[0]) <= 90 else lines[0][:87] + "...")
-    exporter = HTMLExporter(template_name="lab", extra_loaders=[jinja2.DictLoader({"mlops_report.html.j2": _TEMPLATE})],
-                            template_file="mlops_report.html.j2")
-    body, _ = exporter.from_notebook_node(nb, resources={"mlops_banner": _banner(nb, title, back, problem)})
+    with _EXPORTING:   # the run's step server warms the exporter up in a thread
+        body, _ = _exporter().from_notebook_node(nb, resources={"mlops_banner": _banner(nb, title, back, problem)})
     return write_text(body, dest)
 
