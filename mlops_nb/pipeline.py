@@ -15,9 +15,9 @@ from .report_pages import step_records   # the steps' status records: 92a_report
 from .step_runner import STEPS, NOTEBOOKS_DIR, StepFailed, _ipc_kernel_manager, run_step   # one step: 90b
 
 # %% auto #0
-__all__ = ['EXECUTOR_ENV', 'WARM_IMPORTS', 'SLOW_IMPORTS', 'ADVICE', 'RESTORED', 'LAST_RUN', 'warm_imports', 'warm_code',
-           'WarmKernel', 'StepServer', 'dvc_env', 'write_sources', 'RunLock', 'run_pipeline', 'pipeline_files',
-           'forget_last_run', 'remember_last_run', 'unchanged_since_last_run']
+__all__ = ['EXECUTOR_ENV', 'WARM_IMPORTS', 'SLOW_IMPORTS', 'BETWEEN_STEPS', 'ADVICE', 'RESTORED', 'LAST_RUN', 'warm_imports',
+           'warm_code', 'WarmKernel', 'StepServer', 'dvc_env', 'write_sources', 'RunLock', 'run_pipeline',
+           'pipeline_files', 'forget_last_run', 'remember_last_run', 'unchanged_since_last_run']
 
 # %% ../notebooks/90_pipeline.ipynb #5198be8e
 EXECUTOR_ENV = "MLOPS_NB_EXECUTOR"
@@ -54,36 +54,101 @@ def warm_code(root, step: str | None = None) -> str:
             "    try: _il.import_module(_m)\n    except Exception: pass\ndel _il, _m")
 
 # %% ../notebooks/90_pipeline.ipynb #f2fd93b6
+def _kernel_helpers():
+    "Run inside a kernel that serves several steps (its source is sent there): remember its starting state."
+    import os, sys, warnings
+    baseline = (dict(os.environ), list(sys.path), list(warnings.filters), os.getcwd())
+    def between_steps():
+        """Make a used kernel ready for the next step: the last step's names, outputs and figures are dropped; its
+        working folder, environment, `sys.path` and warning filters go back to the kernel's start; freed memory goes
+        back to the system, and the peak-memory counter (VmHWM) restarts, so that each step reports its own peak."""
+        import ctypes, gc
+        from IPython import get_ipython
+        get_ipython().run_line_magic("reset", "-f")
+        env, path, filters, cwd = baseline
+        os.environ.clear(); os.environ.update(env)
+        sys.path[:] = path
+        warnings.filters[:] = filters; getattr(warnings, "_filters_mutated", lambda: None)()
+        os.chdir(cwd)
+        if "matplotlib.pyplot" in sys.modules: sys.modules["matplotlib.pyplot"].close("all")
+        for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+            if hasattr(sys, name): setattr(sys, name, None)
+        gc.collect()
+        try: ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError): pass          # not glibc
+        try:
+            with open(f"/proc/{os.getpid()}/clear_refs", "w") as f: f.write("5")
+        except OSError: pass                            # not Linux
+    return between_steps
+
+def _helpers_code() -> str:
+    "The cell that installs `_kernel_helpers` in a new kernel, on the IPython shell: nothing bound in the namespace."
+    import inspect
+    return (f"_ns = {{}}\nexec({inspect.getsource(_kernel_helpers)!r}, _ns)\n"
+            "get_ipython()._mlops_nb_between_steps = _ns['_kernel_helpers']()\ndel _ns\n")
+
+BETWEEN_STEPS = "get_ipython()._mlops_nb_between_steps()\n"
+
 class WarmKernel:
-    "A kernel started before the step that uses it, in the project root; its boot overlaps DVC's bookkeeping."
+    """The kernel of one `mlops-nb run`: it boots before the first step and runs the steps in turn. Between two steps it
+    is reset (`between_steps`) and imports what the next step imports, while DVC records the step before."""
     def __init__(self, root, step: str | None = None):
         from jupyter_core.utils import run_sync
-        self._run_sync = run_sync
+        self._run_sync, self.root, self.kc = run_sync, root, None
         self.km = _ipc_kernel_manager()(kernel_name="python3")
         env = dict(os.environ, YDATA_PROFILING_NO_ANALYTICS="True")
         run_sync(self.km.start_kernel)(cwd=str(root), env=env)
+        self._send(_helpers_code() + warm_code(root, step))   # queued: runs before the step's first cell
+    def _send(self, code: str):
+        """Queue `code` through a client of our own. Every client gets a session id of its own: the kernel routes a
+        reply by it, and papermill's client of the step before, still connected, must not receive ours, nor we its."""
+        from jupyter_client.session import new_id
+        self.km.session.session = new_id()
         self.kc = self.km.client(); self.kc.start_channels()
-        self.kc.execute(warm_code(root, step), silent=True, store_history=False)   # queued: runs before the step's first cell
+        self.msg_id = self.kc.execute(code, silent=True, store_history=False)
     def take(self):
-        """Hand the kernel to papermill, which connects its own client. Ours shares the kernel manager's session, so
-        its sockets carry the same identity: it waits for the warm-up to finish and closes before papermill connects,
-        or a reply meant for papermill could be routed to it. Any trouble: None (papermill starts a fresh kernel)."""
+        """Wait for what `_send` queued, then hand the kernel to papermill, which connects its own client (under a new
+        session id). Any trouble, or a reset that failed: None (the kernel is stopped; papermill starts a fresh one)."""
+        from jupyter_client.session import new_id
         try:
-            self._run_sync(self.kc.get_shell_msg)(timeout=120)   # the warm-up's execute_reply
-            self.kc.stop_channels()
+            while True:
+                reply = self._run_sync(self.kc.get_shell_msg)(timeout=120)
+                if reply["parent_header"].get("msg_id") == self.msg_id: break
+            self.kc.stop_channels(); self.kc = None
+            if reply["content"].get("status") != "ok": raise RuntimeError(reply["content"].get("evalue"))
+            self.km.session.session = new_id()
             return self.km
         except Exception:
             self.stop(now=True)
             return None
-    def stop(self, now: bool = False):
-        "Shut the kernel down (`now`: kill it, for a kernel that never ran a step)."
+    def next_step(self, step: str | None) -> bool:
+        "After a step ran: queue the reset and `step`'s imports. False when the kernel is gone (it is then stopped)."
         try:
+            if not self._run_sync(self.km.is_alive)(): raise RuntimeError("the kernel is gone")
+            self._send(BETWEEN_STEPS + warm_code(self.root, step))
+            return True
+        except Exception:
+            self.stop(now=True)
+            return False
+    def stop(self, now: bool = False):
+        "Shut the kernel down (`now`: kill it)."
+        try:
+            if self.kc is not None: self.kc.stop_channels()
             if self._run_sync(self.km.is_alive)(): self._run_sync(self.km.shutdown_kernel)(now=now)
-            self.kc.stop_channels()
         except Exception: pass
         finally:
             try: self._run_sync(self.km.cleanup_resources)()
             except Exception: pass
+
+def _warm_render():
+    "Render a one-cell notebook once, so that the first step's page does not pay for nbconvert's templates (~1.5 s)."
+    import nbformat
+    from .report_pages import render_html
+    with tempfile.TemporaryDirectory() as d:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+        nbformat.write(nb, f"{d}/warm.ipynb")
+        try: render_html(f"{d}/warm.ipynb", f"{d}/warm.html")
+        except Exception: pass   # the step's own render reports any real trouble
 
 class StepServer:
     "Executes `mlops-nb step` / `mlops-nb report` requests from DVC's stage commands inside this process."
@@ -94,8 +159,9 @@ class StepServer:
         self.path = os.path.join(self.dir, "steps.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(self.path); self.sock.listen(4); self.sock.settimeout(0.2)
-        self.warm = WarmKernel(self.root)   # the first step's kernel boots while DVC checks what changed
+        self.kernel = WarmKernel(self.root)   # the run's kernel boots while DVC checks what changed
         self._stopping: list[threading.Thread] = []
+        self._render = None
     def env(self) -> dict:
         return {EXECUTOR_ENV: self.path}
     def _handle(self, conn):
@@ -110,25 +176,29 @@ class StepServer:
         if req.get("command") == "report":
             build_index(self.root)
             return write({"rc": 0, "error": None})
-        kernel = self.warm
-        # the next step's kernel boots, and imports what that step imports, while this one runs (the last has no next)
-        order = list(STEPS)
-        after = order[order.index(req["step"]) + 1] if req.get("step") in order[:-1] else None
-        self.warm = WarmKernel(self.root, after) if after else None
+        if self._render is None:   # nbconvert loads its templates while the first step's kernel works
+            self._render = threading.Thread(target=_warm_render, daemon=True); self._render.start()
+        km = self.kernel.take() if self.kernel else None
+        if km is None: self.kernel = None                        # papermill starts a fresh kernel for this step
         rc, error = 0, None
-        try: run_step(req["step"], self.root, timeout=req.get("timeout"), log=send, km=kernel.take() if kernel else None)
+        try: run_step(req["step"], self.root, timeout=req.get("timeout"), log=send, km=km)
         except StepFailed as e: rc, error = 1, str(e)
         except (ParamsError, ValueError, FileNotFoundError) as e: rc, error = 1, str(e)
         except KeyboardInterrupt:
             write({"rc": 130, "error": "interrupted"})
-            if kernel: kernel.stop()
+            if self.kernel: self.kernel.stop(); self.kernel = None
             raise
         write({"rc": rc, "error": error})
-        if kernel: self._retire(kernel)
-    def _retire(self, kernel):
-        "Stop a used kernel in a background thread: its shutdown (up to a second or two) overlaps DVC's bookkeeping."
-        t = threading.Thread(target=kernel.stop, daemon=True); t.start()
-        self._stopping.append(t)
+        self._after(req["step"], ok=rc == 0)
+    def _after(self, step: str, ok: bool):
+        """After a step: the kernel, reset, imports what the next step in order imports (DVC runs that one next unless
+        it is unchanged). A failed step's kernel is stopped in the background, as is one that died."""
+        order = list(STEPS)
+        after = order[order.index(step) + 1] if step in order[:-1] else None
+        if self.kernel and ok and self.kernel.next_step(after): return
+        if self.kernel:
+            t = threading.Thread(target=self.kernel.stop, daemon=True); t.start(); self._stopping.append(t)
+        self.kernel = WarmKernel(self.root, after) if ok and after else None
     def serve_until(self, proc):
         "Answer requests until the DVC process `proc` exits."
         import socket
@@ -138,7 +208,7 @@ class StepServer:
             with conn: self._handle(conn)
         return proc.returncode
     def close(self):
-        if self.warm: self.warm.stop(now=True); self.warm = None
+        if self.kernel: self.kernel.stop(now=True); self.kernel = None   # idle, its steps done: a graceful stop takes ~2 s
         for t in self._stopping: t.join(timeout=30)
         self.sock.close(); shutil.rmtree(self.dir, ignore_errors=True)
 
