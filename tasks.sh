@@ -68,7 +68,7 @@ case "${1:-}" in
     setup
     ensure_chromium
     ensure_podman
-    .venv/bin/python -m pytest tests -v -p no:cacheprovider --durations=40
+    .venv/bin/python -m pytest tests -n 2 --dist loadfile -v -p no:cacheprovider --durations=40
     ;;
   lab)
     setup
