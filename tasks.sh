@@ -68,7 +68,8 @@ case "${1:-}" in
     setup
     ensure_chromium
     ensure_podman
-    .venv/bin/python -m pytest tests -n 2 --dist loadfile -v -p no:cacheprovider --durations=40
+    .venv/bin/python -m pytest tests -n 2 --dist loadfile -v -p no:cacheprovider --durations=40 \
+      --junitxml=reports/test-results.xml   # its time is the figure `tasks.sh bench` reports
     ;;
   lab)
     setup
