@@ -189,10 +189,12 @@ def _skip_iri_grammar() -> None:
     if "jsonschema" not in sys.modules: sys.modules.setdefault("rfc3987_syntax", None)
 
 # %% ../notebooks/90b_step_runner.ipynb #0d64f304
-def run_step(step: str, root=None, timeout: float | None = None, log=print, km=None) -> dict:
+def run_step(step: str, root=None, timeout: float | None = None, log=print, km=None, kernel_free=None) -> dict:
     """Run `step`'s notebook with its parameters from params.yaml; return its status record.
     `timeout` (default: params `run.step_timeout_s`) limits the whole step's wall time: past it the kernel is stopped.
-    `km`: a kernel already started in the project root (see `WarmKernel`); by default papermill starts one."""
+    `km`: a kernel already started in the project root (see `WarmKernel`); by default papermill starts one.
+    `kernel_free(ok)`: called as soon as the notebook has run (`ok`: without error), before its page is rendered, so
+    that the kernel can get ready for the next step meanwhile."""
     import logging
     # papermill's own reader of the parameters cell cannot parse `x: float | None = ...` and warns that such
     # a parameter is unknown; resolve_step has already refused every unknown key, so its warnings are noise.
@@ -223,6 +225,7 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print, km=N
         Path(tmp).with_suffix(".step.ipynb").unlink(missing_ok=True)
         if os.path.getsize(tmp) > 0: os.replace(tmp, out)
         else: os.remove(tmp)
+    if kernel_free: kernel_free(not error and not interrupted)
     if env_before is None: os.environ.pop("YDATA_PROFILING_NO_ANALYTICS", None)
     status = _status(error, watch.timed_out, interrupted)
     record.update(seconds=round(time.perf_counter() - t0, 2), status=status, error=error,

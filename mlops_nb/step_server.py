@@ -176,8 +176,10 @@ class StepServer:
             self._render = threading.Thread(target=_warm_render, daemon=True); self._render.start()
         km = self.kernel.take() if self.kernel else None
         if km is None: self.kernel = None                        # papermill starts a fresh kernel for this step
-        rc, error = 0, None
-        try: run_step(req["step"], self.root, timeout=req.get("timeout"), log=send, km=km)
+        rc, error, freed = 0, None, []
+        def kernel_free(ok: bool):   # the notebook has run: the kernel gets ready while the page renders
+            freed.append(True); self._after(req["step"], ok)
+        try: run_step(req["step"], self.root, timeout=req.get("timeout"), log=send, km=km, kernel_free=kernel_free)
         except StepFailed as e: rc, error = 1, str(e)
         except (ParamsError, ValueError, FileNotFoundError) as e: rc, error = 1, str(e)
         except KeyboardInterrupt:
@@ -185,7 +187,7 @@ class StepServer:
             if self.kernel: self.kernel.stop(); self.kernel = None
             raise
         write({"rc": rc, "error": error})
-        self._after(req["step"], ok=rc == 0)
+        if not freed: self._after(req["step"], ok=False)   # stopped before its notebook ran
     def _after(self, step: str, ok: bool):
         """After a step: the kernel, reset, imports what the next step in order imports (DVC runs that one next unless
         it is unchanged). A failed step's kernel is stopped in the background, as is one that died."""
