@@ -470,6 +470,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'mlops_nb.schedule.github_workflow': ('schedule.html#github_workflow', 'mlops_nb/schedule.py')},
             'mlops_nb.serve': { 'mlops_nb.serve._chunk_keys': ('serve.html#_chunk_keys', 'mlops_nb/serve.py'),
                                 'mlops_nb.serve._compiled': ('serve.html#_compiled', 'mlops_nb/serve.py'),
+                                'mlops_nb.serve._json_rows_sql': ('serve.html#_json_rows_sql', 'mlops_nb/serve.py'),
                                 'mlops_nb.serve._parameters': ('serve.html#_parameters', 'mlops_nb/serve.py'),
                                 'mlops_nb.serve._prepare_table': ('serve.html#_prepare_table', 'mlops_nb/serve.py'),
                                 'mlops_nb.serve._score_chunk': ('serve.html#_score_chunk', 'mlops_nb/serve.py'),

@@ -121,15 +121,33 @@ def _sqlite_file(engine) -> Optional[str]:
     db = engine.url.database
     return db if engine.dialect.name == "sqlite" and db not in (None, "", ":memory:") else None
 
+def _json_rows_sql(con, t) -> Optional[str]:
+    """SQLite (3.38+): the upsert of a whole chunk in one statement, its rows given as one JSON array that SQLite
+    unpacks itself (`json_each`). No Python object per row, and the driver releases the GIL for the whole statement,
+    so the write truly runs beside the scoring of the next chunk. None for another database."""
+    import sqlite3
+    if con.dialect.name != "sqlite" or sqlite3.sqlite_version_info < (3, 38): return None
+    q = con.dialect.identifier_preparer.quote
+    value = lambda i: f"json_extract(r.value, '$[{i}]')"
+    # `WHERE true`: without a WHERE, SQLite would parse ON CONFLICT as part of the SELECT (its documented ambiguity)
+    return (f"INSERT INTO {q(t.name)} ({', '.join(map(q, _COLUMNS))}) SELECT ?, {value(0)}, ?, {value(1)}, {value(2)} "
+            "FROM json_each(?) AS r WHERE true ON CONFLICT (model_version, row_key) DO UPDATE SET "
+            "scored_at = excluded.scored_at, prediction = excluded.prediction, probabilities = excluded.probabilities")
+
 def _write_chunks(con, served: ServedModel, t, chunks, key, proba, pool) -> int:
     "Score and write every chunk in the open transaction `con`, each write in `pool` while the next chunk is scored."
-    ins, sql, order, pending = _upsert(con, t), None, None, None
+    ins, sql, order, pending, as_json = _upsert(con, t), None, None, None, _json_rows_sql(con, t)
     n, seen, keys_seen, stamp = 0, {}, set(), utc_now()
     try:
         for chunk in chunks:
             keys, pred, probs = _score_chunk(served, chunk, n, key, seen, keys_seen, proba)
             # the previous chunk's write: done, or its error
             if pending is not None: pending.result(); pending = None
+            try: rows = json.dumps(list(zip(keys, pred, probs)), allow_nan=False) if as_json and keys else None
+            except ValueError: rows = None   # a NaN or infinite prediction: JSON has none, the driver binds it
+            if rows is not None:
+                pending = pool.submit(con.exec_driver_sql, as_json, (served.version, stamp, rows))
+                n += len(keys); continue
             if ins is None:
                 for i in range(0, len(keys), 500):
                     part = keys[i : i + 500]
