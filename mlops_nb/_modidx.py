@@ -128,6 +128,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'mlops_nb.estimate.bootstrap_intervals': ('estimate.html#bootstrap_intervals', 'mlops_nb/estimate.py'),
                                    'mlops_nb.estimate.confusion_metrics': ('estimate.html#confusion_metrics', 'mlops_nb/estimate.py')},
             'mlops_nb.evaluate': { 'mlops_nb.evaluate._fig': ('evaluate.html#_fig', 'mlops_nb/evaluate.py'),
+                                   'mlops_nb.evaluate._group_metrics': ('evaluate.html#_group_metrics', 'mlops_nb/evaluate.py'),
                                    'mlops_nb.evaluate.confusion_png': ('evaluate.html#confusion_png', 'mlops_nb/evaluate.py'),
                                    'mlops_nb.evaluate.curve_pngs': ('evaluate.html#curve_pngs', 'mlops_nb/evaluate.py'),
                                    'mlops_nb.evaluate.error_table': ('evaluate.html#error_table', 'mlops_nb/evaluate.py'),

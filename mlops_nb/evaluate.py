@@ -13,7 +13,7 @@ from sklearn import metrics as skm
 from .core import atomic_path, write_json
 # shared: 00a_contracts  # noqa: F401
 from .contracts import classification_metrics, regression_metrics, task_metrics
-from .estimate import bootstrap_intervals   # shared with monitoring: 00d_estimate  # noqa: F401
+from .estimate import bootstrap_intervals, confusion_metrics   # shared with monitoring: 00d_estimate  # noqa: F401
 
 # %% auto #0
 __all__ = ['SCORERS', 'error_table', 'slice_table', 'confusion_png', 'curve_pngs', 'regression_pngs',
@@ -36,17 +36,37 @@ def error_table(X: pd.DataFrame, y_true, y_pred, proba=None, classes=None, limit
         out = out.sort_values("confidence", ascending=False)
     return out.head(limit)
 
+def _group_metrics(task: str, codes: np.ndarray, groups: int, y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """`task_metrics` without probabilities of every group of rows (`codes`: each row's group) at once: classification
+    from per-group confusion matrices (one `bincount`), regression from per-group sums."""
+    if task == "regression":
+        y, e = y_true.astype(float), y_true.astype(float) - y_pred.astype(float)
+        total = lambda w: np.bincount(codes, weights=w, minlength=groups)
+        n = np.bincount(codes, minlength=groups)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ss_res, ss_tot = total(e ** 2), total((y - (total(y) / n)[codes]) ** 2)
+            r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))   # sklearn's force_finite
+            return {"r2": r2, "rmse": np.sqrt(ss_res / n), "mae": total(np.abs(e)) / n}
+    labels = pd.Index(pd.unique(np.concatenate([y_true.astype(object), y_pred.astype(object)])))
+    K = len(labels)
+    cells = codes * K * K + labels.get_indexer(y_true) * K + labels.get_indexer(y_pred)
+    return confusion_metrics(np.bincount(cells, minlength=groups * K * K).reshape(groups, K, K))
+
 def slice_table(
     X: pd.DataFrame, y_true, y_pred, task: str, categorical, metric: str, min_rows: int = 5
 ) -> pd.DataFrame:
-    "The metric on every slice `column == value` of the categorical columns with at least `min_rows` rows, worst first."
-    y_true, y_pred = pd.Series(np.asarray(y_true), index=X.index), pd.Series(np.asarray(y_pred), index=X.index)
+    """The metric on every slice `column == value` of the categorical columns with at least `min_rows` rows, worst first.
+    All the slices of a column at once (`_group_metrics`), not one metric call per slice: a column of 300 values
+    cost 300 scikit-learn calls (~10 ms each)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     rows = []
     for c in categorical:
-        for v, idx in X.groupby(X[c].astype(str), dropna=False).groups.items():
-            if len(idx) < min_rows: continue
-            m = task_metrics(task, y_true[idx], y_pred[idx])
-            if metric in m: rows.append({"column": c, "value": v, "rows": len(idx), metric: m[metric]})
+        codes, values = pd.factorize(X[c].astype(str), sort=True)      # the groups of groupby(astype(str)), in order
+        n = np.bincount(codes, minlength=len(values))
+        m = _group_metrics(task, codes, len(values), y_true, y_pred).get(metric)
+        if m is None: continue                                          # a metric that needs probabilities
+        rows += [{"column": c, "value": values[k], "rows": int(n[k]), metric: round(float(m[k]), 6)}
+                 for k in np.flatnonzero(n >= min_rows)]
     out = pd.DataFrame(rows, columns=["column", "value", "rows", metric])
     worst_first = metric not in ("rmse", "mae")      # errors: high is worst; scores: low is worst
     return out.sort_values(metric, ascending=worst_first).reset_index(drop=True) if len(out) else out

@@ -220,15 +220,33 @@ def _sqlite_file(engine) -> Optional[str]:
     db = engine.url.database
     return db if engine.dialect.name == "sqlite" and db not in (None, "", ":memory:") else None
 
+def _json_rows_sql(con, t) -> Optional[str]:
+    """SQLite (3.38+): the upsert of a whole chunk in one statement, its rows given as one JSON array that SQLite
+    unpacks itself (`json_each`). No Python object per row, and the driver releases the GIL for the whole statement,
+    so the write truly runs beside the scoring of the next chunk. None for another database."""
+    import sqlite3
+    if con.dialect.name != "sqlite" or sqlite3.sqlite_version_info < (3, 38): return None
+    q = con.dialect.identifier_preparer.quote
+    value = lambda i: f"json_extract(r.value, '$[{i}]')"
+    # `WHERE true`: without a WHERE, SQLite would parse ON CONFLICT as part of the SELECT (its documented ambiguity)
+    return (f"INSERT INTO {q(t.name)} ({', '.join(map(q, _COLUMNS))}) SELECT ?, {value(0)}, ?, {value(1)}, {value(2)} "
+            "FROM json_each(?) AS r WHERE true ON CONFLICT (model_version, row_key) DO UPDATE SET "
+            "scored_at = excluded.scored_at, prediction = excluded.prediction, probabilities = excluded.probabilities")
+
 def _write_chunks(con, served: ServedModel, t, chunks, key, proba, pool) -> int:
     "Score and write every chunk in the open transaction `con`, each write in `pool` while the next chunk is scored."
-    ins, sql, order, pending = _upsert(con, t), None, None, None
+    ins, sql, order, pending, as_json = _upsert(con, t), None, None, None, _json_rows_sql(con, t)
     n, seen, keys_seen, stamp = 0, {}, set(), utc_now()
     try:
         for chunk in chunks:
             keys, pred, probs = _score_chunk(served, chunk, n, key, seen, keys_seen, proba)
             # the previous chunk's write: done, or its error
             if pending is not None: pending.result(); pending = None
+            try: rows = json.dumps(list(zip(keys, pred, probs)), allow_nan=False) if as_json and keys else None
+            except ValueError: rows = None   # a NaN or infinite prediction: JSON has none, the driver binds it
+            if rows is not None:
+                pending = pool.submit(con.exec_driver_sql, as_json, (served.version, stamp, rows))
+                n += len(keys); continue
             if ins is None:
                 for i in range(0, len(keys), 500):
                     part = keys[i : i + 500]
@@ -310,6 +328,26 @@ _X.to_csv(_d/"b.csv", index=False)
 test_eq(score_chunks(_sm, read_chunks(_d/"b.csv", _schema, chunk_rows=3), _db), 4)
 test_eq(row_keys(_X), row_keys(pd.read_csv(_d/"b.csv")))
 test_fail(lambda: score_chunks(_sm, [_X], _db, key="id"), contains="column 'id': the key column is missing")
+
+# %% [code]
+# On SQLite a chunk's rows travel as one JSON array: what is stored is exactly what was predicted (regression floats to
+# the last bit, in input order) and what the row-by-row path stored (the class probabilities' JSON text)
+import numpy as np
+from sklearn.linear_model import LinearRegression
+_rng = np.random.default_rng(0)
+_Xr = pd.DataFrame({"x": _rng.uniform(0, 3, 3000), "c": _rng.choice(["a", "b"], 3000)})
+_rschema = {**_schema, "task": "regression", "columns": {**_schema["columns"], "y": {"kind": "numeric", "nullable": False}}}
+_mr = Pipeline([("features", make_preprocessor(["x"], ["c"])), ("model", LinearRegression())]).fit(
+    _Xr, _Xr.x * np.pi + (_Xr.c == "b") / 7)
+build_package(save_model(_mr, _d/"r.skops"), _d/"rpkg", "demo-r", _rschema, {"test": {}}, {"git": {}, "data": {}})
+_smr = load_model(_d/"rpkg")
+test_eq(score_chunks(_smr, [_Xr.iloc[:1700], _Xr.iloc[1700:]], _d/"r.db"), 3000)
+with sqlite3.connect(_d/"r.db") as _con:
+    test_eq([r[0] for r in _con.execute("select prediction from predictions order by rowid")], _mr.predict(_Xr).tolist())
+test_eq(score_chunks(_sm, [_X], _d/"p2.db", proba=True), 4)
+with sqlite3.connect(_d/"p2.db") as _con:
+    test_eq([r[0] for r in _con.execute("select probabilities from predictions order by rowid")],
+            _score_chunk(_sm, _X, 0, None, {}, set(), True)[2])
 
 # %% [markdown]
 ## Run
