@@ -596,6 +596,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                   'mlops_nb/step_runner.py'),
                                       'mlops_nb.step_runner._peak_rss_mib': ('step_runner.html#_peak_rss_mib', 'mlops_nb/step_runner.py'),
                                       'mlops_nb.step_runner._prepare_dirs': ('step_runner.html#_prepare_dirs', 'mlops_nb/step_runner.py'),
+                                      'mlops_nb.step_runner._quiet_papermill': ( 'step_runner.html#_quiet_papermill',
+                                                                                 'mlops_nb/step_runner.py'),
                                       'mlops_nb.step_runner._skip_iri_grammar': ( 'step_runner.html#_skip_iri_grammar',
                                                                                   'mlops_nb/step_runner.py'),
                                       'mlops_nb.step_runner._status': ('step_runner.html#_status', 'mlops_nb/step_runner.py'),

@@ -184,6 +184,12 @@ def _status(error: str | None, timed_out, interrupted: bool) -> str:
     return "timed out" if timed_out else "interrupted" if interrupted or "Ctrl-C" in error else "failed"
 
 # %% ../notebooks/90b_step_runner.ipynb #82bb5e82
+def _quiet_papermill() -> None:
+    """papermill's own reader of the parameters cell cannot parse `x: float | None = ...` and warns that such a
+    parameter is unknown; resolve_step has already refused every unknown key, so its warnings are noise."""
+    import logging
+    logging.getLogger("papermill").setLevel(logging.ERROR)
+
 def _skip_iri_grammar() -> None:
     "Keep jsonschema from importing rfc3987_syntax in this process (an import of None fails: jsonschema skips the format)."
     if "jsonschema" not in sys.modules: sys.modules.setdefault("rfc3987_syntax", None)
@@ -195,10 +201,7 @@ def run_step(step: str, root=None, timeout: float | None = None, log=print, km=N
     `km`: a kernel already started in the project root (see `WarmKernel`); by default papermill starts one.
     `kernel_free(ok)`: called as soon as the notebook has run (`ok`: without error), before its page is rendered, so
     that the kernel can get ready for the next step meanwhile."""
-    import logging
-    # papermill's own reader of the parameters cell cannot parse `x: float | None = ...` and warns that such
-    # a parameter is unknown; resolve_step has already refused every unknown key, so its warnings are noise.
-    logging.getLogger("papermill").setLevel(logging.ERROR)
+    _quiet_papermill()
     _skip_iri_grammar()      # before papermill is imported: see A faster start
     root = find_root(root)
     if step not in STEPS: raise ValueError(f"unknown step {step!r}; the steps are {list(STEPS)}")
