@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from bad_data_cases import DATA_CASES
-from conftest import copy_project, run, tool
+from conftest import BUDGET_S, copy_project, run, tool
 
 # The budget is a ceiling, not a cost (the bundled data trains in ~5 s): with 20 s, on two test workers sharing 2 cores,
 # the planner ran out of it and kept only the dummy, which acceptance then rejected (see conftest's DATASET_PARAMS).
-FAST = {"train": {"time_budget_s": 60, "search_iter": 2}, "evaluate": {"bootstrap_rounds": 50, "permutation_repeats": 1},
+FAST = {"train": {"time_budget_s": BUDGET_S, "search_iter": 2}, "evaluate": {"bootstrap_rounds": 50, "permutation_repeats": 1},
         "validate": {"profile_minimal": True}}
 
 

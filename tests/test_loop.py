@@ -12,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import copy_finished, run, tool
+from conftest import BUDGET_S, copy_finished, run, tool
 from test_serve_reload import start
 from test_serve import stop_server
 
@@ -24,7 +24,7 @@ def loop_project(project, dest: Path) -> Path:
     "A copy of the finished project with fast training settings and the watch jobs on (monitor every 2 s, retrain on signal)."
     root = copy_finished(project, dest)
     p = yaml.safe_load((root/"params.yaml").read_text())
-    p["train"].update(time_budget_s=60, search_iter=2, cv_folds=3)
+    p["train"].update(time_budget_s=BUDGET_S, search_iter=2, cv_folds=3)
     p["evaluate"].update(bootstrap_rounds=50, permutation_repeats=1)
     p["validate"]["profile_minimal"] = True
     p["monitor"].update(profile_compare=False, window="")

@@ -16,9 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_finished, copy_project, run, tool
+from conftest import FAST, copy_finished, copy_project, run, tool
 
-FAST = {"train": {"time_budget_s": 60, "search_iter": 2, "cv_folds": 3}, "evaluate": {"bootstrap_rounds": 50, "permutation_repeats": 1}}
 
 
 def repeated_csv(path: Path, n: int = 1300, seed: int = 3) -> pd.DataFrame:
