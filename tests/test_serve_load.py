@@ -17,8 +17,8 @@ from test_serve import stop_server
 from test_serve_reload import _rows, start
 
 # The switch time is the poll (serve.reload_poll_s, 0.5 s) plus loading and checking the new version in a thread that
-# shares the GIL with 20 clients' requests: up to 1.5 s on a quiet 2-core machine, but 2.01 s in a CI run on a slow
-# machine under two test workers (7 Dec), hence 3 s.
+# shares the GIL with 20 clients' requests: within 2 s in earlier CI runs, but 2.01 s in one on a machine at about half
+# its usual speed under two test workers (7 Dec), hence 3 s.
 CLIENTS, SWITCH_LIMIT_S, HOLD_S, BUDGET_S = 20, 3.0, 3.0, 60.0
 
 
