@@ -12,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import BUDGET_S, copy_finished, run, tool
+from conftest import FAST, copy_finished, run, tool
 from test_serve_reload import start
 from test_serve import stop_server
 
@@ -24,8 +24,7 @@ def loop_project(project, dest: Path) -> Path:
     "A copy of the finished project with fast training settings and the watch jobs on (monitor every 2 s, retrain on signal)."
     root = copy_finished(project, dest)
     p = yaml.safe_load((root/"params.yaml").read_text())
-    p["train"].update(time_budget_s=BUDGET_S, search_iter=2, cv_folds=3)
-    p["evaluate"].update(bootstrap_rounds=50, permutation_repeats=1)
+    for section, values in FAST.items(): p[section].update(values)       # conftest's small-project settings
     p["validate"]["profile_minimal"] = True
     p["monitor"].update(profile_compare=False, window="")
     p["notify"] = {"webhooks": ["LOOP_HOOK", "LOOP_DEAD_HOOK"], "timeout_s": 1.0, "retries": 1, "backoff_s": 0.1, "budget_s": 3.0}

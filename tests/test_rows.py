@@ -19,7 +19,6 @@ import yaml
 from conftest import FAST, copy_finished, copy_project, run, tool
 
 
-
 def repeated_csv(path: Path, n: int = 1300, seed: int = 3) -> pd.DataFrame:
     """Survey-like records: four categorical attributes (120 combinations), so most of the n rows repeat an earlier
     one; a binary target with about 20% positives, decided by the attributes with some noise."""
