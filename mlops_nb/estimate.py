@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .contracts import task_metrics
+from .contracts import label_codes, task_metrics
 
 # %% auto #0
 __all__ = ['ESTIMABLE', 'bootstrap_intervals', 'confusion_metrics', 'CBPE']
@@ -37,9 +37,8 @@ def _classification_draws(y_true, y_pred, proba, classes, idx: np.ndarray, cells
     """The classification metrics of every resample (rows of `idx`) at once, from confusion matrices counted with one
     `bincount`: the values `classification_metrics` gives each resample (NaN where it gives none; all NaN for a
     resample it cannot score)."""
-    labels = pd.Index(pd.unique(np.concatenate([np.asarray(classes if classes is not None else [], dtype=object),
-                                                 y_true.astype(object), y_pred.astype(object)])))
-    K, codes_t, codes_p = len(labels), labels.get_indexer(y_true), labels.get_indexer(y_pred)
+    codes_t, codes_p, labels = label_codes(y_true, y_pred, classes)
+    K = len(labels)
     C = len(classes) if proba is not None and classes is not None and len(classes) >= 2 else 0
     if C:
         pos = labels.get_loc(np.unique(np.asarray(classes))[1]) if C == 2 else None   # sklearn: the greater label
