@@ -12,7 +12,7 @@ from sklearn import metrics as skm
 
 from .core import atomic_path, write_json
 # shared: 00a_contracts  # noqa: F401
-from .contracts import classification_metrics, regression_metrics, task_metrics
+from .contracts import classification_metrics, label_codes, regression_metrics, task_metrics
 from .estimate import bootstrap_intervals, confusion_metrics   # shared with monitoring: 00d_estimate  # noqa: F401
 
 # %% auto #0
@@ -84,8 +84,10 @@ def _fig(dest, draw, size=(4.5, 4)):
 
 def confusion_png(y_true, y_pred, classes, dest, title: str = "Confusion matrix (test split)") -> Path:
     "Save a confusion-matrix plot to `dest` (PNG) atomically."
+    t, p, _ = label_codes(y_true, y_pred, classes)   # counted on the labels' codes: no sort of their text
     def draw(ax):
-        skm.ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=classes, ax=ax, colorbar=False)
+        skm.ConfusionMatrixDisplay.from_predictions(t, p, labels=np.arange(len(classes)), display_labels=classes, ax=ax,
+                                                    colorbar=False)
         ax.set_title(title)
     return _fig(dest, draw)
 
@@ -124,9 +126,21 @@ def regression_pngs(y_true, y_pred, dest_dir) -> list[Path]:
     d = Path(dest_dir)
     return [_fig(d/"predicted_vs_actual.png", pva), _fig(d/"residuals.png", res)]
 
+_CODED = {"accuracy": skm.accuracy_score, "balanced_accuracy": skm.balanced_accuracy_score,
+          "f1_macro": lambda t, p: skm.f1_score(t, p, average="macro")}
+
+def _coded_scoring(model, y, scoring: str):
+    """(scorer, y) for permutation importance. For a classifier's label metric: the metric on the labels' integer codes
+    (`label_codes`), since scikit-learn's scorer sorts the labels' text again at every shuffle; the same values."""
+    if scoring not in _CODED or not hasattr(model, "classes_"): return scoring, y
+    codes, _, labels = label_codes(y, [], list(model.classes_))
+    metric = _CODED[scoring]
+    return (lambda est, X, t: metric(t, labels.get_indexer(np.asarray(est.predict(X), dtype=object)))), codes
+
 def permutation_importance_table(model, X, y, scoring: str, repeats: int = 5, seed: int = 42) -> pd.DataFrame:
     "Permutation importance of every input column on (X, y): the mean drop of `scoring` and its spread."
     from sklearn.inspection import permutation_importance
+    scoring, y = _coded_scoring(model, y, scoring)
     r = permutation_importance(model, X, y, scoring=scoring, n_repeats=repeats, random_state=seed, n_jobs=1)
     return (
         pd.DataFrame(
@@ -158,11 +172,13 @@ SCORERS = {
 }
 
 def evaluate_split(model, frame: pd.DataFrame, target: str, task: str, rounds: int = 300, seed: int = 42,
-                   max_rows: int | None = None) -> dict:
-    "Metrics and their bootstrap intervals of `model` on one split."
+                   max_rows: int | None = None, predicted: tuple | None = None) -> dict:
+    "Metrics and their bootstrap intervals of `model` on one split; `predicted`: its (predictions, probabilities) if known."
     X, y = frame.drop(columns=[target]), frame[target]
-    pred = model.predict(X)
-    proba = model.predict_proba(X) if task != "regression" and hasattr(model, "predict_proba") else None
+    if predicted is not None: pred, proba = predicted
+    else:
+        pred = model.predict(X)
+        proba = model.predict_proba(X) if task != "regression" and hasattr(model, "predict_proba") else None
     classes = list(model.classes_) if task != "regression" else None
     return {
         "metrics": task_metrics(task, y, pred, proba, classes),
@@ -171,9 +187,16 @@ def evaluate_split(model, frame: pd.DataFrame, target: str, task: str, rounds: i
     }
 
 # %% ../notebooks/06_evaluate.ipynb #36c94e0f
-def log_evaluation(live_dir, results: dict, task: str, y_true, y_pred, proba=None, classes=None, images=()) -> None:
-    "Write the metrics of every split (with intervals) and the plots to a dvclive directory."
+def log_evaluation(live_dir, results: dict, task: str, y_true, y_pred, proba=None, classes=None, images=(),
+                   max_plot_rows: int | None = None, seed: int = 42) -> None:
+    """Write the metrics of every split (with intervals) and the plots to a dvclive directory. dvclive's plot files list
+    every row they are given (as indented JSON): past `max_plot_rows` test rows they get a random sample of that many
+    (metrics, intervals and the PNGs use every row)."""
     from dvclive import Live
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if max_plot_rows and len(y_true) > max_plot_rows:
+        keep = np.sort(np.random.default_rng(seed).choice(len(y_true), max_plot_rows, replace=False))
+        y_true, y_pred, proba = y_true[keep], y_pred[keep], None if proba is None else np.asarray(proba)[keep]
     with Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None) as live:
         for split, r in results.items():
             for k, v in r["metrics"].items(): live.log_metric(f"{split}/{k}", v, plot=False)

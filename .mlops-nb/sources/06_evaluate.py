@@ -16,7 +16,7 @@ from sklearn import metrics as skm
 
 from mlops_nb.core import atomic_path, write_json
 # shared: 00a_contracts  # noqa: F401
-from mlops_nb.contracts import classification_metrics, regression_metrics, task_metrics
+from mlops_nb.contracts import classification_metrics, label_codes, regression_metrics, task_metrics
 from mlops_nb.estimate import bootstrap_intervals, confusion_metrics   # shared with monitoring: 00d_estimate  # noqa: F401
 
 # %% [code]
@@ -169,8 +169,10 @@ def _fig(dest, draw, size=(4.5, 4)):
 
 def confusion_png(y_true, y_pred, classes, dest, title: str = "Confusion matrix (test split)") -> Path:
     "Save a confusion-matrix plot to `dest` (PNG) atomically."
+    t, p, _ = label_codes(y_true, y_pred, classes)   # counted on the labels' codes: no sort of their text
     def draw(ax):
-        skm.ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=classes, ax=ax, colorbar=False)
+        skm.ConfusionMatrixDisplay.from_predictions(t, p, labels=np.arange(len(classes)), display_labels=classes, ax=ax,
+                                                    colorbar=False)
         ax.set_title(title)
     return _fig(dest, draw)
 
@@ -209,9 +211,21 @@ def regression_pngs(y_true, y_pred, dest_dir) -> list[Path]:
     d = Path(dest_dir)
     return [_fig(d/"predicted_vs_actual.png", pva), _fig(d/"residuals.png", res)]
 
+_CODED = {"accuracy": skm.accuracy_score, "balanced_accuracy": skm.balanced_accuracy_score,
+          "f1_macro": lambda t, p: skm.f1_score(t, p, average="macro")}
+
+def _coded_scoring(model, y, scoring: str):
+    """(scorer, y) for permutation importance. For a classifier's label metric: the metric on the labels' integer codes
+    (`label_codes`), since scikit-learn's scorer sorts the labels' text again at every shuffle; the same values."""
+    if scoring not in _CODED or not hasattr(model, "classes_"): return scoring, y
+    codes, _, labels = label_codes(y, [], list(model.classes_))
+    metric = _CODED[scoring]
+    return (lambda est, X, t: metric(t, labels.get_indexer(np.asarray(est.predict(X), dtype=object)))), codes
+
 def permutation_importance_table(model, X, y, scoring: str, repeats: int = 5, seed: int = 42) -> pd.DataFrame:
     "Permutation importance of every input column on (X, y): the mean drop of `scoring` and its spread."
     from sklearn.inspection import permutation_importance
+    scoring, y = _coded_scoring(model, y, scoring)
     r = permutation_importance(model, X, y, scoring=scoring, n_repeats=repeats, random_state=seed, n_jobs=1)
     return (
         pd.DataFrame(
@@ -246,6 +260,15 @@ _rng = np.random.default_rng(3)
 _Xi = pd.DataFrame({"signal": _rng.normal(size=300), "noise": _rng.normal(size=300)})
 _lr = LogisticRegression().fit(_Xi, _Xi.signal > 0)
 test_eq(permutation_importance_table(_lr, _Xi, _Xi.signal > 0, "accuracy")["feature"].tolist(), ["signal", "noise"])
+# text labels, scored on their codes: the importances scikit-learn's own scorer gives on the text
+from sklearn.inspection import permutation_importance as _pi
+_yt = np.where(_Xi.signal + _rng.normal(0, 1, 300) > 0, "up", "down")
+_lt = LogisticRegression().fit(_Xi, _yt)
+for _m in ("accuracy", "balanced_accuracy", "f1_macro"):
+    _ref = _pi(_lt, _Xi, _yt, scoring=_m, n_repeats=5, random_state=42, n_jobs=1)
+    _got = permutation_importance_table(_lt, _Xi, _yt, _m).set_index("feature").loc[list(_Xi.columns)]
+    test_eq(_got["importance_mean"].tolist(), _ref.importances_mean.round(6).tolist())
+    test_eq(_got["importance_std"].tolist(), _ref.importances_std.round(6).tolist())
 
 # %% [code]
 #| export
@@ -259,11 +282,13 @@ SCORERS = {
 }
 
 def evaluate_split(model, frame: pd.DataFrame, target: str, task: str, rounds: int = 300, seed: int = 42,
-                   max_rows: int | None = None) -> dict:
-    "Metrics and their bootstrap intervals of `model` on one split."
+                   max_rows: int | None = None, predicted: tuple | None = None) -> dict:
+    "Metrics and their bootstrap intervals of `model` on one split; `predicted`: its (predictions, probabilities) if known."
     X, y = frame.drop(columns=[target]), frame[target]
-    pred = model.predict(X)
-    proba = model.predict_proba(X) if task != "regression" and hasattr(model, "predict_proba") else None
+    if predicted is not None: pred, proba = predicted
+    else:
+        pred = model.predict(X)
+        proba = model.predict_proba(X) if task != "regression" and hasattr(model, "predict_proba") else None
     classes = list(model.classes_) if task != "regression" else None
     return {
         "metrics": task_metrics(task, y, pred, proba, classes),
@@ -279,12 +304,21 @@ _r = evaluate_split(_clf, _f, "y", "binary", rounds=50, seed=1)
 test_eq(_r["rows"], 200)
 test_close(_r["metrics"]["accuracy"], (_clf.predict(_f[["x"]]) == _f["y"]).mean(), eps=1e-12)
 for _k, (_lo, _hi) in _r["intervals"].items(): assert _lo <= _r["metrics"][_k] <= _hi, _k   # each interval holds its metric
+_known = (_clf.predict(_f[["x"]]), _clf.predict_proba(_f[["x"]]))   # predictions made already: the same results
+test_eq(evaluate_split(_clf, _f, "y", "binary", rounds=50, seed=1, predicted=_known), _r)
 
 # %% [code]
 #| export
-def log_evaluation(live_dir, results: dict, task: str, y_true, y_pred, proba=None, classes=None, images=()) -> None:
-    "Write the metrics of every split (with intervals) and the plots to a dvclive directory."
+def log_evaluation(live_dir, results: dict, task: str, y_true, y_pred, proba=None, classes=None, images=(),
+                   max_plot_rows: int | None = None, seed: int = 42) -> None:
+    """Write the metrics of every split (with intervals) and the plots to a dvclive directory. dvclive's plot files list
+    every row they are given (as indented JSON): past `max_plot_rows` test rows they get a random sample of that many
+    (metrics, intervals and the PNGs use every row)."""
     from dvclive import Live
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if max_plot_rows and len(y_true) > max_plot_rows:
+        keep = np.sort(np.random.default_rng(seed).choice(len(y_true), max_plot_rows, replace=False))
+        y_true, y_pred, proba = y_true[keep], y_pred[keep], None if proba is None else np.asarray(proba)[keep]
     with Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None) as live:
         for split, r in results.items():
             for k, v in r["metrics"].items(): live.log_metric(f"{split}/{k}", v, plot=False)
@@ -315,6 +349,10 @@ with tempfile.TemporaryDirectory() as d:
     test_eq(_logged["test_ci"]["accuracy_low"], _r["intervals"]["accuracy"][0])
     test_eq(sorted(p.name for p in (Path(d)/"plots/sklearn").iterdir()),
             ["calibration.json", "confusion_matrix.json", "precision_recall.json", "roc.json"])
+    log_evaluation(d, {"test": _r}, "binary", _f["y"], _pred, _clf.predict_proba(_f[["x"]]), list(_clf.classes_),
+                   max_plot_rows=50)   # a sample of 50 of the 200 rows in dvclive's plots; the metrics as before
+    test_eq(len(read_json(Path(d)/"plots/sklearn/confusion_matrix.json")), 50)
+    test_eq(read_json(Path(d)/"metrics.json")["test"], _logged["test"])
 
 # %% [markdown]
 ## Run
@@ -330,13 +368,15 @@ frames = {
     if (Path(split_dir) / f"{s}.parquet").exists()
 }
 require(Path(split_dir)/"test.parquet", "run `mlops-nb step split` first")
-results = {
-    s: evaluate_split(model, f, target, task, bootstrap_rounds, seed, max_sample_rows) for s, f in frames.items()
-}
 test = frames["test"]; X, y = test.drop(columns=[target]), test[target]
 pred = model.predict(X)
 proba = model.predict_proba(X) if task != "regression" else None
 classes = list(model.classes_) if task != "regression" else None
+results = {
+    s: evaluate_split(model, f, target, task, bootstrap_rounds, seed, max_sample_rows,
+                      predicted=(pred, proba) if s == "test" else None)   # the test rows are predicted once
+    for s, f in frames.items()
+}
 images = []
 if task == "regression": images += regression_pngs(y, pred, eval_dir)
 else:
@@ -360,7 +400,7 @@ errors = error_table(X, y, pred, proba, classes, max_error_rows)
 for name, table in (("errors", errors), ("slices", slices), ("permutation_importance", importance)):
     with atomic_path(Path(eval_dir)/f"{name}.csv") as tmp: table.to_csv(tmp, index=False)
 write_json(results, Path(eval_dir)/"metrics_with_intervals.json")
-log_evaluation(eval_live_dir, results, task, y, pred, proba, classes, images)
+log_evaluation(eval_live_dir, results, task, y, pred, proba, classes, images, max_sample_rows, seed)
 record_step(lineage_dir, "evaluate", {"bootstrap_rounds": bootstrap_rounds, "permutation_repeats": permutation_repeats},
             inputs=[Path(split_dir)/f"{s}.parquet" for s in frames] + [model_path], outputs=[eval_dir, eval_live_dir],
             metrics={s: r["metrics"] for s, r in results.items()})
