@@ -253,7 +253,8 @@ def scale(n: int, work: Path, timeout: float, profile_minimal: bool, big_timeout
     X, y, _ = generate(n, seed=1)
     data = work/f"generated_{n}.parquet"
     X.assign(target=y).to_parquet(data, index=False)
-    gen = time.perf_counter() - t0
+    gen, columns = time.perf_counter() - t0, X.shape[1]
+    del X, y   # at 10M rows the frame is ~7 GiB that the pipeline run beside it would not have
     root = copy_project(work/f"scale_{n}")
     p = yaml.safe_load((root/"params.yaml").read_text())
     p["ingest"]["source"] = str(data)
@@ -267,7 +268,7 @@ def scale(n: int, work: Path, timeout: float, profile_minimal: bool, big_timeout
     timeout = timeout if n < 1_000_000 else min(timeout, big_timeout)
     r = run_pipeline(root, force=False, timeout=timeout)
     peak = max((s["peak_rss_mib"] for s in r["stages"].values()), default=0) / 1024
-    res = {"rows": n, "columns": X.shape[1], "data_mib": round(data.stat().st_size / 2**20, 1), "generate_s": round(gen, 1),
+    res = {"rows": n, "columns": columns, "data_mib": round(data.stat().st_size / 2**20, 1), "generate_s": round(gen, 1),
            "returncode": r["returncode"], "wall_s": r["wall_s"], "peak_rss_gib": round(peak, 2),
            "profile_minimal": profile_minimal, "load_average_at_start": load0,
            "timed_out": r["timed_out"], "unfinished_stage": r["unfinished_stage"], "timeout_s": timeout,
