@@ -72,21 +72,20 @@ def label_codes(y_true, y_pred, classes=None) -> tuple[np.ndarray, np.ndarray, p
     """True and predicted labels as integer codes of one index of labels: `classes` first, in their order, then any
     other label in order of appearance; and that index. Metrics are the same on the codes, and scikit-learn sorts
     the labels it gets in every metric: for text labels that sort costs ten times the metric."""
-    seen = [np.asarray(classes if classes is not None else [], dtype=object),
-            np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)]
-    labels = pd.Index(pd.unique(np.concatenate(seen)))
-    return labels.get_indexer(np.asarray(y_true, dtype=object)), labels.get_indexer(np.asarray(y_pred, dtype=object)), labels
+    t, p = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
+    labels = pd.Index(pd.unique(np.concatenate([np.asarray(classes if classes is not None else [], dtype=object), t, p])))
+    return labels.get_indexer(t), labels.get_indexer(p), labels
 
 # %% ../notebooks/00a_contracts.ipynb #af418cfa
 def classification_metrics(y_true, y_pred, proba=None, classes=None) -> dict:
     """Accuracy, balanced accuracy, macro F1 and, given probabilities (columns in the order of `classes`, which is
     sorted as a model's `classes_` is), one-vs-rest ROC AUC and log loss. scikit-learn computes them on the labels'
     integer codes (`label_codes`): the same values, without sorting the labels' text again in every metric."""
-    t, p, labels = label_codes(y_true, y_pred, classes)
+    t, p, _ = label_codes(y_true, y_pred, classes)
     out = {"accuracy": skm.accuracy_score(t, p),
            "balanced_accuracy": skm.balanced_accuracy_score(t, p),
            "f1_macro": skm.f1_score(t, p, average="macro", zero_division=0)}
-    if proba is not None and len(classes) >= 2 and len(np.unique(t)) == len(classes):
+    if proba is not None and len(classes) >= 2 and pd.Series(y_true).nunique() == len(classes):
         C = np.arange(len(classes))   # the codes of `classes`, in their order
         out["roc_auc"] = skm.roc_auc_score(t, proba[:, 1] if len(C) == 2 else proba, multi_class="ovr",
                                            labels=C if len(C) > 2 else None)
