@@ -107,10 +107,12 @@ DATASETS = {
 }
 
 # Small and fast for the datasets added by the data phases (issue 3) and the row tests; the first two keep the settings
-# they had. The budget is a ceiling, not a cost (these small sets train in ~5 s on a quiet machine); with 20, 40 and even
-# 60 s, on a 2-core machine running two test workers, the planner skipped HistGradientBoosting (the last, dearest family,
-# whose share is what the others left), because probe fits slowed by the load made it look too dear.
-BUDGET_S = 120
+# they had. The budget is a ceiling, not a cost (these small sets train in ~5-12 s on a quiet machine). With 20, 40, 60
+# and 120 s, on a 2-core machine running two test workers (and on CI's slower machine), the planner skipped
+# HistGradientBoosting (the last, dearest family, whose share is what the others left), because probe fits and searches
+# slowed by the load made it look too dear: the budget doing its job, but not what these tests are about. The budget's
+# skipping and subsampling are tested on their own (plan_family's examples in notebooks/05_train.ipynb).
+BUDGET_S = 900
 FAST = {"train": {"time_budget_s": BUDGET_S, "search_iter": 2, "cv_folds": 3}, "evaluate": {"bootstrap_rounds": 50, "permutation_repeats": 1}}
 DATASET_PARAMS = {
     "multiclass": FAST,

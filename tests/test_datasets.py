@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import DATASETS
 
@@ -18,7 +19,8 @@ def other_project(request, dataset_project):
 def test_every_family_is_trained_and_compared(other_project):
     name, root, metric, _ = other_project
     live = json.loads((root/"reports/dvclive/train/metrics.json").read_text())
-    assert set(live["candidates"]) == {"dummy", "linear", "random_forest", "hist_gradient_boosting"}
+    plan = yaml.safe_load((root/"reports/dvclive/train/params.yaml").read_text()).get("budget_plan")
+    assert set(live["candidates"]) == {"dummy", "linear", "random_forest", "hist_gradient_boosting"}, plan
     dummy = live["candidates"]["dummy"][f"cv_{metric}_mean"]
     best = max(c[f"cv_{metric}_mean"] for c in live["candidates"].values())
     assert best > dummy + 0.2
