@@ -18,7 +18,7 @@ from .pages import html_page
 # %% auto #0
 __all__ = ['GATE_LEVELS', 'column_kind', 'column_role', 'missing_share', 'infer_schema', 'DataQualityError', 'drops_mostly_empty',
            'check_gate_levels', 'gate_record', 'target_gates', 'column_gates', 'quality_gates', 'raise_on_failed',
-           'failed_warnings', 'profile_report']
+           'failed_warnings', 'column_statistics', 'profile_report']
 
 # %% ../notebooks/02_validate.ipynb #103ab818
 def _looks_like_dates(s: pd.Series, probe: int = 500) -> bool:
@@ -176,16 +176,16 @@ def target_gates(y: pd.Series, schema: dict | None, min_rows: int = 20, min_rows
     return out
 
 def column_gates(df: pd.DataFrame, features: list, schema: dict | None, max_missing_share: float = 0.2,
-                 max_duplicate_share: float = 0.05) -> list[tuple]:
+                 max_duplicate_share: float = 0.05, duplicated: pd.Series | None = None) -> list[tuple]:
     """The columns' gates as measured: each feature's share of missing values, whether any feature is usable and which
-    columns are not (with a schema), and the share of duplicate rows."""
+    columns are not (with a schema), and the share of duplicate rows (from `duplicated`, `df.duplicated()` if given)."""
     out = [("missing", "share of missing values", str(name), round(float(share), 4), max_missing_share,
             share <= max_missing_share) for name, share in df[features].isna().mean().items()]
     if schema is not None:
         out.append(("features", "usable features", None, len(features), 1, len(features) >= 1))
         out += [("dropped_columns", "column not used as a feature", name, why, "a usable feature", False)
                 for name, why in schema.get("dropped", {}).items()]
-    dup = float(df.duplicated().mean())
+    dup = float((df.duplicated() if duplicated is None else duplicated).mean())
     out.append(("duplicates", "share of duplicate rows", None, round(dup, 4), max_duplicate_share,
                 dup <= max_duplicate_share))
     return out
@@ -202,13 +202,15 @@ def quality_gates(
     levels: dict | None = None,
     cv_folds: int | None = None,
     train_share: float | None = None,
+    duplicated: pd.Series | None = None,
 ) -> list[dict]:
     """Measure each gate; every result has gate, key, column, value, limit, passed and level ('error' or 'warning').
-    With `cv_folds` and `train_share` (classification): whether every class has enough rows in the training split."""
+    With `cv_folds` and `train_share` (classification): whether every class has enough rows in the training split.
+    `duplicated`: `df.duplicated()` when the caller has it already (it is the costliest gate on large data)."""
     levels = check_gate_levels(levels)
     feats = schema["features"] if schema else [c for c in df.columns if c != target]
     measured = target_gates(df[target], schema, min_rows, min_rows_per_class, cv_folds, train_share) + \
-        column_gates(df, feats, schema, max_missing_share, max_duplicate_share)
+        column_gates(df, feats, schema, max_missing_share, max_duplicate_share, duplicated)
     return [g for m in measured if (g := gate_record(levels, *m)) is not None]
 
 def raise_on_failed(gates: list[dict], source: str = "data", schema: dict | None = None):
@@ -243,6 +245,42 @@ def failed_warnings(gates: list[dict]) -> list[str]:
         if not g["passed"] and g["level"] == "warning"
     ]
 
+# %% ../notebooks/02_validate.ipynb #7afe7586
+def _arrow(s: pd.Series):
+    "`s` as a pyarrow array, missing values (None, NaN, NaT) as nulls; mixed-type text as strings."
+    import pyarrow as pa
+    try: return pa.array(s, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return pa.array(s.astype("string"), from_pandas=True)
+
+def column_statistics(df: pd.DataFrame, top: int = 3) -> pd.DataFrame:
+    """Exact statistics of every column of `df`, computed one column at a time by pyarrow (no copy of the frame): type,
+    missing and distinct values, blank text; mean, std, min, quartiles, max of numbers; the `top` most frequent values."""
+    import pyarrow as pa, pyarrow.compute as pc
+    out = []
+    for name, s in df.items():
+        a, n = _arrow(s), len(s)
+        r = {"column": str(name), "dtype": str(s.dtype), "missing": a.null_count,
+             "missing %": round(100 * a.null_count / n, 2) if n else 0.0,
+             "distinct": pc.count_distinct(a, mode="only_valid").as_py() if a.null_count < n else 0}
+        if pa.types.is_string(a.type) or pa.types.is_large_string(a.type):
+            r["blank text"] = pc.sum(pc.equal(pc.utf8_trim_whitespace(a), "")).as_py() or 0
+        if (pa.types.is_integer(a.type) or pa.types.is_floating(a.type)) and a.null_count < n:
+            q = pc.quantile(a, q=[0.25, 0.5, 0.75]).to_pylist()
+            mm = pc.min_max(a).as_py()
+            r.update(mean=pc.mean(a).as_py(), std=pc.stddev(a, ddof=1).as_py(), min=mm["min"], p25=q[0], median=q[1],
+                     p75=q[2], max=mm["max"], zeros=pc.sum(pc.equal(a, 0)).as_py())
+        elif pa.types.is_timestamp(a.type) or pa.types.is_date(a.type):
+            mm = pc.min_max(a).as_py(); r.update(min=str(mm["min"]), max=str(mm["max"]))
+        elif a.null_count < n:
+            vc = pc.value_counts(a.drop_null())
+            counts = vc.field("counts").to_numpy()
+            best = np.argsort(-counts, kind="stable")[:top]
+            values = vc.field("values").take(pa.array(best)).to_pylist()
+            r["most frequent"] = ", ".join(f"{v!r} ({int(counts[i])})" for v, i in zip(values, best))
+        out.append(r)
+    return pd.DataFrame(out).set_index("column")
+
 # %% ../notebooks/02_validate.ipynb #76fb5ffd
 def _frame_page(title: str, parts: list[tuple[str, str]]) -> str:
     body = "".join(f"<h2>{html.escape(h)}</h2><iframe srcdoc=\"{html.escape(doc, quote=True)}\" "
@@ -251,8 +289,8 @@ def _frame_page(title: str, parts: list[tuple[str, str]]) -> str:
 
 def profile_report(df: pd.DataFrame, dest, title: str = "Data profile", minimal: bool = False,
                    sample_rows: int | None = None, seed: int = 42, interactions: bool = False) -> dict:
-    """Write a ydata-profiling HTML report of `df` to `dest` atomically; above `sample_rows` rows, exact column statistics
-    plus costly parts on a sample. Returns what was computed on what."""
+    """Write a ydata-profiling HTML report of `df` to `dest` atomically; above `sample_rows` rows, exact statistics of
+    every column (`column_statistics`) and ydata-profiling on a sample. Returns what was computed on what."""
     os.environ["YDATA_PROFILING_NO_ANALYTICS"] = "True"
     from data_profiling import ProfileReport
     n = len(df)
@@ -262,18 +300,14 @@ def profile_report(df: pd.DataFrame, dest, title: str = "Data profile", minimal:
         page = ProfileReport(df, title=title, minimal=minimal, progress_bar=False, **extra).to_html()
         info = {"rows": n, "mode": "minimal" if minimal else "full", "sample_rows": None}
     else:
-        full = ProfileReport(
-            df,
-            title=f"{title}: exact column statistics on all {n:,} rows",
-            minimal=True,
-            progress_bar=False,
-            samples={"head": 5, "tail": 5},
-        ).to_html()
+        stats = column_statistics(df).to_html(na_rep="", float_format="{:.6g}".format, border=0)
+        full = html_page(f"{title}: exact statistics of every column on all {n:,} rows", stats,
+                         "body{font-family:system-ui,sans-serif} td,th{padding:2px 8px;text-align:right}")
         sample = df.sample(sample_rows, random_state=seed)
         desc = f"random sample of {sample_rows:,} of {n:,} rows (seed {seed})"
         costly = ProfileReport(
             sample,
-            title=f"{title}: correlations, duplicates, missing-value patterns on a {desc}",
+            title=f"{title}: histograms, correlations, duplicates, missing-value patterns on a {desc}",
             progress_bar=False,
             minimal=True,
             correlations={"auto": {"calculate": True}},
@@ -282,9 +316,8 @@ def profile_report(df: pd.DataFrame, dest, title: str = "Data profile", minimal:
             interactions={"continuous": interactions},
             dataset={"description": f"Computed on a {desc}; column statistics on all rows are in the first part."},
         ).to_html()
-        costs = (
-            "correlations, " + ("interactions, " if interactions else "") + "duplicate rows and missing-value patterns"
-        )
+        costs = "histograms, correlations, " + ("interactions, " if interactions else "") + \
+            "duplicate rows and missing-value patterns"
         page = _frame_page(title, [(f"Part 1: exact statistics of every column, on all {n:,} rows", full),
                                    (f"Part 2: {costs}, on a {desc}", costly)])
         info = {
