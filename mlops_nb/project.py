@@ -11,8 +11,12 @@ from pathlib import Path
 
 from .core import ParamsError, find_root, load_params
 
+# where the registry keeps its history (95_registry writes it, the report reads it): in package_dir, one JSON object
+# per change of champion, oldest first
+HISTORY_FILE = "history.jsonl"
+
 # %% auto #0
-__all__ = ['kit_notebook', 'declared_path', 'command_defaults', 'Project']
+__all__ = ['HISTORY_FILE', 'kit_notebook', 'declared_path', 'command_defaults', 'Project']
 
 # %% ../notebooks/89a_project.ipynb #286bb34d
 def kit_notebook(root, name: str) -> Path:

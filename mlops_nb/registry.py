@@ -10,16 +10,13 @@ from pathlib import Path
 from .acceptance import LOWER_IS_BETTER, acceptance_gates, baseline_metrics, behaviour_checks, champion_metrics
 from .core import UntrustedModelError, file_sha256, load_params, now_utc, read_json, write_json, write_text
 from .package import TamperedModelError, load_package
-from .project import Project
+from .project import HISTORY_FILE, Project
 
 # %% auto #0
-__all__ = ['HISTORY_FILE', 'RegistryError', 'versions', 'champion_version', 'version_folder', 'read_history', 'champion_chain',
-           'registry_lock', 'change_champion', 'sync_history', 'list_versions', 'promotion_gates', 'promote',
-           'rollback']
+__all__ = ['RegistryError', 'versions', 'champion_version', 'version_folder', 'read_history', 'champion_chain', 'registry_lock',
+           'change_champion', 'sync_history', 'list_versions', 'promotion_gates', 'promote', 'rollback']
 
 # %% ../notebooks/95_registry.ipynb #07beef1c
-HISTORY_FILE = "history.jsonl"   # in package_dir: one JSON object per change of champion, oldest first
-
 class RegistryError(ValueError):
     "A registry command was refused; nothing was changed."
 

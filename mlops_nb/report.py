@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .core import find_root, now_utc, write_text
 from .experiments import dvc_experiments, experiment_rows, experiments_page
-from .project import Project
+from .project import HISTORY_FILE, Project
 from .report_pages import cell_html, esc, flat, read_or_none, report_page, step_records, table
 
 # %% auto #0
@@ -168,7 +168,6 @@ def row_flow_section(root, params: dict, records: dict) -> str:
 # %% ../notebooks/92_report.ipynb #d6936b71
 def _history_html(project: Project, last: int = 20) -> str:
     "The last `last` changes of champion, newest first, from the registry's history file (unreadable lines skipped)."
-    from mlops_nb.registry import HISTORY_FILE
     f = project.path("package_dir")/HISTORY_FILE
     changes = []
     for line in (f.read_text().splitlines() if f.is_file() else []):
