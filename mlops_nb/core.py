@@ -14,8 +14,8 @@ import yaml   # pandas is imported where it is used: the `mlops-nb` command star
 # %% auto #0
 __all__ = ['REQUIRED_SECTIONS', 'TRUSTED_TYPES', 'KEY_PACKAGES', 'ParamsError', 'find_root', 'load_params', 'step_params',
            'yaml_round_trip', 'require', 'atomic_path', 'write_text', 'write_json', 'read_json', 'write_parquet',
-           'UntrustedModelError', 'save_model', 'load_trusted', 'file_sha256', 'frame_sha256', 'git_info',
-           'environment_info', 'machine_info', 'utc_time', 'now_utc', 'record_step', 'row_flow']
+           'UntrustedModelError', 'save_model', 'load_trusted', 'file_sha256', 'frame_sha256', 'duplicate_rows',
+           'git_info', 'environment_info', 'machine_info', 'utc_time', 'now_utc', 'record_step', 'row_flow']
 
 # %% ../notebooks/00_core.ipynb #ad740fcf
 class ParamsError(ValueError):
@@ -154,6 +154,22 @@ def frame_sha256(df: pd.DataFrame) -> str:
     import pandas as pd
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     return h.hexdigest()
+
+# %% ../notebooks/00_core.ipynb #52504188
+def duplicate_rows(df: pd.DataFrame) -> pd.Series:
+    """`df.duplicated()` (True for a row equal to an earlier one), exactly, in a fraction of its time on large frames
+    (10M x 21: 11 s against 88 s): rows are hashed column by column, and only rows sharing a hash are compared."""
+    import numpy as np, pandas as pd
+    h = np.zeros(len(df), dtype=np.uint64)
+    try:
+        for _, s in df.items():
+            if s.dtype.kind in "fc": s = s + 0.0          # -0.0 equals 0.0 for duplicated(); their bits differ
+            h = h * np.uint64(1_000_003) ^ pd.util.hash_pandas_object(s, index=False).to_numpy()
+    except TypeError: return df.duplicated()             # unhashable values: pandas says what is wrong
+    maybe = np.flatnonzero(pd.Series(h).duplicated(keep=False).to_numpy())
+    out = np.zeros(len(df), dtype=bool)
+    if len(maybe): out[maybe] = df.iloc[maybe].duplicated().to_numpy()
+    return pd.Series(out, index=df.index)
 
 # %% ../notebooks/00_core.ipynb #6c0ce348
 def git_info(root=".") -> dict:

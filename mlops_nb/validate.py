@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import atomic_path, frame_sha256, read_json, write_json
+from .core import atomic_path, duplicate_rows, frame_sha256, read_json, write_json
 # shared: 00a_contracts  # noqa: F401
 from .contracts import check_schema, detect_task, parse_dates
 from .pages import html_page
@@ -23,9 +23,9 @@ __all__ = ['GATE_LEVELS', 'column_kind', 'column_role', 'missing_share', 'infer_
 # %% ../notebooks/02_validate.ipynb #103ab818
 def _looks_like_dates(s: pd.Series, probe: int = 500) -> bool:
     "Text whose values (a sample of them) all parse as dates."
-    nn = s.dropna()
-    if len(nn) == 0 or not all(isinstance(v, str) for v in nn.head(probe)): return False
-    v = nn.head(probe)
+    v = s.head(probe * 20).dropna().head(probe)        # the first values: not a scan of every row
+    if len(v) == 0: v = s.dropna().head(probe)
+    if len(v) == 0 or not all(isinstance(x, str) for x in v): return False
     if not v.str.contains(r"^\d{4}-\d{2}-\d{2}|^\d{1,2}/\d{1,2}/\d{2,4}", regex=True).all(): return False
     return bool(pd.to_datetime(v, errors="coerce", format="mixed").notna().all())
 
@@ -36,32 +36,80 @@ def column_kind(s: pd.Series) -> str:
     if pd.api.types.is_datetime64_any_dtype(s) or _looks_like_dates(s): return "datetime"
     return "categorical"
 
+def _arrow(s: pd.Series):
+    "`s` as a pyarrow array (missing values, NaN and NaT as nulls), or None when pyarrow cannot take it (mixed types)."
+    import pyarrow as pa
+    try: return pa.array(s, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError): return None
+
+def _text(a) -> bool:
+    import pyarrow as pa
+    return a is not None and (pa.types.is_string(a.type) or pa.types.is_large_string(a.type))
+
+def _distinct(s: pd.Series) -> int:
+    """How many distinct values `s` has, missing ones aside, as `Series.nunique` counts them; numbers and dates by
+    sorting (hashing 10M distinct floats takes 20x longer), text by pyarrow's hash, anything else by pandas."""
+    import pyarrow.compute as pc
+    nn = s.dropna()
+    v = nn.to_numpy()
+    if v.dtype.kind in "biufcmM":
+        v = np.sort(v)
+        return int(len(v) > 0) + int(np.count_nonzero(v[1:] != v[:-1]))
+    a = _arrow(nn) if v.dtype == object and len(nn) else None
+    return int(pc.count_distinct(a).as_py()) if _text(a) else int(nn.nunique())
+
+# %% ../notebooks/02_validate.ipynb #2327fde6
+def _facts(s: pd.Series, kind: str = "categorical", max_categories: int = 50) -> dict:
+    """What the schema asks of one column, each counted once: rows, values present, distinct and blank values, the
+    first value, the first 2,000 as text, the categories (a `categorical` column with at most `max_categories`
+    values). Text goes through one pyarrow array: on 10M rows each pandas scan of Python strings costs ~0.4 s."""
+    import pyarrow.compute as pc
+    a = _arrow(s) if s.dtype == object or isinstance(s.dtype, pd.StringDtype) else None
+    if _text(a):
+        v = a.drop_null()
+        d = pc.count_distinct(v).as_py() if len(v) else 0
+        return {"rows": len(s), "valid": len(v), "distinct": d, "first": v[0].as_py() if len(v) else None,
+                "blank": (pc.sum(pc.equal(pc.utf8_trim_whitespace(v), "")).as_py() or 0) if len(v) else 0,
+                "head": v.slice(0, 2000).to_pylist(), "values": None,
+                "categories": sorted(pc.unique(v).to_pylist()) if kind == "categorical" and d <= max_categories else None}
+    nn = s.dropna()
+    d = _distinct(nn)
+    few = kind == "categorical" and d <= max_categories
+    return {"rows": len(s), "valid": len(nn), "distinct": d, "first": nn.iloc[0] if len(nn) else None,
+            "blank": None, "head": nn.head(2000).astype(str).tolist(), "values": nn,   # blank: not text
+            "categories": sorted({str(x) for x in pd.unique(nn)}) if few else None}
+
 _ID_NAME = re.compile(r"(^|[_\W])(id|ids|key|uuid|guid|index|idx|no|number)$", re.I)
 
-def column_role(name: str, s: pd.Series, kind: str, max_categories: int = 50) -> tuple[str, str]:
-    "'feature', 'text', or why the column is dropped: 'empty', 'constant', 'identifier'; with the reason."
-    nn = s.dropna()
-    if len(nn) == 0: return "empty", "every value is missing"
-    d = int(nn.nunique())
-    if d == 1: return "constant", f"a single value ({nn.iloc[0]!r})"
+def column_role(name: str, s: pd.Series, kind: str, max_categories: int = 50, facts: dict | None = None) -> tuple[str, str]:
+    """'feature', 'text', or why the column is dropped: 'empty', 'constant', 'identifier'; with the reason. `facts`:
+    `_facts(s, kind, max_categories)` when the caller has them."""
+    f = facts or _facts(s, kind, max_categories)
+    n, d = f["valid"], f["distinct"]
+    if n == 0: return "empty", "every value is missing"
+    if d == 1: return "constant", f"a single value ({f['first']!r})"
     if kind == "categorical" and d > max_categories:
-        words = float(nn.astype(str).head(2000).str.split().str.len().mean())
+        words = float(np.mean([len(str(x).split()) for x in f["head"]]))
         if words >= 3: return "text", f"free text: {d} distinct values, {words:.1f} words on average"
-        if len(nn) >= 20 and d >= 0.95 * len(nn):
-            return "identifier", f"{d / len(nn):.0%} of {len(nn)} values distinct, short text"
-    if kind == "numeric" and pd.api.types.is_integer_dtype(s) and len(nn) >= 20 and d == len(nn):
+        if n >= 20 and d >= 0.95 * n:
+            return "identifier", f"{d / n:.0%} of {n} values distinct, short text"
+    if kind == "numeric" and pd.api.types.is_integer_dtype(s) and n >= 20 and d == n:
+        nn = f["values"]
         if _ID_NAME.search(str(name)) or nn.is_monotonic_increasing or nn.is_monotonic_decreasing:
             return "identifier", "every value distinct, " + (
                 "named like an id" if _ID_NAME.search(str(name)) else "ordered like a row number"
             )
     return "feature", ""
 
-def missing_share(s: pd.Series) -> float:
-    "Share of missing values in `s`, blank text (empty or only spaces) counted as missing."
-    miss = s.isna()
+def missing_share(s: pd.Series, facts: dict | None = None) -> float:
+    "Share of missing values in `s`, blank text (empty or only spaces) counted as missing. `facts`: `_facts(s)`."
+    if not len(s): return 0.0
     if s.dtype == object or isinstance(s.dtype, pd.StringDtype):
-        miss = miss | s.astype("string").str.strip().eq("").fillna(False).astype(bool)
-    return float(miss.mean()) if len(s) else 0.0
+        f = facts or _facts(s)
+        if f["blank"] is not None: return (f["rows"] - f["valid"] + f["blank"]) / f["rows"]   # text, by pyarrow
+        miss = s.isna() | s.astype("string").str.strip().eq("").fillna(False).astype(bool)   # mixed types
+        return float(miss.mean())
+    return float(s.isna().mean())
 
 def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: str | None = None,
                  task_reason: str | None = None, drop_missing_above: float | None = None) -> dict:
@@ -73,19 +121,19 @@ def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: 
     cols, dropped = {}, {}
     for name, s in df.items():
         kind = column_kind(s)
-        c = {"kind": kind, "dtype": str(s.dtype), "nullable": bool(s.isna().any())}
+        f = _facts(s, kind, max_categories)
+        c = {"kind": kind, "dtype": str(s.dtype), "nullable": f["valid"] < f["rows"]}
         if kind == "numeric":
-            c.update(min=float(s.min()), max=float(s.max())) if s.notna().any() else c.update(min=None, max=None)
+            c.update(min=float(s.min()), max=float(s.max())) if f["valid"] else c.update(min=None, max=None)
         elif kind == "categorical":
-            cats = s.dropna().astype(str).unique()
-            c["categories"] = sorted(cats.tolist()) if len(cats) <= max_categories else None
-        elif kind == "datetime" and s.notna().any():
+            c["categories"] = f["categories"]
+        elif kind == "datetime" and f["valid"]:
             t = parse_dates(s)
             c.update(min=str(t.min()), max=str(t.max()))
         if name != target:
-            c["role"], why = column_role(str(name), s, kind, max_categories)
+            c["role"], why = column_role(str(name), s, kind, max_categories, f)
             if c["role"] in ("feature", "text") and drop_missing_above is not None:
-                share = missing_share(s)
+                share = missing_share(s, f)
                 if share > drop_missing_above:
                     c["role"], c["missing_share"] = "mostly_empty", round(share, 4)
                     why = (
@@ -178,14 +226,15 @@ def target_gates(y: pd.Series, schema: dict | None, min_rows: int = 20, min_rows
 def column_gates(df: pd.DataFrame, features: list, schema: dict | None, max_missing_share: float = 0.2,
                  max_duplicate_share: float = 0.05, duplicated: pd.Series | None = None) -> list[tuple]:
     """The columns' gates as measured: each feature's share of missing values, whether any feature is usable and which
-    columns are not (with a schema), and the share of duplicate rows (from `duplicated`, `df.duplicated()` if given)."""
-    out = [("missing", "share of missing values", str(name), round(float(share), 4), max_missing_share,
-            share <= max_missing_share) for name, share in df[features].isna().mean().items()]
+    columns are not (with a schema), and the share of duplicate rows (from `duplicated`, `duplicate_rows(df)`, if given)."""
+    shares = {name: float(df[name].isna().mean()) for name in features}    # column by column: no copy of the frame
+    out = [("missing", "share of missing values", str(name), round(share, 4), max_missing_share,
+            share <= max_missing_share) for name, share in shares.items()]
     if schema is not None:
         out.append(("features", "usable features", None, len(features), 1, len(features) >= 1))
         out += [("dropped_columns", "column not used as a feature", name, why, "a usable feature", False)
                 for name, why in schema.get("dropped", {}).items()]
-    dup = float((df.duplicated() if duplicated is None else duplicated).mean())
+    dup = float((duplicate_rows(df) if duplicated is None else duplicated).mean())
     out.append(("duplicates", "share of duplicate rows", None, round(dup, 4), max_duplicate_share,
                 dup <= max_duplicate_share))
     return out
@@ -206,7 +255,7 @@ def quality_gates(
 ) -> list[dict]:
     """Measure each gate; every result has gate, key, column, value, limit, passed and level ('error' or 'warning').
     With `cv_folds` and `train_share` (classification): whether every class has enough rows in the training split.
-    `duplicated`: `df.duplicated()` when the caller has it already (it is the costliest gate on large data)."""
+    `duplicated`: `duplicate_rows(df)` when the caller has it already (it is the costliest gate on large data)."""
     levels = check_gate_levels(levels)
     feats = schema["features"] if schema else [c for c in df.columns if c != target]
     measured = target_gates(df[target], schema, min_rows, min_rows_per_class, cv_folds, train_share) + \
@@ -246,13 +295,6 @@ def failed_warnings(gates: list[dict]) -> list[str]:
     ]
 
 # %% ../notebooks/02_validate.ipynb #7afe7586
-def _arrow(s: pd.Series):
-    "`s` as a pyarrow array, missing values (None, NaN, NaT) as nulls; mixed-type text as strings."
-    import pyarrow as pa
-    try: return pa.array(s, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return pa.array(s.astype("string"), from_pandas=True)
-
 def column_statistics(df: pd.DataFrame, top: int = 3) -> pd.DataFrame:
     """Exact statistics of every column of `df`, computed one column at a time by pyarrow (no copy of the frame): type,
     missing and distinct values, blank text; mean, std, min, quartiles, max of numbers; the `top` most frequent values."""
@@ -260,10 +302,11 @@ def column_statistics(df: pd.DataFrame, top: int = 3) -> pd.DataFrame:
     out = []
     for name, s in df.items():
         a, n = _arrow(s), len(s)
+        if a is None: a = pa.array(s.astype("string"), from_pandas=True)     # mixed types: as text
         r = {"column": str(name), "dtype": str(s.dtype), "missing": a.null_count,
              "missing %": round(100 * a.null_count / n, 2) if n else 0.0,
-             "distinct": pc.count_distinct(a, mode="only_valid").as_py() if a.null_count < n else 0}
-        if pa.types.is_string(a.type) or pa.types.is_large_string(a.type):
+             "distinct": pc.count_distinct(a).as_py() if _text(a) else _distinct(s)}
+        if _text(a):
             r["blank text"] = pc.sum(pc.equal(pc.utf8_trim_whitespace(a), "")).as_py() or 0
         if (pa.types.is_integer(a.type) or pa.types.is_floating(a.type)) and a.null_count < n:
             q = pc.quantile(a, q=[0.25, 0.5, 0.75]).to_pylist()

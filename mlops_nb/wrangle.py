@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .core import duplicate_rows
 from .features import feature_plan   # the feature pipeline, shared with train, package and serve: 00f_features
 # model files packaged before the feature pipeline moved to 00f_features refer to its transformers here
 from .features import DatetimeFeatures, TextFeatures, missing_to_nan  # noqa: F401
@@ -28,7 +29,7 @@ def clean_rows(
     removed = {"missing target": int((~labelled).sum())}
     out = out[labelled]
     if drop_duplicates:
-        dup = out.duplicated()
+        dup = duplicate_rows(out)
         removed["duplicates"] = int(dup.sum())
         out = out[~dup]
     return out.reset_index(drop=True), removed

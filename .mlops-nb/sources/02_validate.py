@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlops_nb.core import atomic_path, frame_sha256, read_json, write_json
+from mlops_nb.core import atomic_path, duplicate_rows, frame_sha256, read_json, write_json
 # shared: 00a_contracts  # noqa: F401
 from mlops_nb.contracts import check_schema, detect_task, parse_dates
 from mlops_nb.pages import html_page
 
 # %% [code]
-from fastcore.test import test_eq, test_fail
+from fastcore.test import test_close, test_eq, test_fail
 import tempfile
 from mlops_nb.core import find_root, load_params, record_step, require, row_flow
 
@@ -59,9 +59,9 @@ dates is `kind: datetime` (decomposed into parts). The task and its reason come 
 #| export
 def _looks_like_dates(s: pd.Series, probe: int = 500) -> bool:
     "Text whose values (a sample of them) all parse as dates."
-    nn = s.dropna()
-    if len(nn) == 0 or not all(isinstance(v, str) for v in nn.head(probe)): return False
-    v = nn.head(probe)
+    v = s.head(probe * 20).dropna().head(probe)        # the first values: not a scan of every row
+    if len(v) == 0: v = s.dropna().head(probe)
+    if len(v) == 0 or not all(isinstance(x, str) for x in v): return False
     if not v.str.contains(r"^\d{4}-\d{2}-\d{2}|^\d{1,2}/\d{1,2}/\d{2,4}", regex=True).all(): return False
     return bool(pd.to_datetime(v, errors="coerce", format="mixed").notna().all())
 
@@ -72,32 +72,81 @@ def column_kind(s: pd.Series) -> str:
     if pd.api.types.is_datetime64_any_dtype(s) or _looks_like_dates(s): return "datetime"
     return "categorical"
 
+def _arrow(s: pd.Series):
+    "`s` as a pyarrow array (missing values, NaN and NaT as nulls), or None when pyarrow cannot take it (mixed types)."
+    import pyarrow as pa
+    try: return pa.array(s, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError): return None
+
+def _text(a) -> bool:
+    import pyarrow as pa
+    return a is not None and (pa.types.is_string(a.type) or pa.types.is_large_string(a.type))
+
+def _distinct(s: pd.Series) -> int:
+    """How many distinct values `s` has, missing ones aside, as `Series.nunique` counts them; numbers and dates by
+    sorting (hashing 10M distinct floats takes 20x longer), text by pyarrow's hash, anything else by pandas."""
+    import pyarrow.compute as pc
+    nn = s.dropna()
+    v = nn.to_numpy()
+    if v.dtype.kind in "biufcmM":
+        v = np.sort(v)
+        return int(len(v) > 0) + int(np.count_nonzero(v[1:] != v[:-1]))
+    a = _arrow(nn) if v.dtype == object and len(nn) else None
+    return int(pc.count_distinct(a).as_py()) if _text(a) else int(nn.nunique())
+
+# %% [code]
+#| export
+def _facts(s: pd.Series, kind: str = "categorical", max_categories: int = 50) -> dict:
+    """What the schema asks of one column, each counted once: rows, values present, distinct and blank values, the
+    first value, the first 2,000 as text, the categories (a `categorical` column with at most `max_categories`
+    values). Text goes through one pyarrow array: on 10M rows each pandas scan of Python strings costs ~0.4 s."""
+    import pyarrow.compute as pc
+    a = _arrow(s) if s.dtype == object or isinstance(s.dtype, pd.StringDtype) else None
+    if _text(a):
+        v = a.drop_null()
+        d = pc.count_distinct(v).as_py() if len(v) else 0
+        return {"rows": len(s), "valid": len(v), "distinct": d, "first": v[0].as_py() if len(v) else None,
+                "blank": (pc.sum(pc.equal(pc.utf8_trim_whitespace(v), "")).as_py() or 0) if len(v) else 0,
+                "head": v.slice(0, 2000).to_pylist(), "values": None,
+                "categories": sorted(pc.unique(v).to_pylist()) if kind == "categorical" and d <= max_categories else None}
+    nn = s.dropna()
+    d = _distinct(nn)
+    few = kind == "categorical" and d <= max_categories
+    return {"rows": len(s), "valid": len(nn), "distinct": d, "first": nn.iloc[0] if len(nn) else None,
+            "blank": None, "head": nn.head(2000).astype(str).tolist(), "values": nn,   # blank: not text
+            "categories": sorted({str(x) for x in pd.unique(nn)}) if few else None}
+
 _ID_NAME = re.compile(r"(^|[_\W])(id|ids|key|uuid|guid|index|idx|no|number)$", re.I)
 
-def column_role(name: str, s: pd.Series, kind: str, max_categories: int = 50) -> tuple[str, str]:
-    "'feature', 'text', or why the column is dropped: 'empty', 'constant', 'identifier'; with the reason."
-    nn = s.dropna()
-    if len(nn) == 0: return "empty", "every value is missing"
-    d = int(nn.nunique())
-    if d == 1: return "constant", f"a single value ({nn.iloc[0]!r})"
+def column_role(name: str, s: pd.Series, kind: str, max_categories: int = 50, facts: dict | None = None) -> tuple[str, str]:
+    """'feature', 'text', or why the column is dropped: 'empty', 'constant', 'identifier'; with the reason. `facts`:
+    `_facts(s, kind, max_categories)` when the caller has them."""
+    f = facts or _facts(s, kind, max_categories)
+    n, d = f["valid"], f["distinct"]
+    if n == 0: return "empty", "every value is missing"
+    if d == 1: return "constant", f"a single value ({f['first']!r})"
     if kind == "categorical" and d > max_categories:
-        words = float(nn.astype(str).head(2000).str.split().str.len().mean())
+        words = float(np.mean([len(str(x).split()) for x in f["head"]]))
         if words >= 3: return "text", f"free text: {d} distinct values, {words:.1f} words on average"
-        if len(nn) >= 20 and d >= 0.95 * len(nn):
-            return "identifier", f"{d / len(nn):.0%} of {len(nn)} values distinct, short text"
-    if kind == "numeric" and pd.api.types.is_integer_dtype(s) and len(nn) >= 20 and d == len(nn):
+        if n >= 20 and d >= 0.95 * n:
+            return "identifier", f"{d / n:.0%} of {n} values distinct, short text"
+    if kind == "numeric" and pd.api.types.is_integer_dtype(s) and n >= 20 and d == n:
+        nn = f["values"]
         if _ID_NAME.search(str(name)) or nn.is_monotonic_increasing or nn.is_monotonic_decreasing:
             return "identifier", "every value distinct, " + (
                 "named like an id" if _ID_NAME.search(str(name)) else "ordered like a row number"
             )
     return "feature", ""
 
-def missing_share(s: pd.Series) -> float:
-    "Share of missing values in `s`, blank text (empty or only spaces) counted as missing."
-    miss = s.isna()
+def missing_share(s: pd.Series, facts: dict | None = None) -> float:
+    "Share of missing values in `s`, blank text (empty or only spaces) counted as missing. `facts`: `_facts(s)`."
+    if not len(s): return 0.0
     if s.dtype == object or isinstance(s.dtype, pd.StringDtype):
-        miss = miss | s.astype("string").str.strip().eq("").fillna(False).astype(bool)
-    return float(miss.mean()) if len(s) else 0.0
+        f = facts or _facts(s)
+        if f["blank"] is not None: return (f["rows"] - f["valid"] + f["blank"]) / f["rows"]   # text, by pyarrow
+        miss = s.isna() | s.astype("string").str.strip().eq("").fillna(False).astype(bool)   # mixed types
+        return float(miss.mean())
+    return float(s.isna().mean())
 
 def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: str | None = None,
                  task_reason: str | None = None, drop_missing_above: float | None = None) -> dict:
@@ -109,19 +158,19 @@ def infer_schema(df: pd.DataFrame, target: str, max_categories: int = 50, task: 
     cols, dropped = {}, {}
     for name, s in df.items():
         kind = column_kind(s)
-        c = {"kind": kind, "dtype": str(s.dtype), "nullable": bool(s.isna().any())}
+        f = _facts(s, kind, max_categories)
+        c = {"kind": kind, "dtype": str(s.dtype), "nullable": f["valid"] < f["rows"]}
         if kind == "numeric":
-            c.update(min=float(s.min()), max=float(s.max())) if s.notna().any() else c.update(min=None, max=None)
+            c.update(min=float(s.min()), max=float(s.max())) if f["valid"] else c.update(min=None, max=None)
         elif kind == "categorical":
-            cats = s.dropna().astype(str).unique()
-            c["categories"] = sorted(cats.tolist()) if len(cats) <= max_categories else None
-        elif kind == "datetime" and s.notna().any():
+            c["categories"] = f["categories"]
+        elif kind == "datetime" and f["valid"]:
             t = parse_dates(s)
             c.update(min=str(t.min()), max=str(t.max()))
         if name != target:
-            c["role"], why = column_role(str(name), s, kind, max_categories)
+            c["role"], why = column_role(str(name), s, kind, max_categories, f)
             if c["role"] in ("feature", "text") and drop_missing_above is not None:
-                share = missing_share(s)
+                share = missing_share(s, f)
                 if share > drop_missing_above:
                     c["role"], c["missing_share"] = "mostly_empty", round(share, 4)
                     why = (
@@ -180,6 +229,17 @@ test_eq(_ss["features"], ["x"])
 test_eq((_ss["columns"]["rare"]["role"], _ss["columns"]["rare"]["missing_share"]), ("mostly_empty", 0.925))
 assert _ss["dropped"]["blank"].startswith("mostly_empty: 92.5% of the values missing")
 test_eq(infer_schema(_sparse, "y")["features"], ["x", "rare", "blank"])   # without the limit: kept, imputed
+# distinct values and blank text by sorting or pyarrow count as pandas does, whatever the dtype
+_kinds = {"f": [0.0, -0.0, np.nan, 2.5, 2.5], "i": [3, 1, 3, 2, 1], "b": [True, False, True, True, False],
+          "t": ["a", None, "b", "a", " "], "mixed": [1, "1", None, 2.5, "x"], "cat": pd.Categorical(list("abcab")),
+          "d": pd.to_datetime(["2020-01-01", None, "2020-01-01", "2021-01-01", "2020-01-01"]),
+          "tz": pd.to_datetime(["2020-01-01", None, "2020-01-01", "2021-01-01", "2020-01-01"]).tz_localize("UTC"),
+          "I": pd.array([1, None, 1, 2, 3], dtype="Int64"), "none": [None] * 5}
+for _k, _v in _kinds.items():
+    _col = pd.Series(_v)
+    test_eq(_distinct(_col), _col.nunique())
+    if _k in ("t", "mixed"):
+        test_eq(missing_share(_col), float((_col.isna() | _col.astype("string").str.strip().eq("").fillna(False)).mean()))
 
 # %% [markdown]
 ## Checking data against the schema
@@ -307,16 +367,17 @@ def target_gates(y: pd.Series, schema: dict | None, min_rows: int = 20, min_rows
     return out
 
 def column_gates(df: pd.DataFrame, features: list, schema: dict | None, max_missing_share: float = 0.2,
-                 max_duplicate_share: float = 0.05) -> list[tuple]:
+                 max_duplicate_share: float = 0.05, duplicated: pd.Series | None = None) -> list[tuple]:
     """The columns' gates as measured: each feature's share of missing values, whether any feature is usable and which
-    columns are not (with a schema), and the share of duplicate rows."""
-    out = [("missing", "share of missing values", str(name), round(float(share), 4), max_missing_share,
-            share <= max_missing_share) for name, share in df[features].isna().mean().items()]
+    columns are not (with a schema), and the share of duplicate rows (from `duplicated`, `duplicate_rows(df)`, if given)."""
+    shares = {name: float(df[name].isna().mean()) for name in features}    # column by column: no copy of the frame
+    out = [("missing", "share of missing values", str(name), round(share, 4), max_missing_share,
+            share <= max_missing_share) for name, share in shares.items()]
     if schema is not None:
         out.append(("features", "usable features", None, len(features), 1, len(features) >= 1))
         out += [("dropped_columns", "column not used as a feature", name, why, "a usable feature", False)
                 for name, why in schema.get("dropped", {}).items()]
-    dup = float(df.duplicated().mean())
+    dup = float((duplicate_rows(df) if duplicated is None else duplicated).mean())
     out.append(("duplicates", "share of duplicate rows", None, round(dup, 4), max_duplicate_share,
                 dup <= max_duplicate_share))
     return out
@@ -331,6 +392,8 @@ test_eq(len(target_gates(pd.Series([1.0, 2.0], name="y"), {"task": "regression"}
 _cg = column_gates(pd.DataFrame({"x": [1, None, 1, 1], "y": 0}), ["x"], {"dropped": {"id": "identifier-like"}})
 test_eq([(m[0], m[2], m[3], m[5]) for m in _cg], [("missing", "x", 0.25, False), ("features", None, 1, True),
         ("dropped_columns", "id", "identifier-like", False), ("duplicates", None, 0.5, False)])
+# a mask the caller has already counted is used as it is
+test_eq(column_gates(pd.DataFrame({"x": [1, 1]}), ["x"], None, duplicated=pd.Series([False, False]))[-1][3], 0.0)
 
 # %% [code]
 #| export
@@ -345,13 +408,15 @@ def quality_gates(
     levels: dict | None = None,
     cv_folds: int | None = None,
     train_share: float | None = None,
+    duplicated: pd.Series | None = None,
 ) -> list[dict]:
     """Measure each gate; every result has gate, key, column, value, limit, passed and level ('error' or 'warning').
-    With `cv_folds` and `train_share` (classification): whether every class has enough rows in the training split."""
+    With `cv_folds` and `train_share` (classification): whether every class has enough rows in the training split.
+    `duplicated`: `duplicate_rows(df)` when the caller has it already (it is the costliest gate on large data)."""
     levels = check_gate_levels(levels)
     feats = schema["features"] if schema else [c for c in df.columns if c != target]
     measured = target_gates(df[target], schema, min_rows, min_rows_per_class, cv_folds, train_share) + \
-        column_gates(df, feats, schema, max_missing_share, max_duplicate_share)
+        column_gates(df, feats, schema, max_missing_share, max_duplicate_share, duplicated)
     return [g for m in measured if (g := gate_record(levels, *m)) is not None]
 
 def raise_on_failed(gates: list[dict], source: str = "data", schema: dict | None = None):
@@ -433,11 +498,61 @@ test_fail(
 ydata-profiling, installed as its maintained successor `fg-data-profiling` (`import data_profiling`).
 Its usage analytics are switched off before it is imported: a run makes no outbound call.
 
-On large data a full report is slow (about 80 s and 1.9 GB on 1M rows x 20 columns) and minimal mode
-drops what makes a profile useful. Above `profile_sample_rows` rows the report has two parts in one
-page: the exact per-column statistics (counts, missing values, distinct values, quantiles, histograms)
-on **all** rows, and the costly parts (correlations, duplicate rows, missing-value patterns, and the
-pairwise interaction plots if asked for) on a random sample whose size the page states.
+On large data even ydata-profiling's minimal mode is slow and memory-hungry (about 30 s on 1M rows x 21
+columns; at 10M rows the validate step was stopped at 12 GiB after 8 minutes). Above `profile_sample_rows`
+rows the report has two parts in one page: exact statistics of **every** column on **all** rows
+(missing, distinct and blank values, mean, std, min, quartiles, max, the most frequent values),
+computed by pyarrow one column at a time (`column_statistics`, ~5 s on 1M rows), and ydata-profiling's
+report (histograms, correlations, duplicate rows, missing-value patterns, and the pairwise interaction
+plots if asked for) on a random sample whose size the page states.
+
+# %% [code]
+#| export
+def column_statistics(df: pd.DataFrame, top: int = 3) -> pd.DataFrame:
+    """Exact statistics of every column of `df`, computed one column at a time by pyarrow (no copy of the frame): type,
+    missing and distinct values, blank text; mean, std, min, quartiles, max of numbers; the `top` most frequent values."""
+    import pyarrow as pa, pyarrow.compute as pc
+    out = []
+    for name, s in df.items():
+        a, n = _arrow(s), len(s)
+        if a is None: a = pa.array(s.astype("string"), from_pandas=True)     # mixed types: as text
+        r = {"column": str(name), "dtype": str(s.dtype), "missing": a.null_count,
+             "missing %": round(100 * a.null_count / n, 2) if n else 0.0,
+             "distinct": pc.count_distinct(a).as_py() if _text(a) else _distinct(s)}
+        if _text(a):
+            r["blank text"] = pc.sum(pc.equal(pc.utf8_trim_whitespace(a), "")).as_py() or 0
+        if (pa.types.is_integer(a.type) or pa.types.is_floating(a.type)) and a.null_count < n:
+            q = pc.quantile(a, q=[0.25, 0.5, 0.75]).to_pylist()
+            mm = pc.min_max(a).as_py()
+            r.update(mean=pc.mean(a).as_py(), std=pc.stddev(a, ddof=1).as_py(), min=mm["min"], p25=q[0], median=q[1],
+                     p75=q[2], max=mm["max"], zeros=pc.sum(pc.equal(a, 0)).as_py())
+        elif pa.types.is_timestamp(a.type) or pa.types.is_date(a.type):
+            mm = pc.min_max(a).as_py(); r.update(min=str(mm["min"]), max=str(mm["max"]))
+        elif a.null_count < n:
+            vc = pc.value_counts(a.drop_null())
+            counts = vc.field("counts").to_numpy()
+            best = np.argsort(-counts, kind="stable")[:top]
+            values = vc.field("values").take(pa.array(best)).to_pylist()
+            r["most frequent"] = ", ".join(f"{v!r} ({int(counts[i])})" for v, i in zip(values, best))
+        out.append(r)
+    return pd.DataFrame(out).set_index("column")
+
+# %% [code]
+_mixed = pd.DataFrame({"x": [1.0, np.nan, 3.0, 3.0], "n": [1, 2, 2, 0], "t": ["a", None, " ", "a"],
+                       "m": [1, "b", None, 2.5], "d": pd.to_datetime(["2020-01-01", None, "2021-05-01", "2020-03-01"]),
+                       "e": [None] * 4})
+_st = column_statistics(_mixed)
+for _c in ("x", "n"):   # the same figures as pandas
+    _s = _mixed[_c]
+    test_eq(_st.loc[_c, ["missing", "distinct"]].tolist(), [_s.isna().sum(), _s.nunique()])
+    test_close(_st.loc[_c, ["mean", "std", "min", "p25", "median", "p75", "max"]].astype(float).tolist(),
+               [_s.mean(), _s.std(), _s.min(), *_s.quantile([0.25, 0.5, 0.75]), _s.max()])
+test_eq(_st.loc["n", "zeros"], 1)
+test_eq(_st.loc["t", ["missing", "distinct", "blank text", "most frequent"]].tolist(), [1, 2, 1, "'a' (2), ' ' (1)"])
+test_eq(_st.loc["m", "distinct"], 3)                            # mixed types are counted as text
+test_eq((_st.loc["d", "min"], _st.loc["d", "max"]), ("2020-01-01 00:00:00", "2021-05-01 00:00:00"))
+test_eq(_st.loc["e", ["missing", "missing %", "distinct"]].tolist(), [4, 100.0, 0])   # nothing but missing values
+_st
 
 # %% [code]
 #| export
@@ -448,8 +563,8 @@ def _frame_page(title: str, parts: list[tuple[str, str]]) -> str:
 
 def profile_report(df: pd.DataFrame, dest, title: str = "Data profile", minimal: bool = False,
                    sample_rows: int | None = None, seed: int = 42, interactions: bool = False) -> dict:
-    """Write a ydata-profiling HTML report of `df` to `dest` atomically; above `sample_rows` rows, exact column statistics
-    plus costly parts on a sample. Returns what was computed on what."""
+    """Write a ydata-profiling HTML report of `df` to `dest` atomically; above `sample_rows` rows, exact statistics of
+    every column (`column_statistics`) and ydata-profiling on a sample. Returns what was computed on what."""
     os.environ["YDATA_PROFILING_NO_ANALYTICS"] = "True"
     from data_profiling import ProfileReport
     n = len(df)
@@ -459,18 +574,14 @@ def profile_report(df: pd.DataFrame, dest, title: str = "Data profile", minimal:
         page = ProfileReport(df, title=title, minimal=minimal, progress_bar=False, **extra).to_html()
         info = {"rows": n, "mode": "minimal" if minimal else "full", "sample_rows": None}
     else:
-        full = ProfileReport(
-            df,
-            title=f"{title}: exact column statistics on all {n:,} rows",
-            minimal=True,
-            progress_bar=False,
-            samples={"head": 5, "tail": 5},
-        ).to_html()
+        stats = column_statistics(df).to_html(na_rep="", float_format="{:.6g}".format, border=0)
+        full = html_page(f"{title}: exact statistics of every column on all {n:,} rows", stats,
+                         "body{font-family:system-ui,sans-serif} td,th{padding:2px 8px;text-align:right}")
         sample = df.sample(sample_rows, random_state=seed)
         desc = f"random sample of {sample_rows:,} of {n:,} rows (seed {seed})"
         costly = ProfileReport(
             sample,
-            title=f"{title}: correlations, duplicates, missing-value patterns on a {desc}",
+            title=f"{title}: histograms, correlations, duplicates, missing-value patterns on a {desc}",
             progress_bar=False,
             minimal=True,
             correlations={"auto": {"calculate": True}},
@@ -479,9 +590,8 @@ def profile_report(df: pd.DataFrame, dest, title: str = "Data profile", minimal:
             interactions={"continuous": interactions},
             dataset={"description": f"Computed on a {desc}; column statistics on all rows are in the first part."},
         ).to_html()
-        costs = (
-            "correlations, " + ("interactions, " if interactions else "") + "duplicate rows and missing-value patterns"
-        )
+        costs = "histograms, correlations, " + ("interactions, " if interactions else "") + \
+            "duplicate rows and missing-value patterns"
         page = _frame_page(title, [(f"Part 1: exact statistics of every column, on all {n:,} rows", full),
                                    (f"Part 2: {costs}, on a {desc}", costly)])
         info = {
@@ -501,7 +611,9 @@ with tempfile.TemporaryDirectory() as d:
     _big = pd.DataFrame({"a": np.arange(400) % 13, "b": np.arange(400) * 0.5, "y": ["p", "q"] * 200})
     p = profile_report(_big, Path(d)/"s.html", sample_rows=100)
     test_eq(p["sample_rows"], 100)
-    assert "random sample of 100 of 400 rows" in Path(p["path"]).read_text()
+    _page = Path(p["path"]).read_text()
+    assert "random sample of 100 of 400 rows" in _page
+    assert "exact statistics of every column on all 400 rows" in _page and "&lt;td&gt;99.75&lt;/td&gt;" in _page  # b's mean
     # the full profile draws the pairwise interaction plots (about 1 s a pair on real data) only when asked
     _two = pd.DataFrame({"a": np.arange(60) % 7, "b": np.arange(60) * 0.5, "y": ["p", "q"] * 30})
     for _inter in (False, True):
@@ -528,8 +640,10 @@ cv_folds, shares = later.get("train", {}).get("cv_folds"), [
 train_share = 1 - sum(shares) if None not in shares else None
 if cv_folds is None or train_share is None:
     print("note: train.cv_folds or a split share is not in params.yaml; the cross-validation gate is skipped")
+repeated = duplicate_rows(raw)          # once: the duplicates gate and the row flow both count it
 gates = quality_gates(raw, target, max_missing_share, min_rows_per_class, max_duplicate_share, schema=schema,
-                      min_rows=min_rows, levels=gate_levels, cv_folds=cv_folds, train_share=train_share)
+                      min_rows=min_rows, levels=gate_levels, cv_folds=cv_folds, train_share=train_share,
+                      duplicated=repeated)
 warnings = failed_warnings(gates)
 write_json({"data_sha256": frame_sha256(raw), "gates": gates, "warnings": warnings,
             "passed": not any(not g["passed"] and g["level"] == "error" for g in gates)}, validation_path)
@@ -549,7 +663,7 @@ if dup and not dup["passed"]:
 profile = profile_report(raw, profile_path, title=f"Profile of {raw_file}", minimal=profile_minimal,
                          sample_rows=profile_sample_rows, seed=seed, interactions=profile_interactions)
 rows = row_flow(len(raw), len(raw), with_target=int(raw[target].notna().sum()),
-                duplicates=int(raw.duplicated().sum()))   # validate removes nothing; it measures
+                duplicates=int(repeated.sum()))   # validate removes nothing; it measures
 record_step(
     lineage_dir,
     "validate",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from mlops_nb.core import duplicate_rows
 from mlops_nb.features import feature_plan   # the feature pipeline, shared with train, package and serve: 00f_features
 # model files packaged before the feature pipeline moved to 00f_features refer to its transformers here
 from mlops_nb.features import DatetimeFeatures, TextFeatures, missing_to_nan  # noqa: F401
@@ -56,7 +57,7 @@ def clean_rows(
     removed = {"missing target": int((~labelled).sum())}
     out = out[labelled]
     if drop_duplicates:
-        dup = out.duplicated()
+        dup = duplicate_rows(out)
         removed["duplicates"] = int(dup.sum())
         out = out[~dup]
     return out.reset_index(drop=True), removed
