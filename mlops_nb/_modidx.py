@@ -689,6 +689,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'mlops_nb.train.usable_folds': ('train.html#usable_folds', 'mlops_nb/train.py')},
             'mlops_nb.validate': { 'mlops_nb.validate.DataQualityError': ('validate.html#dataqualityerror', 'mlops_nb/validate.py'),
                                    'mlops_nb.validate._arrow': ('validate.html#_arrow', 'mlops_nb/validate.py'),
+                                   'mlops_nb.validate._blanks': ('validate.html#_blanks', 'mlops_nb/validate.py'),
                                    'mlops_nb.validate._cv_gate': ('validate.html#_cv_gate', 'mlops_nb/validate.py'),
                                    'mlops_nb.validate._distinct': ('validate.html#_distinct', 'mlops_nb/validate.py'),
                                    'mlops_nb.validate._facts': ('validate.html#_facts', 'mlops_nb/validate.py'),

@@ -82,6 +82,11 @@ def _text(a) -> bool:
     import pyarrow as pa
     return a is not None and (pa.types.is_string(a.type) or pa.types.is_large_string(a.type))
 
+def _blanks(a) -> int:
+    "How many values of the pyarrow text array `a` are empty or only spaces."
+    import pyarrow.compute as pc
+    return int(pc.sum(pc.equal(pc.utf8_trim_whitespace(a), "")).as_py() or 0)
+
 def _distinct(s: pd.Series) -> int:
     """How many distinct values `s` has, missing ones aside, as `Series.nunique` counts them; numbers and dates by
     sorting (hashing 10M distinct floats takes 20x longer), text by pyarrow's hash, anything else by pandas."""
@@ -106,7 +111,7 @@ def _facts(s: pd.Series, kind: str = "categorical", max_categories: int = 50) ->
         v = a.drop_null()
         d = pc.count_distinct(v).as_py() if len(v) else 0
         return {"rows": len(s), "valid": len(v), "distinct": d, "first": v[0].as_py() if len(v) else None,
-                "blank": (pc.sum(pc.equal(pc.utf8_trim_whitespace(v), "")).as_py() or 0) if len(v) else 0,
+                "blank": _blanks(v),
                 "head": v.slice(0, 2000).to_pylist(), "values": None,
                 "categories": sorted(pc.unique(v).to_pylist()) if kind == "categorical" and d <= max_categories else None}
     nn = s.dropna()
@@ -520,7 +525,7 @@ def column_statistics(df: pd.DataFrame, top: int = 3) -> pd.DataFrame:
              "missing %": round(100 * a.null_count / n, 2) if n else 0.0,
              "distinct": pc.count_distinct(a).as_py() if _text(a) else _distinct(s)}
         if _text(a):
-            r["blank text"] = pc.sum(pc.equal(pc.utf8_trim_whitespace(a), "")).as_py() or 0
+            r["blank text"] = _blanks(a)
         if (pa.types.is_integer(a.type) or pa.types.is_floating(a.type)) and a.null_count < n:
             q = pc.quantile(a, q=[0.25, 0.5, 0.75]).to_pylist()
             mm = pc.min_max(a).as_py()
