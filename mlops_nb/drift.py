@@ -74,7 +74,11 @@ def coerce_to_schema(current: pd.DataFrame, schema: dict) -> tuple[pd.DataFrame,
                 )
             out[f] = conv.astype(float)
         elif kind in ("categorical", "boolean"):
-            out[f] = out[f].astype(object).where(out[f].notna(), None).map(lambda v: v if v is None else str(v))
+            s = out[f].astype(object)
+            known = s.notna()
+            # text already (the usual case) is kept as it is; anything else is written as str() writes it
+            if pd.api.types.infer_dtype(s[known], skipna=True) != "string": s = s.where(~known, s.astype(str))
+            out[f] = s.where(known, None)
     return out, problems
 
 def drift_table(reference: pd.DataFrame, current: pd.DataFrame, schema: dict, p_value: float = 0.01,
