@@ -53,15 +53,42 @@ def mini_project(project: Path, dest: Path) -> Path:
     return dest
 
 
+def shared_build(tmp_path_factory, name: str, build) -> tuple[Path, dict]:
+    """Build `name` once per test session, in a folder every xdist worker sees: the first worker to ask runs
+    `build(folder)` (it returns something JSON can hold), the others wait for it on a file lock and reuse the result.
+    Tests never work in that folder: each worker takes its own copy (`copy_finished`)."""
+    from filelock import FileLock
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)/"shared"
+    shared.mkdir(exist_ok=True)
+    folder, done = shared/name, shared/f"{name}.json"
+    with FileLock(str(shared/f"{name}.lock")):
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)       # a build that failed in another worker
+            folder.mkdir()
+            info = build(folder)
+            done.write_text(json.dumps(info))
+    return folder, json.loads(done.read_text())
+
+
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory):
-    "A project copy on which `mlops-nb run` has completed once; yields (root, first run's result, seconds)."
-    root = copy_project(tmp_path_factory.mktemp("project"))
-    t0 = time.perf_counter()
-    result = run([tool("mlops-nb"), "run"], root)
-    seconds = time.perf_counter() - t0
-    print(f"\nfirst `mlops-nb run`: {seconds:.1f} s")
-    return root, result, seconds
+    """A project copy on which `mlops-nb run` has completed once; yields (root, first run's result, seconds).
+    The run happens once per session (`shared_build`); each worker gets a copy, in which a second `mlops-nb run` lets
+    DVC see that nothing changed (it re-hashes the copied files) and leaves the no-op record of the copy's files. The
+    first run's output is given with the built folder's path written as the copy's."""
+    def build(root: Path) -> dict:
+        copy_project(root)
+        t0 = time.perf_counter()
+        r = run([tool("mlops-nb"), "run"], root)
+        return {"args": r.args, "stdout": r.stdout, "stderr": r.stderr, "seconds": time.perf_counter() - t0}
+    built, info = shared_build(tmp_path_factory, "project", build)
+    root = copy_finished(built, tmp_path_factory.mktemp("project")/"p")
+    run([tool("mlops-nb"), "run"], root)
+    result = subprocess.CompletedProcess(info["args"], 0, info["stdout"].replace(str(built), str(root)),
+                                         info["stderr"].replace(str(built), str(root)))
+    print(f"\nfirst `mlops-nb run`: {info['seconds']:.1f} s")
+    return root, result, info["seconds"]
 
 
 def output_files(root: Path) -> set[str]:
@@ -167,27 +194,31 @@ GENERATED = {"missing": clinic_csv, "categorical": orders_csv}   # name -> write
 
 @pytest.fixture(scope="session")
 def dataset_project(tmp_path_factory):
-    "`dataset_project(name)`: a project copy on which `mlops-nb run` completed for DATASETS[name]."
+    "`dataset_project(name)`: a project copy on which `mlops-nb run` completed for DATASETS[name] (built once per session)."
     import yaml
     built = {}
 
+    def build(name: str, root: Path) -> dict:
+        source, target, metric, floor = DATASETS[name]
+        copy_project(root)
+        if name in GENERATED: GENERATED[name](root/source)
+        p = yaml.safe_load((root/"params.yaml").read_text())
+        p["ingest"]["source"] = source
+        p["project"].update(target=target, primary_metric=metric)
+        p["acceptance"]["min_primary_metric"] = floor
+        p["package"]["model_name"] = name
+        p["train"].update(time_budget_s=BUDGET_S, search_iter=3)             # keep the tests short
+        p["evaluate"].update(bootstrap_rounds=100, permutation_repeats=2)
+        for section, values in DATASET_PARAMS.get(name, {}).items(): p[section].update(values)
+        (root/"params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+        run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", f"{name} dataset"], root)
+        run([tool("mlops-nb"), "run"], root, timeout=1200)
+        return {}
+
     def get(name: str) -> Path:
         if name not in built:
-            source, target, metric, floor = DATASETS[name]
-            root = copy_project(tmp_path_factory.mktemp(name))
-            if name in GENERATED: GENERATED[name](root/source)
-            p = yaml.safe_load((root/"params.yaml").read_text())
-            p["ingest"]["source"] = source
-            p["project"].update(target=target, primary_metric=metric)
-            p["acceptance"]["min_primary_metric"] = floor
-            p["package"]["model_name"] = name
-            p["train"].update(time_budget_s=BUDGET_S, search_iter=3)             # keep the tests short
-            p["evaluate"].update(bootstrap_rounds=100, permutation_repeats=2)
-            for section, values in DATASET_PARAMS.get(name, {}).items(): p[section].update(values)
-            (root/"params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
-            run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", f"{name} dataset"], root)
-            run([tool("mlops-nb"), "run"], root, timeout=1200)
-            built[name] = root
+            folder, _ = shared_build(tmp_path_factory, f"dataset-{name}", lambda root: build(name, root))
+            built[name] = copy_finished(folder, tmp_path_factory.mktemp(name)/"p")
         return built[name]
     return get
 
