@@ -165,6 +165,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'mlops_nb.fastpath._is_missing_to_nan': ('fastpath.html#_is_missing_to_nan', 'mlops_nb/fastpath.py'),
                                    'mlops_nb.fastpath._is_nan': ('fastpath.html#_is_nan', 'mlops_nb/fastpath.py'),
                                    'mlops_nb.fastpath._numeric_columns': ('fastpath.html#_numeric_columns', 'mlops_nb/fastpath.py'),
+                                   'mlops_nb.fastpath._refuse_overflow': ('fastpath.html#_refuse_overflow', 'mlops_nb/fastpath.py'),
                                    'mlops_nb.fastpath._step_kind': ('fastpath.html#_step_kind', 'mlops_nb/fastpath.py')},
             'mlops_nb.features': { 'mlops_nb.features.DatetimeFeatures': ('features.html#datetimefeatures', 'mlops_nb/features.py'),
                                    'mlops_nb.features.DatetimeFeatures.__init__': ( 'features.html#datetimefeatures.__init__',

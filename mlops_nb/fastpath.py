@@ -66,6 +66,10 @@ def _encoder_tables(enc, cols, start: int) -> list:
     return out
 
 # %% ../notebooks/00t_fastpath.ipynb #d589ad27
+def _refuse_overflow(columns: list) -> None:
+    "Refuse the values of `columns` that overflowed (a huge input, once scaled), naming each column."
+    if columns: raise SchemaError([_problem(c, "range", "a value too large to compute with") for c in columns])
+
 class FastFeatures:
     """A fitted `ColumnTransformer` of imputers, scalers and one-hot or ordinal encoders as plain arrays and lookup
     tables (each encoder's output per category, read from the encoder itself)."""
@@ -107,10 +111,7 @@ class FastFeatures:
         "Refuse values that overflowed (a huge input, once scaled), naming the column; sparse when the transformer is."
         if self.num:
             bad = np.isinf(out[:, [n[1] for n in self.num]]).any(axis=0)
-            if bad.any():
-                raise SchemaError(
-                    [_problem(n[0], "range", "a value too large to compute with") for n, b in zip(self.num, bad) if b]
-                )
+            _refuse_overflow([n[0] for n, b in zip(self.num, bad) if b])
         if not self.sparse: return out
         from scipy import sparse
         return sparse.csr_matrix(out)
@@ -159,12 +160,11 @@ class FastFeatures:
 
     def _sparse_frame(self, X: pd.DataFrame):
         """`frame` for a transformer whose output is sparse: built sparse, block by block (a numeric column, the table
-        rows of a categorical one) and stacked in output order, never as dense rows (1M rows, 850 one-hot columns:
-        0.6 s against 9 s through dense blocks of 4096 rows)."""
+        rows of a categorical one) and stacked in output order, never as dense rows (450k rows, 582 columns:
+        1.8 s against 6.5 s through dense blocks of 4096 rows)."""
         from scipy import sparse
         num = list(self._numeric(X))
-        bad = [c for c, _, v in num if np.isinf(v).any()]     # a huge input, once scaled
-        if bad: raise SchemaError([_problem(c, "range", "a value too large to compute with") for c in bad])
+        _refuse_overflow([c for c, _, v in num if np.isinf(v).any()])
         blocks = [(j, sparse.csr_matrix(v[:, None])) for _, j, v in num]
         blocks += [(j, sparse.csr_matrix(table)[rows]) for j, table, rows in self._codes(X)]
         return sparse.hstack([b for _, b in sorted(blocks, key=lambda b: b[0])], format="csr")
