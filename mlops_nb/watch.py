@@ -95,30 +95,54 @@ def record_run(log_path, job: str, fn, on_failure=None) -> dict:
     return rec
 
 # %% ../notebooks/98_watch.ipynb #c1ec6b2d
+class _Running:
+    """The jobs of one scheduler that are running. `track(fn)` counts `fn` while it runs; after `close()` a job that
+    had not started yet does not start, and `wait()` returns once the started ones have ended."""
+    def __init__(self): self.n, self.closed, self.cond = 0, False, threading.Condition()
+    def track(self, fn):
+        def job():
+            with self.cond:
+                if self.closed: return None
+                self.n += 1
+            try: return fn()
+            finally:
+                with self.cond: self.n -= 1; self.cond.notify_all()
+        return job
+    def close(self):
+        with self.cond: self.closed = True
+    def wait(self):
+        with self.cond: self.cond.wait_for(lambda: self.n == 0)
+
 def run_schedule(runs: dict, triggers: dict, stop: threading.Event, log=print, on_start=None):
     """Run `runs[name]()` on `triggers[name]` (None: only on request) until `stop` is set; returns the scheduler (shut
-    down)."""
+    down). On the way out the running jobs end first. Not APScheduler's `shutdown(wait=True)`: it holds the scheduler's
+    job-store lock while it waits, so a running job that asks for another run (`run_now`, as the monitor job asks for
+    a retraining) would wait for that lock, and the stop for the job, forever."""
     from apscheduler.schedulers.background import BackgroundScheduler
     sched = BackgroundScheduler(
         timezone=timezone.utc,
         job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
         executors={"default": {"type": "threadpool", "max_workers": max(2, len(runs))}},
     )
+    sched._mlops_nb_running = running = _Running()   # run_now's jobs are counted too
     for name, fn in runs.items():
         if triggers.get(name) is not None:
-            sched.add_job(fn, triggers[name], id=name, name=name, next_run_time=datetime.now(timezone.utc))
+            sched.add_job(running.track(fn), triggers[name], id=name, name=name, next_run_time=datetime.now(timezone.utc))
     if on_start is not None: on_start(sched)
     sched.start()
     log(f"watch: {', '.join(f'{j.id} ({j.trigger})' for j in sched.get_jobs())}; Ctrl-C stops")
     try:
         while not stop.wait(0.2): pass
     finally:
-        sched.shutdown(wait=True)
+        running.close()              # what has not started by now does not start
+        sched.shutdown(wait=False)   # no new runs; a request made from now on is kept, unrun, by the stopped scheduler
+        running.wait()
     return sched
 
 def run_now(sched, name: str, fn) -> None:
     "Ask `sched` to run `fn` at once as job `name` (a request while it is queued is merged with it)."
-    sched.add_job(fn, id=f"{name}-now", name=name, replace_existing=True)
+    running = getattr(sched, "_mlops_nb_running", None)
+    sched.add_job(running.track(fn) if running else fn, id=f"{name}-now", name=name, replace_existing=True)
 
 def install_stop(stop: threading.Event, log=print) -> None:
     "Ctrl-C and SIGTERM set `stop` (main thread only; elsewhere nothing is installed)."

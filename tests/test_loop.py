@@ -18,6 +18,7 @@ from test_serve import stop_server
 
 DRIFTED, SHIFT_G = "body_mass_g", 1200      # +1.5 training standard deviations: material drift of a minor feature
 SIGNAL_LIMIT_S, CHAMPION_LIMIT_S = 120, 600
+STOP_LIMIT_S = 600      # a retraining that started before SIGTERM runs to its end: a whole pipeline run on a busy machine
 
 
 def loop_project(project, dest: Path) -> Path:
@@ -49,7 +50,7 @@ class Traffic:
 
 
 def watch(root: Path, env_extra: dict):
-    env = {**os.environ, **env_extra, "PATH": str(Path(tool("mlops-nb")).parent) + os.pathsep + os.environ.get("PATH", "")}
+    env = {**os.environ, **env_extra, "PYTHONFAULTHANDLER": "1", "PATH": str(Path(tool("mlops-nb")).parent) + os.pathsep + os.environ.get("PATH", "")}
     return subprocess.Popen([tool("mlops-nb"), "watch", "--project", str(root)], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -108,7 +109,10 @@ def events(hook, name): return [(at, m) for at, m in hook.arrivals if m["event"]
 def stop_watch(w) -> str:
     "SIGTERM stops `watch` after its running jobs: a retraining that started on newer feedback runs to its end first."
     w.send_signal(signal.SIGTERM)
-    out, _ = w.communicate(timeout=900)
+    try: out, _ = w.communicate(timeout=STOP_LIMIT_S)
+    except subprocess.TimeoutExpired:   # PYTHONFAULTHANDLER: SIGABRT prints every thread's stack, to show what hangs
+        w.send_signal(signal.SIGABRT); out, _ = w.communicate(timeout=60)
+        raise AssertionError(f"watch did not stop within {STOP_LIMIT_S} s of SIGTERM:\n{out[-12000:]}") from None
     assert w.returncode == 0 and "watch: stopped" in out, out[-3000:]
     return out
 
