@@ -137,8 +137,11 @@ class WarmKernel:
             except Exception: pass
 
 def _warm_render():
-    "Render a one-cell notebook once, so that the first step's page does not pay for nbconvert's templates (~1.5 s)."
-    import nbformat
+    """Import papermill (~0.6 s) and render a one-cell notebook once (nbconvert's templates, ~1.5 s), while DVC starts
+    and checks what changed: the first step pays for neither."""
+    from .step_runner import _skip_iri_grammar
+    _skip_iri_grammar()      # before jsonschema is imported, as run_step does
+    import nbformat, papermill  # noqa: F401
     from mlops_nb.report_pages import render_html
     with tempfile.TemporaryDirectory() as d:
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
@@ -157,7 +160,7 @@ class StepServer:
         self.sock.bind(self.path); self.sock.listen(4); self.sock.settimeout(0.2)
         self.kernel = WarmKernel(self.root)   # the run's kernel boots while DVC checks what changed
         self._stopping: list[threading.Thread] = []
-        self._render = None
+        self._render = threading.Thread(target=_warm_render, daemon=True); self._render.start()
     def env(self) -> dict:
         return {EXECUTOR_ENV: self.path}
     def _handle(self, conn):
@@ -172,8 +175,6 @@ class StepServer:
         if req.get("command") == "report":
             build_index(self.root)
             return write({"rc": 0, "error": None})
-        if self._render is None:   # nbconvert loads its templates while the first step's kernel works
-            self._render = threading.Thread(target=_warm_render, daemon=True); self._render.start()
         km = self.kernel.take() if self.kernel else None
         if km is None: self.kernel = None                        # papermill starts a fresh kernel for this step
         rc, error, freed = 0, None, []
