@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .core import ParamsError
 from .report import build_index   # the front page: 92_report
-from .step_runner import STEPS, StepFailed, _ipc_kernel_manager, run_step   # one step: 90b
+from .step_runner import STEPS, StepFailed, _ipc_kernel_manager, _skip_iri_grammar, run_step   # one step: 90b
 
 # %% auto #0
 __all__ = ['EXECUTOR_ENV', 'WARM_IMPORTS', 'SLOW_IMPORTS', 'BETWEEN_STEPS', 'warm_imports', 'warm_code', 'WarmKernel',
@@ -139,7 +139,6 @@ class WarmKernel:
 def _warm_render():
     """Import papermill (~0.6 s) and render a one-cell notebook once (nbconvert's templates, ~1.5 s), while DVC starts
     and checks what changed: the first step pays for neither."""
-    from .step_runner import _skip_iri_grammar
     _skip_iri_grammar()      # before jsonschema is imported, as run_step does
     import nbformat, papermill  # noqa: F401
     from mlops_nb.report_pages import render_html
@@ -160,7 +159,7 @@ class StepServer:
         self.sock.bind(self.path); self.sock.listen(4); self.sock.settimeout(0.2)
         self.kernel = WarmKernel(self.root)   # the run's kernel boots while DVC checks what changed
         self._stopping: list[threading.Thread] = []
-        self._render = threading.Thread(target=_warm_render, daemon=True); self._render.start()
+        threading.Thread(target=_warm_render, daemon=True).start()   # papermill and nbconvert load meanwhile
     def env(self) -> dict:
         return {EXECUTOR_ENV: self.path}
     def _handle(self, conn):
